@@ -1,0 +1,32 @@
+"""dagd: an event-driven workflow orchestrator. This module is the authoring API.
+
+    from dagd import DAG, task, chain
+
+    with DAG("etl") as etl:
+        @task
+        def extract(): ...
+"""
+
+from dagd.authoring.context import Context, get_current_context
+from dagd.authoring.dag import DAG, dag
+from dagd.authoring.tasks import BaseTask, PythonTask, XComArg, chain, task
+from dagd.errors import CycleError, DagDefinitionError, DagdError
+from dagd.retry import RetryPolicy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DAG",
+    "BaseTask",
+    "Context",
+    "CycleError",
+    "DagDefinitionError",
+    "DagdError",
+    "PythonTask",
+    "RetryPolicy",
+    "XComArg",
+    "chain",
+    "dag",
+    "get_current_context",
+    "task",
+]

@@ -1,0 +1,211 @@
+"""DAG: a named graph of tasks with its triggers and defaults; the `@dag` decorator.
+
+Pure. `validate()` runs the cycle check and returns a topological order; the loader
+calls it when a file has been imported, so a bad DAG never reaches the scheduler.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dagd.authoring.tasks import TASK_DEFAULT_KEYS, BaseTask, caller_location, check_id
+from dagd.errors import CycleError, DagDefinitionError
+
+_context_stack: list[DAG] = []
+# While the loader imports a file, every DAG built is collected here.
+_collector: list[DAG] | None = None
+
+
+def current_dag() -> DAG | None:
+    return _context_stack[-1] if _context_stack else None
+
+
+def start_collecting() -> None:
+    global _collector
+    _collector = []
+
+
+def stop_collecting() -> list[DAG]:
+    global _collector
+    collected, _collector = _collector or [], None
+    _context_stack.clear()
+    return collected
+
+
+def _positive(value: Any, name: str, dag_id: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DagDefinitionError(
+            f"{name} must be a whole number >= 1, got {value!r}", dag_id=dag_id, field=name
+        )
+    return value
+
+
+class DAG:
+    """A workflow: tasks, their dependencies, what triggers it and its limits."""
+
+    def __init__(
+        self,
+        dag_id: str,
+        *,
+        description: str = "",
+        triggers: Iterable[Any] = (),
+        default_args: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        max_active_runs: int | None = None,
+        max_active_tasks: int | None = None,
+        tags: Iterable[str] = (),
+        doc: str | None = None,
+    ) -> None:
+        self.fileloc, self.lineno = caller_location()
+        self.dag_id = check_id(dag_id, "dag_id", file=self.fileloc, line=self.lineno)
+        self.description = description
+        self.triggers = list(triggers)
+        self.default_args = dict(default_args or {})
+        unknown = set(self.default_args) - TASK_DEFAULT_KEYS
+        if unknown:
+            raise DagDefinitionError(
+                f"unknown default_args key(s) {sorted(unknown)}; "
+                f"known: {', '.join(sorted(TASK_DEFAULT_KEYS))}",
+                dag_id=dag_id,
+                field="default_args",
+            )
+        self.params = dict(params or {})
+        self.max_active_runs = _positive(max_active_runs, "max_active_runs", dag_id)
+        self.max_active_tasks = _positive(max_active_tasks, "max_active_tasks", dag_id)
+        self.tags = list(tags)
+        self.doc = doc
+        self.tasks: dict[str, BaseTask] = {}
+        if _collector is not None:
+            _collector.append(self)
+
+    def __enter__(self) -> DAG:
+        _context_stack.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if _context_stack and _context_stack[-1] is self:
+            _context_stack.pop()
+
+    def add_task(self, task: BaseTask) -> None:
+        if task.task_id in self.tasks:
+            raise DagDefinitionError(
+                "duplicate task id: another task of this DAG has it already",
+                dag_id=self.dag_id,
+                task_id=task.task_id,
+                file=task.fileloc,
+                line=task.lineno,
+            )
+        self.tasks[task.task_id] = task
+
+    def get_task(self, task_id: str) -> BaseTask:
+        try:
+            return self.tasks[task_id]
+        except KeyError:
+            raise DagDefinitionError(
+                "no such task", dag_id=self.dag_id, task_id=task_id
+            ) from None
+
+    @property
+    def roots(self) -> list[BaseTask]:
+        return [t for t in self.tasks.values() if not t.upstream_ids]
+
+    @property
+    def leaves(self) -> list[BaseTask]:
+        return [t for t in self.tasks.values() if not t.downstream_ids]
+
+    def validate(self) -> list[str]:
+        """Check the graph; return task ids in a topological order. Raise on a cycle."""
+        for t in self.tasks.values():
+            missing = t.upstream_ids - self.tasks.keys()
+            if missing:
+                raise DagDefinitionError(
+                    f"depends on unknown task(s) {sorted(missing)}",
+                    dag_id=self.dag_id,
+                    task_id=t.task_id,
+                )
+        indegree = {tid: len(t.upstream_ids) for tid, t in self.tasks.items()}
+        ready = [tid for tid, n in indegree.items() if n == 0]
+        order: list[str] = []
+        while ready:
+            tid = ready.pop()
+            order.append(tid)
+            for down in self.tasks[tid].downstream_ids:
+                indegree[down] -= 1
+                if indegree[down] == 0:
+                    ready.append(down)
+        if len(order) != len(self.tasks):
+            cycle = self._find_cycle({tid for tid, n in indegree.items() if n > 0})
+            raise CycleError(
+                f"cycle in dependencies: {' -> '.join(cycle)}",
+                cycle=cycle,
+                dag_id=self.dag_id,
+                task_id=cycle[0],
+                file=self.fileloc,
+                line=self.lineno,
+            )
+        return order
+
+    def _find_cycle(self, candidates: set[str]) -> list[str]:
+        """Walk downstream inside the unsorted remainder until a task repeats."""
+        start = min(candidates)
+        path: list[str] = []
+        seen: dict[str, int] = {}
+        node = start
+        while node not in seen:
+            seen[node] = len(path)
+            path.append(node)
+            node = min(d for d in self.tasks[node].downstream_ids if d in candidates)
+        return [*path[seen[node] :], node]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description of the DAG, stored for the CLI and UI."""
+        order = self.validate()
+        return {
+            "dag_id": self.dag_id,
+            "description": self.description,
+            "fileloc": self.fileloc,
+            "line": self.lineno,
+            "tags": self.tags,
+            "params": self.params,
+            "max_active_runs": self.max_active_runs,
+            "max_active_tasks": self.max_active_tasks,
+            "triggers": [describe_trigger(t) for t in self.triggers],
+            "tasks": [self.tasks[tid].describe() for tid in order],
+        }
+
+    def __repr__(self) -> str:
+        return f"<DAG {self.dag_id} ({len(self.tasks)} tasks)>"
+
+
+def describe_trigger(trigger: Any) -> dict[str, Any]:
+    describe = getattr(trigger, "describe", None)
+    if callable(describe):
+        result: dict[str, Any] = describe()
+        return result
+    return {"kind": type(trigger).__name__, "repr": repr(trigger)}
+
+
+def dag(
+    dag_id: str | Callable[..., Any] | None = None, **options: Any
+) -> Any:
+    """`@dag` / `@dag(...)`: calling the decorated function builds the DAG and returns it."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., DAG]:
+        @functools.wraps(fn)
+        def build(*args: Any, **kwargs: Any) -> DAG:
+            the_id = dag_id if isinstance(dag_id, str) else fn.__name__
+            opts = dict(options)
+            opts.setdefault("description", (fn.__doc__ or "").strip().split("\n")[0])
+            with DAG(the_id, **opts) as built:
+                fn(*args, **kwargs)
+            return built
+
+        return build
+
+    if callable(dag_id):
+        return wrap(dag_id)
+    return wrap

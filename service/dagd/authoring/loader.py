@@ -1,0 +1,141 @@
+"""The DAG-file loader: import each `.py` of the DAGs folder on its own.
+
+A file that raises, or whose DAG fails validation, becomes an `ImportFailure`
+(file, line, message, traceback); it never stops the other files. Blocking: the
+daemon calls it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dagd.authoring import dag as dag_module
+from dagd.authoring.dag import DAG
+from dagd.errors import DagdError
+
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ImportFailure:
+    file: str
+    line: int | None
+    message: str
+    traceback: str
+
+
+@dataclass
+class DagBag:
+    folder: Path
+    dags: dict[str, DAG] = field(default_factory=dict)
+    errors: list[ImportFailure] = field(default_factory=list)
+    files: dict[str, list[str]] = field(default_factory=dict)
+
+
+def module_name(path: Path) -> str:
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    return f"dagd_dagfile_{stem}_{digest}"
+
+
+def _failure(path: Path, exc: BaseException) -> ImportFailure:
+    """Where in the user's file the error is: its own line, or the deepest frame in it."""
+    if isinstance(exc, DagdError) and exc.file == str(path) and exc.line:
+        line: int | None = exc.line
+    elif isinstance(exc, SyntaxError) and exc.filename == str(path):
+        line = exc.lineno
+    else:
+        line = None
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename == str(path):
+                line = frame.lineno
+    if isinstance(exc, DagdError):
+        if exc.file is None:
+            exc.file, exc.line = str(path), line
+        message = str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return ImportFailure(file=str(path), line=line, message=message, traceback=tb)
+
+
+def load_file(path: Path) -> tuple[list[DAG], ImportFailure | None]:
+    """Import one DAG file; return its DAGs, or the failure that stopped it."""
+    path = path.resolve()
+    name = module_name(path)
+    with _lock:
+        folder = str(path.parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        dag_module.start_collecting()
+        try:
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            found = dag_module.stop_collecting()
+            for value in vars(module).values():
+                if isinstance(value, DAG) and value not in found:
+                    found.append(value)
+            for d in found:
+                d.validate()
+        except KeyboardInterrupt:
+            dag_module.stop_collecting()
+            raise
+        except BaseException as exc:  # a DAG file may raise anything, SystemExit included
+            dag_module.stop_collecting()
+            sys.modules.pop(name, None)
+            return [], _failure(path, exc)
+    return found, None
+
+
+def load_folder(folder: Path) -> DagBag:
+    """Import every `.py` file under `folder` (skipping names starting with '_' or '.')."""
+    bag = DagBag(folder=folder)
+    if not folder.is_dir():
+        bag.errors.append(
+            ImportFailure(str(folder), None, "DAGs folder does not exist", "")
+        )
+        return bag
+    for path in sorted(folder.rglob("*.py")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(("_", ".")) for part in rel.parts):
+            continue
+        dags, failure = load_file(path)
+        key = str(path.resolve())
+        if failure is not None:
+            bag.errors.append(failure)
+            continue
+        ids: list[str] = []
+        for d in dags:
+            if d.dag_id in bag.dags:
+                other = bag.dags[d.dag_id].fileloc
+                bag.errors.append(
+                    ImportFailure(
+                        key, d.lineno, f"DAG id {d.dag_id!r} is already defined in {other}", ""
+                    )
+                )
+                continue
+            bag.dags[d.dag_id] = d
+            ids.append(d.dag_id)
+        bag.files[key] = ids
+    return bag
+
+
+def find_dag(path: Path, dag_id: str) -> DAG:
+    """Used by worker processes: import one file and return one of its DAGs."""
+    dags, failure = load_file(path)
+    if failure is not None:
+        raise DagdError(f"cannot load DAG file: {failure.message}", file=failure.file)
+    for d in dags:
+        if d.dag_id == dag_id:
+            return d
+    raise DagdError(f"DAG {dag_id!r} not found", file=str(path))

@@ -1,0 +1,458 @@
+"""Tasks and their dependencies: BaseTask, PythonTask, the `@task` decorator, XComArg, chain.
+
+Pure: building a task validates its settings and registers it on its DAG; nothing
+here runs anything. `a >> b`, `a << b`, lists on either side, `set_upstream`,
+`set_downstream` and `chain` all end in `BaseTask._relate`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dagd.authoring.context import INJECTABLE, Context
+from dagd.errors import DagDefinitionError
+from dagd.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from dagd.authoring.dag import DAG
+
+TRIGGER_RULES = frozenset(
+    {
+        "all_success",
+        "all_failed",
+        "all_done",
+        "one_success",
+        "one_failed",
+        "none_failed",
+        "none_skipped",
+    }
+)
+ISOLATIONS = frozenset({"process", "thread"})
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,249}$")
+
+# Settings a DAG's default_args may give to each of its tasks.
+TASK_DEFAULT_KEYS = frozenset(
+    {
+        "retries",
+        "retry_delay",
+        "retry_exponential_backoff",
+        "max_retry_delay",
+        "retry_jitter",
+        "retry_on",
+        "execution_timeout",
+        "trigger_rule",
+        "isolation",
+    }
+)
+
+
+def caller_location() -> tuple[str | None, int | None]:
+    """File and line of the first frame outside the dagd package: where the user wrote it."""
+    frame = sys._getframe(1)
+    package_dir = __file__.rsplit("/authoring/", 1)[0]
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(package_dir):
+            return filename, frame.f_lineno
+        frame = frame.f_back  # type: ignore[assignment]
+    return None, None
+
+
+def check_id(value: Any, what: str, **where: Any) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise DagDefinitionError(
+            f"{what} must be 1-250 letters, digits, '_', '.' or '-', got {value!r}", **where
+        )
+    return value
+
+
+def _timeout(value: Any, **where: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise DagDefinitionError(
+            f"execution_timeout must be a positive number of seconds or a timedelta, "
+            f"got {value!r}",
+            field="execution_timeout",
+            **where,
+        )
+    return float(value)
+
+
+class BaseTask:
+    """One node of a DAG. Subclasses set `kind` and implement how they run."""
+
+    kind: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        dag: DAG | None = None,
+        retries: int | None = None,
+        retry_delay: float | timedelta | None = None,
+        retry_exponential_backoff: bool | None = None,
+        max_retry_delay: float | timedelta | None = None,
+        retry_jitter: float | None = None,
+        retry_on: Iterable[type[BaseException]] | type[BaseException] | None = None,
+        execution_timeout: float | timedelta | None = None,
+        trigger_rule: str | None = None,
+        isolation: str | None = None,
+        doc: str | None = None,
+    ) -> None:
+        from dagd.authoring.dag import current_dag
+
+        self.fileloc, self.lineno = caller_location()
+        owner = dag or current_dag()
+        if owner is None:
+            raise DagDefinitionError(
+                f"task {task_id!r} is created outside a DAG: use `with DAG(...):` or pass dag=",
+                task_id=str(task_id),
+                file=self.fileloc,
+                line=self.lineno,
+            )
+        where = {"dag_id": owner.dag_id, "task_id": str(task_id)}
+        self.task_id = check_id(task_id, "task_id", **where)
+        self.dag: DAG = owner
+        self.doc = doc
+        given = {
+            "retries": retries,
+            "retry_delay": retry_delay,
+            "retry_exponential_backoff": retry_exponential_backoff,
+            "max_retry_delay": max_retry_delay,
+            "retry_jitter": retry_jitter,
+            "retry_on": retry_on,
+            "execution_timeout": execution_timeout,
+            "trigger_rule": trigger_rule,
+            "isolation": isolation,
+        }
+        defaults = owner.default_args
+        settings = {k: (v if v is not None else defaults.get(k)) for k, v in given.items()}
+        try:
+            self.retry_policy = RetryPolicy.build(
+                retries=settings["retries"] or 0,
+                retry_delay=(
+                    settings["retry_delay"] if settings["retry_delay"] is not None else 300.0
+                ),
+                retry_exponential_backoff=bool(settings["retry_exponential_backoff"]),
+                max_retry_delay=settings["max_retry_delay"],
+                jitter=settings["retry_jitter"] or 0.0,
+                retry_on=settings["retry_on"],
+            )
+        except DagDefinitionError as exc:
+            raise DagDefinitionError(exc.message, field=exc.field, **where) from None
+        self.execution_timeout = _timeout(settings["execution_timeout"], **where)
+        rule = settings["trigger_rule"] or "all_success"
+        if rule not in TRIGGER_RULES:
+            raise DagDefinitionError(
+                f"unknown trigger rule {rule!r}; use one of {', '.join(sorted(TRIGGER_RULES))}",
+                field="trigger_rule",
+                **where,
+            )
+        self.trigger_rule: str = rule
+        iso = settings["isolation"]
+        if iso is not None and iso not in ISOLATIONS:
+            raise DagDefinitionError(
+                f"isolation must be 'process' or 'thread', got {iso!r}", field="isolation", **where
+            )
+        self.isolation: str | None = iso
+        self.upstream_ids: set[str] = set()
+        self.downstream_ids: set[str] = set()
+        owner.add_task(self)
+
+    # -- dependencies -------------------------------------------------------------
+    def _relate(self, other: Any, *, upstream: bool) -> None:
+        for item in _as_tasks(other, self):
+            if item is self:
+                raise DagDefinitionError(
+                    "a task cannot depend on itself",
+                    dag_id=self.dag.dag_id,
+                    task_id=self.task_id,
+                    file=caller_location()[0],
+                    line=caller_location()[1],
+                )
+            if item.dag is not self.dag:
+                raise DagDefinitionError(
+                    f"cannot link tasks of different DAGs ({item.dag.dag_id!r} "
+                    f"task {item.task_id!r})",
+                    dag_id=self.dag.dag_id,
+                    task_id=self.task_id,
+                )
+            up, down = (item, self) if upstream else (self, item)
+            up.downstream_ids.add(down.task_id)
+            down.upstream_ids.add(up.task_id)
+
+    def set_upstream(self, other: TaskLike | Sequence[TaskLike]) -> None:
+        """`other` must finish before this task starts."""
+        self._relate(other, upstream=True)
+
+    def set_downstream(self, other: TaskLike | Sequence[TaskLike]) -> None:
+        """This task must finish before `other` starts."""
+        self._relate(other, upstream=False)
+
+    def __rshift__(self, other: Any) -> Any:
+        self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: Any) -> Any:
+        self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: Any) -> BaseTask:
+        # [a, b] >> self
+        self.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: Any) -> BaseTask:
+        # [a, b] << self
+        self.set_downstream(other)
+        return self
+
+    # -- running ----------------------------------------------------------------------
+    @property
+    def runs_in_loop(self) -> bool:
+        """True: `execute` is awaited in the daemon's loop; False: `call_sync` runs in a
+        worker process (or a thread with isolation="thread")."""
+        return True
+
+    async def execute(self, context: Context) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement execute()")
+
+    def call_sync(self, context: Context) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement call_sync()")
+
+    # -- description ----------------------------------------------------------------
+    @property
+    def max_tries(self) -> int:
+        return self.retry_policy.max_tries
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready settings, stored with the DAG for the CLI and UI."""
+        return {
+            "task_id": self.task_id,
+            "kind": self.kind,
+            "upstream": sorted(self.upstream_ids),
+            "trigger_rule": self.trigger_rule,
+            "retries": self.retry_policy.retries,
+            "execution_timeout": self.execution_timeout,
+            "isolation": self.isolation,
+            "doc": self.doc,
+            "line": self.lineno,
+        }
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.dag.dag_id}.{self.task_id}>"
+
+
+class XComArg:
+    """The (future) return value of a task, usable as another task's argument."""
+
+    def __init__(self, task: BaseTask, path: tuple[Any, ...] = ()) -> None:
+        self.task = task
+        self.path = path
+
+    def __getitem__(self, key: Any) -> XComArg:
+        return XComArg(self.task, (*self.path, key))
+
+    def resolve(self, upstream: dict[str, Any]) -> Any:
+        value = upstream.get(self.task.task_id)
+        for key in self.path:
+            value = value[key]
+        return value
+
+    def __rshift__(self, other: Any) -> Any:
+        return self.task >> other
+
+    def __lshift__(self, other: Any) -> Any:
+        return self.task << other
+
+    def __rrshift__(self, other: Any) -> Any:
+        return self.task.__rrshift__(other)
+
+    def __rlshift__(self, other: Any) -> Any:
+        return self.task.__rlshift__(other)
+
+    def set_upstream(self, other: Any) -> None:
+        self.task.set_upstream(other)
+
+    def set_downstream(self, other: Any) -> None:
+        self.task.set_downstream(other)
+
+    def __repr__(self) -> str:
+        return f"XComArg({self.task.task_id}{''.join(f'[{k!r}]' for k in self.path)})"
+
+
+TaskLike = BaseTask | XComArg
+
+
+def _as_tasks(other: Any, owner: BaseTask) -> list[BaseTask]:
+    items = other if isinstance(other, list | tuple | set) else [other]
+    out: list[BaseTask] = []
+    for item in items:
+        if isinstance(item, XComArg):
+            item = item.task
+        if not isinstance(item, BaseTask):
+            raise DagDefinitionError(
+                f"can only link tasks (or lists of tasks), got {item!r}",
+                dag_id=owner.dag.dag_id,
+                task_id=owner.task_id,
+            )
+        out.append(item)
+    return out
+
+
+def _find_xcom_args(value: Any) -> Iterable[XComArg]:
+    if isinstance(value, XComArg):
+        yield value
+    elif isinstance(value, list | tuple | set):
+        for item in value:
+            yield from _find_xcom_args(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _find_xcom_args(item)
+
+
+def resolve_args(value: Any, upstream: dict[str, Any]) -> Any:
+    """Replace every XComArg inside `value` with the upstream task's return value."""
+    if isinstance(value, XComArg):
+        return value.resolve(upstream)
+    if isinstance(value, list):
+        return [resolve_args(v, upstream) for v in value]
+    if isinstance(value, tuple):
+        return tuple(resolve_args(v, upstream) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve_args(v, upstream) for k, v in value.items()}
+    return value
+
+
+class PythonTask(BaseTask):
+    """Run a Python callable. Async functions run in the daemon's event loop; sync ones
+    in a worker process by default (`isolation="thread"` runs them in a thread)."""
+
+    kind = "python"
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        python_callable: Callable[..., Any],
+        op_args: Sequence[Any] | None = None,
+        op_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(task_id=task_id, **kwargs)
+        if not callable(python_callable):
+            raise DagDefinitionError(
+                f"python_callable must be callable, got {python_callable!r}",
+                dag_id=self.dag.dag_id,
+                task_id=self.task_id,
+                field="python_callable",
+            )
+        self.python_callable = python_callable
+        self.op_args = list(op_args or [])
+        self.op_kwargs = dict(op_kwargs or {})
+        self.is_async = inspect.iscoroutinefunction(python_callable)
+        for arg in _find_xcom_args([self.op_args, self.op_kwargs]):
+            self.set_upstream(arg.task)
+
+    def build_call(self, context: Context) -> tuple[list[Any], dict[str, Any]]:
+        """Positional and keyword arguments for this attempt, context injected by name."""
+        args = resolve_args(self.op_args, context.upstream)
+        kwargs = resolve_args(self.op_kwargs, context.upstream)
+        try:
+            sig = inspect.signature(self.python_callable)
+        except (TypeError, ValueError):
+            return args, kwargs
+        params = list(sig.parameters.values())
+        positional = [
+            p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ][len(args) :]
+        for p in positional + [p for p in params if p.kind == p.KEYWORD_ONLY]:
+            if p.name in INJECTABLE and p.name not in kwargs:
+                kwargs[p.name] = context.value(p.name)
+        return args, kwargs
+
+    @property
+    def runs_in_loop(self) -> bool:
+        return self.is_async
+
+    async def execute(self, context: Context) -> Any:
+        args, kwargs = self.build_call(context)
+        return await self.python_callable(*args, **kwargs)
+
+    def call_sync(self, context: Context) -> Any:
+        args, kwargs = self.build_call(context)
+        return self.python_callable(*args, **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        data = super().describe()
+        fn = self.python_callable
+        data["callable"] = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+        data["is_async"] = self.is_async
+        return data
+
+
+class _TaskDecorator:
+    """`@task` / `@task(...)`: calling the function inside a DAG adds a PythonTask."""
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.options = options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
+        from dagd.authoring.dag import current_dag
+
+        options = dict(self.options)
+        base_id = options.pop("task_id", None) or self.fn.__name__
+        dag = options.get("dag") or current_dag()
+        task_id = base_id
+        if dag is not None:
+            n = 1
+            while task_id in dag.tasks:
+                task_id = f"{base_id}__{n}"
+                n += 1
+        created = PythonTask(
+            task_id=task_id,
+            python_callable=self.fn,
+            op_args=args,
+            op_kwargs=kwargs,
+            **options,
+        )
+        return XComArg(created)
+
+    def override(self, **options: Any) -> _TaskDecorator:
+        return _TaskDecorator(self.fn, {**self.options, **options})
+
+
+def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Turn a function into a task factory; its return value becomes its XCom."""
+    if fn is not None:
+        return _TaskDecorator(fn, options)
+    return lambda f: _TaskDecorator(f, options)
+
+
+def chain(*items: TaskLike | Sequence[TaskLike]) -> None:
+    """chain(a, b, c) is a >> b >> c; a list links every item to the next element."""
+    for up, down in itertools.pairwise(items):
+        if isinstance(up, list | tuple) and isinstance(down, list | tuple):
+            if len(up) != len(down):
+                raise DagDefinitionError(
+                    f"chain() of two lists needs equal lengths, got {len(up)} and {len(down)}"
+                )
+            for a, b in zip(up, down, strict=True):
+                a >> b
+        elif isinstance(up, list | tuple):
+            for a in up:
+                a >> down
+        else:
+            up >> down

@@ -1,0 +1,352 @@
+"""The `dagd` command: the daemon (`dagd run`) and the commands that read or change it.
+
+Read-only commands open the database read-only. Commands that change something go
+through the running daemon's HTTP API, or, with no daemon running, write directly while
+holding the data directory's lock. Errors are one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import anyio
+import orjson
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from dagd import client
+from dagd.config import Settings, load_settings
+from dagd.errors import DagdError, InvalidInput, NotFound
+from dagd.store import Store
+from dagd.testrun import run_test, state_text, ti_table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def _conf(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"--conf is not valid JSON: {exc}", field="--conf") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("--conf must be a JSON object, like '{\"key\": 1}'", field="--conf")
+    return value
+
+
+async def _reader(settings: Settings) -> Store:
+    return await Store.open(settings.db_path, readonly=True)
+
+
+# -- commands -------------------------------------------------------------------------
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from dagd.daemon import Daemon
+
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    anyio.run(Daemon(settings).run)
+    return 0
+
+
+async def cmd_dags_list(settings: Settings, args: argparse.Namespace) -> int:
+    store = await _reader(settings)
+    try:
+        dags = await store.list_dags()
+        errors = await store.list_import_errors()
+    finally:
+        await store.close()
+    table = Table(title=f"DAGs ({settings.dags_folder})")
+    for col in ("dag", "tasks", "paused", "last run", "description", "file"):
+        table.add_column(col)
+    for d in dags:
+        if not d.is_active:
+            continue
+        last = f"{d.last_run_id} {state_text(d.last_run_state)}" if d.last_run_id else ""
+        table.add_row(d.dag_id, str(len(d.spec.get("tasks", []))), "yes" if d.is_paused else "",
+                      last, d.description, d.fileloc)
+    console.print(table)
+    if errors:
+        err_console.print(f"[red]{len(errors)} file(s) failed to import: `dagd dags errors`[/]")
+    return 0
+
+
+async def cmd_dags_errors(settings: Settings, args: argparse.Namespace) -> int:
+    store = await _reader(settings)
+    try:
+        errors = await store.list_import_errors()
+    finally:
+        await store.close()
+    if not errors:
+        console.print("no import errors")
+        return 0
+    for e in errors:
+        where = f"{e.file}:{e.line}" if e.line else e.file
+        console.rule(f"[red]{where}[/]")
+        console.print(e.message, markup=False, highlight=False)
+        if args.traceback and e.traceback:
+            console.print(e.traceback, markup=False, highlight=False)
+    return 1
+
+
+def _graph(spec: dict[str, Any]) -> Tree:
+    tasks = {t["task_id"]: t for t in spec.get("tasks", [])}
+    down: dict[str, list[str]] = {tid: [] for tid in tasks}
+    for t in tasks.values():
+        for up in t["upstream"]:
+            down[up].append(t["task_id"])
+    tree = Tree(f"[bold]{spec['dag_id']}[/]")
+    shown: set[str] = set()
+
+    def add(node: Tree, tid: str) -> None:
+        t = tasks[tid]
+        label = f"{tid} [dim]({t['kind']}, {t['trigger_rule']})[/]"
+        if tid in shown:
+            node.add(f"{tid} [dim](see above)[/]")
+            return
+        shown.add(tid)
+        branch = node.add(label)
+        for child in sorted(down[tid]):
+            add(branch, child)
+
+    for tid, t in tasks.items():
+        if not t["upstream"]:
+            add(tree, tid)
+    return tree
+
+
+async def cmd_dags_show(settings: Settings, args: argparse.Namespace) -> int:
+    store = await _reader(settings)
+    try:
+        row = await store.get_dag(args.dag)
+    finally:
+        await store.close()
+    spec = row.spec
+    console.print(_graph(spec))
+    table = Table(title=f"{row.dag_id}: {row.description}" if row.description else row.dag_id)
+    for col in ("task", "kind", "upstream", "trigger rule", "retries", "timeout", "line"):
+        table.add_column(col)
+    for t in spec.get("tasks", []):
+        timeout = f"{t['execution_timeout']:g}s" if t.get("execution_timeout") else ""
+        table.add_row(t["task_id"], t["kind"], ", ".join(t["upstream"]), t["trigger_rule"],
+                      str(t["retries"]), timeout, str(t.get("line") or ""))
+    console.print(table)
+    console.print(f"file: {row.fileloc}   paused: {'yes' if row.is_paused else 'no'}")
+    return 0
+
+
+async def cmd_pause(settings: Settings, args: argparse.Namespace) -> int:
+    paused = args.dags_command == "pause"
+    await client.set_paused(settings, args.dag, paused)
+    console.print(f"{args.dag}: {'paused' if paused else 'unpaused'}")
+    return 0
+
+
+async def cmd_trigger(settings: Settings, args: argparse.Namespace) -> int:
+    run_id, live = await client.trigger(settings, args.dag, _conf(args.conf))
+    if live:
+        console.print(f"{args.dag}: run {run_id} queued")
+    else:
+        console.print(f"{args.dag}: run {run_id} queued; no daemon is running, "
+                      "it starts when `dagd run` starts")
+    return 0
+
+
+async def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
+    store = await _reader(settings)
+    try:
+        if args.dag:
+            await store.get_dag(args.dag)
+        runs = await store.list_runs(args.dag, limit=args.limit)
+    finally:
+        await store.close()
+    table = Table(title=f"runs of {args.dag}" if args.dag else "runs")
+    for col in ("run", "dag", "state", "type", "created", "started", "ended", "duration"):
+        table.add_column(col)
+    for r in runs:
+        duration = f"{r.ended_at - r.started_at:.2f}s" if r.ended_at and r.started_at else ""
+        table.add_row(str(r.id), r.dag_id, state_text(r.state), r.run_type, _when(r.created_at),
+                      _when(r.started_at), _when(r.ended_at), duration)
+    console.print(table)
+    return 0
+
+
+async def cmd_tasks_list(settings: Settings, args: argparse.Namespace) -> int:
+    store = await _reader(settings)
+    try:
+        run = await store.get_run(args.run, args.dag)
+        tis = await store.list_tis(run.id)
+    finally:
+        await store.close()
+    console.print(ti_table(escape(f"{run.dag_id} [run {run.id}] {run.state}"), tis))
+    return 0
+
+
+async def _attempt(store: Store, args: argparse.Namespace) -> Any:
+    run = await store.get_run(args.run, args.dag)
+    ti = await store.get_ti(run.id, args.task)
+    attempts = await store.list_attempts(ti.id)
+    if not attempts:
+        return None
+    if args.try_number is None:
+        return attempts[-1]
+    for attempt in attempts:
+        if attempt.try_number == args.try_number:
+            return attempt
+    raise NotFound(f"no try {args.try_number} (tries so far: {len(attempts)})",
+                   dag_id=args.dag, task_id=args.task)
+
+
+async def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
+    store = await _reader(settings)
+    try:
+        attempt = await _attempt(store, args)
+        if attempt is None and not args.follow:
+            raise NotFound(f"the task has not run yet in run {args.run}",
+                           dag_id=args.dag, task_id=args.task)
+        offset = 0
+        offset = await _print_new(attempt, offset)
+        if not args.follow:
+            return 0
+        from watchfiles import awatch
+
+        async for _ in awatch(settings.data_dir, recursive=True, debounce=50, step=20):
+            if attempt is None:
+                attempt = await _attempt(store, args)
+            offset = await _print_new(attempt, offset)
+            fresh = await _attempt(store, args) if attempt is not None else None
+            if fresh is not None and fresh.id == attempt.id and fresh.state != "running":
+                await _print_new(fresh, offset)
+                break
+    finally:
+        await store.close()
+    return 0
+
+
+async def _print_new(attempt: Any, offset: int) -> int:
+    if attempt is None:
+        return offset
+    path = anyio.Path(attempt.log_path)
+    if not await path.exists():
+        return offset
+    async with await anyio.open_file(path, "rb") as f:
+        await f.seek(offset)
+        data = await f.read()
+    if data:
+        sys.stdout.write(data.decode("utf-8", "replace"))
+        sys.stdout.flush()
+    return offset + len(data)
+
+
+async def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
+    ok = await run_test(settings, args.dag, _conf(args.conf), console)
+    return 0 if ok else 1
+
+
+# -- parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dagd", description="dagd: an event-driven orchestrator")
+    p.add_argument("--config", help="config file (default: ./config/dagd.toml or /etc/dagd)")
+    p.add_argument("--dags-folder", help="folder of DAG files (env DAGD_DAGS_FOLDER)")
+    p.add_argument("--data-dir", help="folder for the database and logs (env DAGD_DATA_DIR)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+
+    dags = sub.add_parser("dags", help="list, show, pause DAGs; import errors")
+    dsub = dags.add_subparsers(dest="dags_command", required=True)
+    dsub.add_parser("list", help="every DAG and its last run")
+    show = dsub.add_parser("show", help="a DAG's graph and tasks")
+    show.add_argument("dag")
+    errors = dsub.add_parser("errors", help="DAG files that failed to import")
+    errors.add_argument("--traceback", action="store_true", help="show full tracebacks")
+    for verb in ("pause", "unpause"):
+        v = dsub.add_parser(verb, help=f"{verb} a DAG")
+        v.add_argument("dag")
+
+    trig = sub.add_parser("trigger", help="queue a run of a DAG")
+    trig.add_argument("dag")
+    trig.add_argument("--conf", help="JSON object passed to the run as its conf")
+
+    runs = sub.add_parser("runs", help="list runs")
+    rsub = runs.add_subparsers(dest="runs_command", required=True)
+    rlist = rsub.add_parser("list", help="recent runs, newest first")
+    rlist.add_argument("dag", nargs="?")
+    rlist.add_argument("--limit", type=int, default=30)
+
+    tasks = sub.add_parser("tasks", help="task instances of a run")
+    tsub = tasks.add_subparsers(dest="tasks_command", required=True)
+    tlist = tsub.add_parser("list", help="the task instances of one run")
+    tlist.add_argument("dag")
+    tlist.add_argument("run", type=int)
+
+    logs = sub.add_parser("logs", help="an attempt's log")
+    logs.add_argument("dag")
+    logs.add_argument("run", type=int)
+    logs.add_argument("task")
+    logs.add_argument("--try", dest="try_number", type=int, help="try number (default: last)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+
+    test = sub.add_parser("test", help="run a DAG once in the foreground, on throw-away state")
+    test.add_argument("dag")
+    test.add_argument("--conf", help="JSON object passed to the run as its conf")
+    return p
+
+
+Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+
+COMMANDS: dict[tuple[str, str | None], Command] = {
+    ("dags", "list"): cmd_dags_list,
+    ("dags", "show"): cmd_dags_show,
+    ("dags", "errors"): cmd_dags_errors,
+    ("dags", "pause"): cmd_pause,
+    ("dags", "unpause"): cmd_pause,
+    ("trigger", None): cmd_trigger,
+    ("runs", "list"): cmd_runs_list,
+    ("tasks", "list"): cmd_tasks_list,
+    ("logs", None): cmd_logs,
+    ("test", None): cmd_test,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        overrides = {
+            "dags_folder": args.dags_folder,
+            "data_dir": args.data_dir,
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+        }
+        settings = load_settings(args.config, overrides=overrides)
+        if args.command == "run":
+            return cmd_run(settings, args)
+        sub = getattr(args, f"{args.command}_command", None)
+        command = COMMANDS[(args.command, sub)]
+        return anyio.run(command, settings, args)
+    except DagdError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

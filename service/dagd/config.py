@@ -1,0 +1,167 @@
+"""Settings: the config file, then the environment, then command-line options.
+
+Produces one frozen `Settings`. Relative paths are taken from the working directory.
+The file is found at `--config`, else `$DAGD_CONFIG`, else `./config/dagd.toml` if it
+exists, else `/etc/dagd/dagd.toml` if it exists; with none, the defaults below apply.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from dagd.errors import ConfigError
+
+DEFAULT_PATHS = (Path("config/dagd.toml"), Path("/etc/dagd/dagd.toml"))
+SYNCHRONOUS = ("full", "normal")
+ISOLATIONS = ("process", "thread")
+
+
+@dataclass(frozen=True)
+class Settings:
+    dags_folder: Path = Path("dags")
+    data_dir: Path = Path(".dagd")
+    parallelism: int = 64
+    default_isolation: str = "process"
+    default_max_active_runs: int = 16
+    default_max_active_tasks: int = 32
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_max_bytes: int = 10 * 1024 * 1024
+    xcom_max_bytes: int = 1024 * 1024
+    synchronous: str = "full"
+    shutdown_grace_period: float = 10.0
+    log_level: str = "INFO"
+    config_file: Path | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "dagd.db"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "dagd.lock"
+
+
+# (section, key) -> (Settings field, type)
+_KEYS: dict[tuple[str, str], tuple[str, type]] = {
+    ("core", "dags_folder"): ("dags_folder", Path),
+    ("core", "data_dir"): ("data_dir", Path),
+    ("core", "parallelism"): ("parallelism", int),
+    ("core", "default_isolation"): ("default_isolation", str),
+    ("core", "default_max_active_runs"): ("default_max_active_runs", int),
+    ("core", "default_max_active_tasks"): ("default_max_active_tasks", int),
+    ("core", "shutdown_grace_period"): ("shutdown_grace_period", float),
+    ("core", "log_level"): ("log_level", str),
+    ("server", "host"): ("host", str),
+    ("server", "port"): ("port", int),
+    ("logs", "max_bytes"): ("log_max_bytes", int),
+    ("xcom", "max_bytes"): ("xcom_max_bytes", int),
+    ("database", "synchronous"): ("synchronous", str),
+}
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where} must be a non-empty path string, got {value!r}")
+        return Path(value).expanduser()
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def find_config(explicit: str | Path | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("DAGD_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(
+    config: str | Path | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build Settings from file, environment and explicit overrides (in rising priority)."""
+    env = os.environ if environ is None else environ
+    path = find_config(config)
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_file(path))
+        values["config_file"] = path
+    if env.get("DAGD_DAGS_FOLDER"):
+        values["dags_folder"] = Path(env["DAGD_DAGS_FOLDER"]).expanduser()
+    if env.get("DAGD_DATA_DIR"):
+        values["data_dir"] = Path(env["DAGD_DATA_DIR"]).expanduser()
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = Path(value).expanduser() if key in ("dags_folder", "data_dir") else value
+    settings = replace(Settings(), **values)
+    _validate(settings, path)
+    return settings
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config file not found", file=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
+    values: dict[str, Any] = {}
+    for section, table in raw.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table", file=str(path), field=section)
+        for key, value in table.items():
+            spec = _KEYS.get((section, key))
+            if spec is None:
+                raise ConfigError(
+                    f"unknown key {section}.{key}", file=str(path), field=f"{section}.{key}"
+                )
+            name, kind = spec
+            try:
+                values[name] = _coerce(value, kind, f"{section}.{key}")
+            except ConfigError as exc:
+                raise ConfigError(exc.message, file=str(path), field=f"{section}.{key}") from None
+    return values
+
+
+def _validate(s: Settings, path: Path | None) -> None:
+    where = str(path) if path else None
+    checks = [
+        (s.parallelism >= 1, "core.parallelism", "must be at least 1"),
+        (s.default_max_active_runs >= 1, "core.default_max_active_runs", "must be at least 1"),
+        (s.default_max_active_tasks >= 1, "core.default_max_active_tasks", "must be at least 1"),
+        (s.default_isolation in ISOLATIONS, "core.default_isolation",
+         f"must be one of {ISOLATIONS}"),
+        (0 <= s.port <= 65535, "server.port", "must be between 0 and 65535"),
+        (s.log_max_bytes >= 1024, "logs.max_bytes", "must be at least 1024"),
+        (s.xcom_max_bytes >= 1024, "xcom.max_bytes", "must be at least 1024"),
+        (s.synchronous in SYNCHRONOUS, "database.synchronous", f"must be one of {SYNCHRONOUS}"),
+        (s.shutdown_grace_period >= 0, "core.shutdown_grace_period", "must not be negative"),
+    ]
+    for ok, key, message in checks:
+        if not ok:
+            raise ConfigError(f"{key} {message}", file=where, field=key)

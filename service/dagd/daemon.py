@@ -1,0 +1,138 @@
+"""The daemon's lifecycle: one task group, signals, ordered start and shutdown.
+
+Start: lock the data directory, open the store (migrations), load the DAGs, recover
+what a previous daemon left, start the web server, then say ready.
+SIGTERM/SIGINT stop gracefully (a second one forces); SIGHUP reloads the DAGs.
+Shutdown: web server, grace period for running attempts, cancel the rest (recorded
+as interrupted, retried at the next start), close the store, release the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+import anyio
+from aiohttp import web
+
+import dagd
+from dagd import systemd
+from dagd.authoring.loader import DagBag, load_folder
+from dagd.config import Settings
+from dagd.executors.logs import install_capture
+from dagd.lock import DataDirLock
+from dagd.scheduler.loop import Engine
+from dagd.store import Store
+from dagd.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+async def sync_dags(store: Store, bag: DagBag, known: set[str]) -> None:
+    await store.sync_dags(
+        [d.describe() for d in bag.dags.values()],
+        [
+            {"file": e.file, "line": e.line, "message": e.message, "traceback": e.traceback}
+            for e in bag.errors
+        ],
+        known_ids=known,
+    )
+    for error in bag.errors:
+        where = f"{error.file}:{error.line}" if error.line else error.file
+        log.error("import error in %s: %s", where, error.message)
+
+
+async def load_dags(settings: Settings, store: Store, engine: Engine | None) -> DagBag:
+    bag = await anyio.to_thread.run_sync(load_folder, settings.dags_folder)
+    known = {d.dag_id for d in await store.list_dags()}
+    await sync_dags(store, bag, known)
+    if engine is not None:
+        paused = {d.dag_id for d in await store.list_dags() if d.is_paused}
+        engine.set_dags(bag.dags, paused)
+    log.info("loaded %d DAG(s) from %s, %d import error(s)", len(bag.dags),
+             settings.dags_folder, len(bag.errors))
+    return bag
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = settings.port
+        self._stop = anyio.Event()
+        self._force = False
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, on_ready: Callable[[Daemon], None] | None = None) -> None:
+        settings = self.settings
+        lock = DataDirLock(settings.lock_path)
+        lock.acquire()
+        try:
+            await self._run(lock, on_ready)
+        finally:
+            lock.release()
+
+    async def _run(self, lock: DataDirLock, on_ready: Callable[[Daemon], None] | None) -> None:
+        settings = self.settings
+        store = await Store.open(settings.db_path, synchronous=settings.synchronous)
+        reader: Store | None = None
+        runner: web.AppRunner | None = None
+        try:
+            log.info("dagd %s, Python %s, SQLite %s, database %s", dagd.__version__,
+                     sys.version.split()[0], await store.sqlite_version(), settings.db_path)
+            install_capture()
+            engine = Engine(store, settings)
+            await load_dags(settings, store, engine)
+            await engine.boot()
+            reader = await Store.open(settings.db_path, readonly=True)
+            runner = web.AppRunner(create_app(engine, reader), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.host, settings.port)
+            await site.start()
+            server = getattr(site, "_server", None)
+            if server is not None and server.sockets:
+                self.port = server.sockets[0].getsockname()[1]
+            lock.publish(settings.host, self.port)
+            async with anyio.create_task_group() as tg:
+                await tg.start(engine.serve, name="scheduler")
+                tg.start_soon(self._signals, store, engine, name="signals")
+                systemd.notify("READY=1")
+                log.info("dagd ready: http://%s:%d", settings.host, self.port)
+                if on_ready is not None:
+                    on_ready(self)
+                await self._stop.wait()
+                systemd.notify("STOPPING=1")
+                log.info("stopping: web server, then up to %.0fs for running tasks",
+                         settings.shutdown_grace_period)
+                await runner.cleanup()
+                runner = None
+                await engine.stop(0.0 if self._force else settings.shutdown_grace_period)
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if runner is not None:
+                    await runner.cleanup()
+                if reader is not None:
+                    await reader.close()
+                await store.close()
+            log.info("dagd stopped")
+
+    async def _signals(self, store: Store, engine: Engine) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    systemd.notify("RELOADING=1")
+                    log.info("SIGHUP: reloading DAGs")
+                    await load_dags(self.settings, store, engine)
+                    systemd.notify("READY=1")
+                elif not self._stop.is_set():
+                    log.info("%s: graceful stop (send again to force)",
+                             signal.Signals(signum).name)
+                    self._stop.set()
+                else:
+                    log.warning("%s again: forcing stop", signal.Signals(signum).name)
+                    self._force = True
+                    engine.interrupt()

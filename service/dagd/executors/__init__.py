@@ -1,0 +1,1 @@
+"""Executors: run one attempt of a task and report its result. Local only for now."""

@@ -1,0 +1,93 @@
+"""What an executor receives (AttemptSpec) and returns (AttemptResult), and XCom encoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from dagd.retry import exception_names
+
+if TYPE_CHECKING:
+    from dagd.authoring.context import Context
+    from dagd.authoring.tasks import BaseTask
+
+XCOM_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+class XComError(Exception):
+    """A return value that cannot be stored as XCom."""
+
+
+def encode_xcom(value: Any, max_bytes: int) -> str | None:
+    if value is None:
+        return None
+    try:
+        data = orjson.dumps(value, option=XCOM_OPTIONS)
+    except TypeError as exc:
+        raise XComError(f"return value is not JSON-serializable ({exc})") from None
+    if len(data) > max_bytes:
+        raise XComError(
+            f"return value is {len(data)} bytes, over the {max_bytes}-byte XCom limit "
+            "(write large data to a file and return its path)"
+        )
+    return data.decode()
+
+
+@dataclass(frozen=True)
+class AttemptSpec:
+    attempt_id: int
+    ti_id: int
+    run_id: int
+    dag_id: str
+    task_id: str
+    try_number: int
+    task: BaseTask
+    context: Context
+    dag_file: str
+    log_path: Path
+    timeout: float | None
+    isolation: str
+    map_index: int = -1
+
+    @property
+    def ref(self) -> str:
+        """Compact reference for messages: dag.task[run 42 #2]."""
+        return f"{self.dag_id}.{self.task_id}[run {self.run_id} #{self.try_number}]"
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    spec: AttemptSpec
+    ok: bool
+    xcom: str | None = None
+    error: str | None = None
+    error_names: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    @classmethod
+    def failure(
+        cls, spec: AttemptSpec, exc: BaseException | None = None, *, error: str = "",
+        reason: str = "",
+    ) -> AttemptResult:
+        if exc is not None:
+            return cls(
+                spec=spec,
+                ok=False,
+                error=error or f"{type(exc).__name__}: {exc}",
+                error_names=exception_names(type(exc)),
+                reason=reason,
+            )
+        return cls(spec=spec, ok=False, error=error, reason=reason)
+
+    @classmethod
+    def timeout(cls, spec: AttemptSpec) -> AttemptResult:
+        return cls(
+            spec=spec,
+            ok=False,
+            error=f"execution_timeout of {spec.timeout:g}s exceeded: the attempt was stopped",
+            error_names=exception_names(TimeoutError),
+            reason="timeout",
+        )

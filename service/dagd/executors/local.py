@@ -1,0 +1,223 @@
+"""LocalExecutor: runs attempts on this machine.
+
+- in the loop: async tasks, cancelled at their timeout;
+- in a thread (`isolation="thread"`): sync I/O-bound code; at the timeout the attempt
+  fails and the thread is abandoned (Python cannot kill a thread);
+- in a worker process (the default for sync code): killed, with its whole process
+  group, at the timeout; a crash, a hang or a flood of output never reaches the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+from anyio.abc import ByteReceiveStream, Process
+
+from dagd.authoring.context import reset_current_context, set_current_context
+from dagd.executors.base import AttemptResult, AttemptSpec, XComError, encode_xcom
+from dagd.executors.logs import AttemptLog, reset_current_log, set_current_log
+
+log = logging.getLogger(__name__)
+
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a timed-out worker
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        *,
+        tmp_dir: Path,
+        log_max_bytes: int,
+        xcom_max_bytes: int,
+        on_pid: Callable[[AttemptSpec, int], None] | None = None,
+    ) -> None:
+        self.tmp_dir = tmp_dir
+        self.log_max_bytes = log_max_bytes
+        self.xcom_max_bytes = xcom_max_bytes
+        self.on_pid = on_pid
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    async def execute(self, spec: AttemptSpec) -> AttemptResult:
+        if spec.task.runs_in_loop:
+            return await self._in_loop(spec)
+        if spec.isolation == "thread":
+            return await self._in_thread(spec)
+        return await self._in_process(spec)
+
+    # -- in the event loop -----------------------------------------------------------
+    def _finish(self, spec: AttemptSpec, value: Any, attempt_log: AttemptLog) -> AttemptResult:
+        try:
+            return AttemptResult(spec=spec, ok=True, xcom=encode_xcom(value, self.xcom_max_bytes))
+        except XComError as exc:
+            attempt_log.write(f"[dagd] {spec.ref} failed: {exc}\n")
+            return AttemptResult.failure(spec, exc)
+
+    def _failed(
+        self, spec: AttemptSpec, exc: BaseException, attempt_log: AttemptLog
+    ) -> AttemptResult:
+        attempt_log.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        return AttemptResult.failure(spec, exc)
+
+    async def _in_loop(self, spec: AttemptSpec) -> AttemptResult:
+        attempt_log = AttemptLog(spec.log_path, self.log_max_bytes)
+        log_token = set_current_log(attempt_log)
+        ctx_token = set_current_context(spec.context)
+        try:
+            with anyio.move_on_after(spec.timeout) as scope:
+                value = await spec.task.execute(spec.context)
+            if scope.cancelled_caught:
+                attempt_log.write(f"[dagd] {spec.ref}: execution_timeout exceeded, cancelled\n")
+                return AttemptResult.timeout(spec)
+            return self._finish(spec, value, attempt_log)
+        except Exception as exc:
+            return self._failed(spec, exc, attempt_log)
+        finally:
+            reset_current_context(ctx_token)
+            reset_current_log(log_token)
+            attempt_log.close()
+
+    # -- in a thread -----------------------------------------------------------------
+    async def _in_thread(self, spec: AttemptSpec) -> AttemptResult:
+        attempt_log = AttemptLog(spec.log_path, self.log_max_bytes)
+
+        def call() -> Any:
+            log_token = set_current_log(attempt_log)
+            ctx_token = set_current_context(spec.context)
+            try:
+                return spec.task.call_sync(spec.context)
+            finally:
+                reset_current_context(ctx_token)
+                reset_current_log(log_token)
+
+        try:
+            with anyio.move_on_after(spec.timeout) as scope:
+                value = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+            if scope.cancelled_caught:
+                attempt_log.write(
+                    f"[dagd] {spec.ref}: execution_timeout exceeded; the thread is abandoned\n"
+                )
+                return AttemptResult.timeout(spec)
+            return self._finish(spec, value, attempt_log)
+        except Exception as exc:
+            return self._failed(spec, exc, attempt_log)
+        finally:
+            if not attempt_log.truncated:
+                attempt_log.close()
+
+    # -- in a worker process -------------------------------------------------------------
+    async def _in_process(self, spec: AttemptSpec) -> AttemptResult:
+        result_path = self.tmp_dir / f"attempt-{spec.attempt_id}.json"
+        result_path.unlink(missing_ok=True)
+        payload = orjson.dumps(
+            {
+                "dag_file": spec.dag_file,
+                "dag_id": spec.dag_id,
+                "task_id": spec.task_id,
+                "context": spec.context.to_json(),
+                "result_path": str(result_path),
+                "xcom_max_bytes": self.xcom_max_bytes,
+            }
+        )
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        attempt_log = AttemptLog(spec.log_path, self.log_max_bytes)
+        process = await anyio.open_process(
+            [sys.executable, "-m", "dagd.executors.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        if self.on_pid is not None:
+            self.on_pid(spec, process.pid)
+        timed_out = False
+        pumped = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                assert process.stdin is not None and process.stdout is not None
+                tg.start_soon(_pump, process.stdout, attempt_log, pumped)
+                await process.stdin.send(payload)
+                await process.stdin.aclose()
+                with anyio.move_on_after(spec.timeout) as scope:
+                    await process.wait()
+                if scope.cancelled_caught:
+                    timed_out = True
+                    await _kill_group(process)
+                # A grandchild may hold the pipe open: do not wait for it for long.
+                with anyio.move_on_after(1.0):
+                    await pumped.wait()
+                tg.cancel_scope.cancel()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await _kill_group(process)
+            raise
+        finally:
+            attempt_log.close()
+        if timed_out:
+            attempt_log.write(f"[dagd] {spec.ref}: execution_timeout exceeded, process killed\n")
+            attempt_log.close()
+            return AttemptResult.timeout(spec)
+        return await _read_result(spec, process, result_path, attempt_log)
+
+
+async def _pump(stream: ByteReceiveStream, attempt_log: AttemptLog, done: anyio.Event) -> None:
+    try:
+        async for chunk in stream:
+            if not attempt_log.truncated:
+                await anyio.to_thread.run_sync(attempt_log.write, chunk)
+            # past the cap, keep reading so the worker never blocks on a full pipe
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
+    finally:
+        done.set()
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def _kill_group(process: Process) -> None:
+    """SIGTERM the worker's process group, SIGKILL it after a short grace."""
+    signal_group(process.pid, signal.SIGTERM)
+    with anyio.move_on_after(KILL_GRACE):
+        await process.wait()
+    signal_group(process.pid, signal.SIGKILL)  # also any grandchildren left in the group
+    with anyio.move_on_after(5.0):
+        await process.wait()
+
+
+async def _read_result(
+    spec: AttemptSpec, process: Process, result_path: Path, attempt_log: AttemptLog
+) -> AttemptResult:
+    apath = anyio.Path(result_path)
+    if not await apath.exists():
+        code = process.returncode
+        how = (
+            f"killed by signal {signal.Signals(-code).name}"
+            if code is not None and code < 0
+            else f"exited with code {code}"
+        )
+        error = f"worker process {how} before reporting a result"
+        attempt_log.write(f"[dagd] {spec.ref}: {error}\n")
+        attempt_log.close()
+        return AttemptResult.failure(spec, error=error, reason="crashed")
+    data = orjson.loads(await apath.read_bytes())
+    await apath.unlink(missing_ok=True)
+    if data.get("ok"):
+        return AttemptResult(spec=spec, ok=True, xcom=data.get("xcom"))
+    return AttemptResult(
+        spec=spec, ok=False, error=data.get("error"), error_names=data.get("error_names", [])
+    )

@@ -1,0 +1,141 @@
+"""Per-attempt logs: a capped, append-only file per attempt, and the capture that
+routes `print` and `logging` output of in-loop and thread tasks into it.
+
+The file is created on the first write, so an attempt that prints nothing costs no
+file. Past `max_bytes`, one notice is written and further output is discarded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+_current_log: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
+    "dagd_attempt_log", default=None
+)
+
+
+def attempt_log_path(
+    logs_dir: Path, dag_id: str, run_id: int, task_id: str, try_number: int, map_index: int = -1
+) -> Path:
+    task_dir = task_id if map_index < 0 else f"{task_id}.{map_index}"
+    return logs_dir / dag_id / f"run_{run_id}" / task_dir / f"attempt_{try_number}.log"
+
+
+class AttemptLog:
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.written = 0
+        self.truncated = False
+        self._file: io.BufferedWriter | None = None
+
+    def write(self, data: str | bytes) -> None:
+        if self.truncated:
+            return
+        chunk = data.encode("utf-8", "replace") if isinstance(data, str) else data
+        if not chunk:
+            return
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")
+        room = self.max_bytes - self.written
+        if len(chunk) > room:
+            self._file.write(chunk[: max(room, 0)])
+            self._file.write(
+                f"\n[dagd] log truncated at {self.max_bytes} bytes; "
+                "further output of this attempt is discarded\n".encode()
+            )
+            self.truncated = True
+            self.written = self.max_bytes
+        else:
+            self._file.write(chunk)
+            self.written += len(chunk)
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def current_log() -> AttemptLog | None:
+    return _current_log.get()
+
+
+def set_current_log(log: AttemptLog | None) -> contextvars.Token[AttemptLog | None]:
+    return _current_log.set(log)
+
+
+def reset_current_log(token: contextvars.Token[AttemptLog | None]) -> None:
+    _current_log.reset(token)
+
+
+class _Router(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: text goes to the running attempt's log."""
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+
+    def write(self, text: str) -> int:
+        log = _current_log.get()
+        if log is not None:
+            log.write(text)
+        else:
+            self.original.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if _current_log.get() is None:
+            self.original.flush()
+
+    def fileno(self) -> int:
+        return int(self.original.fileno())
+
+    def isatty(self) -> bool:
+        return bool(self.original.isatty())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.original, "encoding", "utf-8"))
+
+
+class _AttemptHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        log = _current_log.get()
+        if log is not None:
+            try:
+                log.write(self.format(record) + "\n")
+            except Exception:
+                self.handleError(record)
+
+
+class OutsideAttempts(logging.Filter):
+    """Keeps a task's own log records out of the daemon's console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _current_log.get() is None
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_installed = False
+
+
+def install_capture() -> None:
+    """Route print/logging of in-loop and thread tasks into their attempt logs. Idempotent."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    sys.stdout = _Router(sys.stdout)
+    sys.stderr = _Router(sys.stderr)
+    handler = _AttemptHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    for existing in logging.getLogger().handlers:
+        if existing is not handler:
+            existing.addFilter(OutsideAttempts())

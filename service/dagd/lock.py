@@ -1,0 +1,89 @@
+"""The data directory's lock: one daemon per data directory, and where to reach it.
+
+The daemon holds an exclusive `flock` on `dagd.lock` for its whole life and writes its
+pid and address into the file; the CLI reads it to find the daemon's HTTP API.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from dagd.errors import AlreadyRunning
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    host: str
+    port: int
+
+
+class DataDirLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise AlreadyRunning; touches nothing else."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+b")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            holder = read_holder(self.path)
+            who = f"pid {holder.pid}, serving http://{holder.host}:{holder.port}" if holder else "?"
+            raise AlreadyRunning(
+                f"another dagd ({who}) is already using the data directory "
+                f"{self.path.parent}; stop it first or use another --data-dir"
+            ) from None
+        self._file = f
+
+    def publish(self, host: str, port: int) -> None:
+        assert self._file is not None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(orjson.dumps({"pid": os.getpid(), "host": host, "port": port}))
+        self._file.flush()
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.seek(0)
+            self._file.truncate()
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> DataDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def read_holder(path: Path) -> Holder | None:
+    try:
+        data = orjson.loads(path.read_bytes())
+        return Holder(pid=int(data["pid"]), host=str(data["host"]), port=int(data["port"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def daemon_running(path: Path) -> Holder | None:
+    """The daemon holding the lock, if one does (probed without taking the lock for long)."""
+    if not path.exists():
+        return None
+    with open(path, "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return read_holder(path) or Holder(pid=0, host="127.0.0.1", port=8080)
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return None

@@ -1,0 +1,555 @@
+"""The scheduler loop: queued runs -> running runs -> ready task instances -> attempts.
+
+The Engine keeps a working copy of the active runs in memory (rebuilt from the rows at
+boot) and, each tick, turns what happened (finished attempts, due retries, new runs)
+into one batch of state changes. The batch is committed before any attempt it starts
+is handed to the executor. The loop sleeps until something happens or the next retry
+is due: it never polls.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import random
+import signal
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+from anyio.abc import TaskGroup, TaskStatus
+
+from dagd.authoring.context import Context
+from dagd.authoring.dag import DAG
+from dagd.config import Settings
+from dagd.errors import InvalidInput, NotFound
+from dagd.executors.base import AttemptResult, AttemptSpec
+from dagd.executors.local import LocalExecutor
+from dagd.executors.logs import attempt_log_path
+from dagd.retry import INFRASTRUCTURE_REASONS
+from dagd.scheduler.planner import Graph, plan, run_outcome
+from dagd.states import TASK_TERMINAL, RunState, TaskState
+from dagd.store import Batch, Store
+from dagd.store.rows import AttemptRow, RunRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TI:
+    id: int
+    run_id: int
+    task_id: str
+    state: TaskState
+    try_number: int
+    max_tries: int
+    map_index: int = -1
+
+
+@dataclass
+class ActiveRun:
+    id: int
+    dag: DAG
+    graph: Graph
+    conf: dict[str, Any]
+    logical_date: datetime | None
+    tis: dict[str, TI] = field(default_factory=dict)
+    xcoms: dict[str, Any] = field(default_factory=dict)
+    open: int = 0
+
+
+class _States(Mapping[str, TaskState]):
+    """A read-only view of a run's task states, for the planner, without copying."""
+
+    def __init__(self, tis: dict[str, TI]) -> None:
+        self._tis = tis
+
+    def __getitem__(self, key: str) -> TaskState:
+        return self._tis[key].state
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tis)
+
+    def __len__(self) -> int:
+        return len(self._tis)
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        executor: LocalExecutor | None = None,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.executor = executor or LocalExecutor(
+            tmp_dir=settings.data_dir / "tmp",
+            log_max_bytes=settings.log_max_bytes,
+            xcom_max_bytes=settings.xcom_max_bytes,
+            on_pid=self._record_pid,
+        )
+        self.rand = rand
+        self.clock = clock
+        self.dags: dict[str, DAG] = {}
+        self.paused: set[str] = set()
+        self._queued: dict[str, deque[RunRow]] = defaultdict(deque)
+        self._runs: dict[int, ActiveRun] = {}
+        self._active_runs_by_dag: Counter[str] = Counter()
+        self._ready: dict[str, deque[TI]] = defaultdict(deque)
+        self._retry_heap: list[tuple[float, int, str]] = []
+        self._running_total = 0
+        self._running_by_dag: Counter[str] = Counter()
+        self._results: list[AttemptResult] = []
+        self._pids: list[tuple[int, int]] = []
+        self._candidates: dict[int, set[str]] = defaultdict(set)
+        self._finishing: set[int] = set()
+        self._scopes: dict[int, anyio.CancelScope] = {}
+        self._waiters: dict[int, anyio.Event] = {}
+        self._wake = anyio.Event()
+        self._stopping = False
+        self._stopped = anyio.Event()
+        self._attempts: TaskGroup | None = None
+
+    # -- DAGs ----------------------------------------------------------------------------
+    def set_dags(self, dags: dict[str, DAG], paused: set[str]) -> None:
+        self.dags = dict(dags)
+        self.paused = set(paused)
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def set_paused(self, dag_id: str, paused: bool) -> None:
+        await self.store.set_paused(dag_id, paused)
+        (self.paused.add if paused else self.paused.discard)(dag_id)
+        self.wake()
+
+    def _max_active_runs(self, dag: DAG) -> int:
+        return dag.max_active_runs or self.settings.default_max_active_runs
+
+    def _max_active_tasks(self, dag: DAG) -> int:
+        return dag.max_active_tasks or self.settings.default_max_active_tasks
+
+    # -- triggering ------------------------------------------------------------------
+    async def trigger(
+        self,
+        dag_id: str,
+        *,
+        conf: Any = None,
+        run_type: str = "manual",
+        source: str = "api",
+        logical_date: datetime | None = None,
+    ) -> int:
+        """Record an event and the run it starts, commit both, then wake the loop."""
+        if dag_id not in self.dags:
+            raise NotFound("no such DAG (see `dagd dags list` and `dagd dags errors`)",
+                           dag_id=dag_id)
+        conf = {} if conf is None else conf
+        if not isinstance(conf, dict):
+            raise InvalidInput("conf must be a JSON object", dag_id=dag_id, field="conf")
+        when = logical_date or datetime.now(UTC)
+        batch = self.store.batch()
+        event_id = batch.record_event(
+            kind=run_type, source=source, dag_id=dag_id, payload=conf, outcome="run_created"
+        )
+        run_id = batch.create_run(
+            dag_id=dag_id,
+            run_type=run_type,
+            conf=conf,
+            event_id=event_id,
+            logical_date=when.isoformat(),
+        )
+        await self.store.commit(batch)
+        self._queued[dag_id].append(
+            RunRow(run_id, dag_id, "queued", run_type, event_id, when.isoformat(), conf,
+                   batch.now, None, None)
+        )
+        log.info("%s[run %d] queued (%s from %s)", dag_id, run_id, run_type, source)
+        self.wake()
+        return run_id
+
+    async def wait_for_run(self, run_id: int) -> str:
+        """Wait until the run is final; return its state."""
+        if run_id in self._runs or any(r.id == run_id for q in self._queued.values() for r in q):
+            event = self._waiters.setdefault(run_id, anyio.Event())
+            await event.wait()
+        return (await self.store.get_run(run_id)).state
+
+    # -- boot and recovery -------------------------------------------------------------
+    async def boot(self) -> None:
+        """Settle what a dead daemon left running and load the active runs. Before ready."""
+        batch = self.store.batch()
+        attempts = await self.store.running_attempts()
+        for attempt in attempts:
+            _kill_leftover_worker(attempt)
+            batch.finish_attempt(attempt.id, success=False, error="daemon restarted")
+        tis_by_run: dict[int, list[Any]] = defaultdict(list)
+        for row in await self.store.active_tis():
+            tis_by_run[row.run_id].append(row)
+        xcoms = await self.store.active_xcoms()
+        for run in await self.store.active_runs():
+            if run.state == RunState.QUEUED:
+                self._queued[run.dag_id].append(run)
+            else:
+                self._recover_run(batch, run, tis_by_run[run.id], xcoms)
+        await self.store.commit(batch)
+        if attempts:
+            log.warning("recovered %d attempt(s) left running by a previous daemon", len(attempts))
+
+    def _recover_run(
+        self, batch: Batch, run: RunRow, rows: list[Any], xcoms: dict[int, Any]
+    ) -> None:
+        dag = self.dags.get(run.dag_id)
+        if dag is None:
+            for row in rows:
+                state = TaskState(row.state)
+                if state not in TASK_TERMINAL:
+                    batch.transition_ti(run_id=run.id, ti_id=row.id, frm=state,
+                                        to=TaskState.FAILED, try_number=row.try_number,
+                                        reason="DAG is no longer defined")
+            batch.transition_run(run.id, RunState.RUNNING, RunState.FAILED,
+                                 "DAG is no longer defined")
+            return
+        active = ActiveRun(run.id, dag, Graph.from_dag(dag), run.conf,
+                           _parse_date(run.logical_date))
+        self._runs[run.id] = active
+        self._active_runs_by_dag[dag.dag_id] += 1
+        for row in rows:
+            ti = TI(row.id, run.id, row.task_id, TaskState(row.state), row.try_number,
+                    row.max_tries, row.map_index)
+            active.tis[row.task_id] = ti
+            if row.id in xcoms:
+                active.xcoms[row.task_id] = xcoms[row.id]
+            if ti.state not in TASK_TERMINAL:
+                active.open += 1
+        for task_id in dag.tasks.keys() - active.tis.keys():
+            self._add_ti(batch, active, task_id)
+        for ti in list(active.tis.values()):
+            self._resume_ti(batch, active, ti)
+        self._candidates[run.id].update(dag.tasks)
+        if active.open == 0:
+            self._finishing.add(run.id)
+
+    def _resume_ti(self, batch: Batch, run: ActiveRun, ti: TI) -> None:
+        if ti.task_id not in run.dag.tasks:
+            if ti.state not in TASK_TERMINAL:
+                self._set_ti(batch, run, ti, TaskState.FAILED, reason="task no longer in DAG")
+        elif ti.state == TaskState.RUNNING:
+            restarted = AttemptResult.failure(
+                _stub_spec(run, ti), error="daemon restarted", reason="daemon restarted"
+            )
+            self._after_failure(batch, run, ti, restarted)
+        elif ti.state == TaskState.QUEUED:
+            self._ready[run.dag.dag_id].append(ti)
+        elif ti.state == TaskState.UP_FOR_RETRY:
+            heapq.heappush(self._retry_heap, (self.clock(), run.id, ti.task_id))
+
+    # -- the loop --------------------------------------------------------------------
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as attempts:
+            self._attempts = attempts
+            task_status.started()
+            while not (self._stopping and self._running_total == 0):
+                await self._sleep()
+                await self.tick()
+        with anyio.CancelScope(shield=True):
+            await self.tick()
+        self._stopped.set()
+
+    async def _sleep(self) -> None:
+        if self._results or self._candidates or self._finishing or self._pids:
+            return
+        timeout = None
+        if self._retry_heap and not self._stopping:
+            timeout = max(self._retry_heap[0][0] - self.clock(), 0.0)
+        with anyio.move_on_after(timeout):
+            await self._wake.wait()
+        self._wake = anyio.Event()
+
+    async def stop(self, grace: float) -> None:
+        """Start no new attempts; give running ones `grace` seconds, then cancel them."""
+        self._stopping = True
+        self.wake()
+        with anyio.move_on_after(grace):
+            await self._stopped.wait()
+        self.interrupt()
+        with anyio.CancelScope(shield=True):
+            await self._stopped.wait()
+
+    def interrupt(self) -> None:
+        """Cancel every running attempt now; each is recorded as interrupted."""
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+
+    async def tick(self) -> None:
+        batch = self.store.batch()
+        batch.now = self.clock()
+        dispatch: list[AttemptSpec] = []
+        self._apply_results(batch)
+        for attempt_id, pid in self._pids:
+            batch.set_attempt_pid(attempt_id, pid)
+        self._pids = []
+        self._release_retries(batch)
+        if not self._stopping:
+            self._start_runs(batch)
+        self._plan(batch)
+        if not self._stopping:
+            self._fill_slots(batch, dispatch)
+        finished = self._finish_runs(batch)
+        await self.store.commit(batch)
+        assert self._attempts is not None
+        for spec in dispatch:
+            self._attempts.start_soon(self._execute, spec, name=f"attempt {spec.ref}")
+        for run_id in finished:
+            waiter = self._waiters.pop(run_id, None)
+            if waiter is not None:
+                waiter.set()
+
+    # -- tick steps ----------------------------------------------------------------------
+    def _apply_results(self, batch: Batch) -> None:
+        results, self._results = self._results, []
+        for result in results:
+            spec = result.spec
+            self._running_total -= 1
+            self._running_by_dag[spec.dag_id] -= 1
+            batch.finish_attempt(spec.attempt_id, success=result.ok, error=result.error)
+            run = self._runs[spec.run_id]
+            ti = run.tis[spec.task_id]
+            if result.ok:
+                if result.xcom is not None:
+                    batch.put_xcom(ti.id, result.xcom)
+                    run.xcoms[ti.task_id] = orjson.loads(result.xcom)
+                log.debug("%s succeeded", spec.ref)
+                self._set_ti(batch, run, ti, TaskState.SUCCESS)
+            else:
+                self._after_failure(batch, run, ti, result)
+
+    def _after_failure(self, batch: Batch, run: ActiveRun, ti: TI, result: AttemptResult) -> None:
+        task = run.dag.tasks.get(ti.task_id)
+        ref = f"{run.dag.dag_id}.{ti.task_id}[run {run.id} #{ti.try_number}]"
+        policy = task.retry_policy if task is not None else None
+        if policy is not None and policy.should_retry(
+            ti.try_number, result.error_names, result.reason
+        ):
+            if result.reason in INFRASTRUCTURE_REASONS:
+                due = batch.now
+            else:
+                due = batch.now + policy.delay(ti.try_number, self.rand)
+            log.warning("%s failed (%s); retry in %.1fs", ref, result.error, due - batch.now)
+            self._set_ti(batch, run, ti, TaskState.UP_FOR_RETRY, next_attempt_at=due,
+                         reason=result.error)
+            heapq.heappush(self._retry_heap, (due, run.id, ti.task_id))
+        else:
+            log.error("%s failed: %s", ref, result.error)
+            self._set_ti(batch, run, ti, TaskState.FAILED, reason=result.error)
+
+    def _release_retries(self, batch: Batch) -> None:
+        while self._retry_heap and self._retry_heap[0][0] <= batch.now:
+            _, run_id, task_id = heapq.heappop(self._retry_heap)
+            run = self._runs.get(run_id)
+            if run is None:
+                continue
+            ti = run.tis[task_id]
+            if ti.state == TaskState.UP_FOR_RETRY:
+                self._set_ti(batch, run, ti, TaskState.QUEUED, reason="retry delay passed")
+                self._ready[run.dag.dag_id].append(ti)
+
+    def _start_runs(self, batch: Batch) -> None:
+        for dag_id, queue in self._queued.items():
+            if not queue or dag_id in self.paused:
+                continue
+            dag = self.dags.get(dag_id)
+            if dag is None:
+                while queue:
+                    row = queue.popleft()
+                    batch.transition_run(row.id, RunState.QUEUED, RunState.FAILED,
+                                         "DAG is not defined (see `dagd dags errors`)")
+                    self._finished_now(row.id)
+                continue
+            room = self._max_active_runs(dag) - self._active_runs_by_dag[dag_id]
+            while queue and room > 0:
+                row = queue.popleft()
+                room -= 1
+                self._start_run(batch, dag, row)
+
+    def _start_run(self, batch: Batch, dag: DAG, row: RunRow) -> None:
+        batch.transition_run(row.id, RunState.QUEUED, RunState.RUNNING)
+        run = ActiveRun(row.id, dag, Graph.from_dag(dag), row.conf,
+                        _parse_date(row.logical_date))
+        self._runs[row.id] = run
+        self._active_runs_by_dag[dag.dag_id] += 1
+        for task_id in dag.tasks:
+            self._add_ti(batch, run, task_id)
+        self._candidates[row.id].update(run.graph.roots)
+        if run.open == 0:
+            self._finishing.add(row.id)
+        log.info("%s[run %d] started", dag.dag_id, row.id)
+
+    def _add_ti(self, batch: Batch, run: ActiveRun, task_id: str) -> None:
+        task = run.dag.tasks[task_id]
+        ti_id = batch.create_ti(run_id=run.id, task_id=task_id, max_tries=task.max_tries)
+        run.tis[task_id] = TI(ti_id, run.id, task_id, TaskState.SCHEDULED, 0, task.max_tries)
+        run.open += 1
+
+    def _plan(self, batch: Batch) -> None:
+        candidates, self._candidates = self._candidates, defaultdict(set)
+        for run_id, task_ids in candidates.items():
+            run = self._runs.get(run_id)
+            if run is None:
+                continue
+            for task_id, new in plan(run.graph, _States(run.tis), task_ids):
+                ti = run.tis[task_id]
+                self._set_ti(batch, run, ti, new, propagate=False)
+                if new == TaskState.QUEUED:
+                    self._ready[run.dag.dag_id].append(ti)
+
+    def _fill_slots(self, batch: Batch, dispatch: list[AttemptSpec]) -> None:
+        free = self.settings.parallelism - self._running_total
+        for dag_id, queue in self._ready.items():
+            if free <= 0:
+                return
+            if not queue:
+                continue
+            dag = self.dags.get(dag_id)
+            room = self._max_active_tasks(dag) if dag else 0
+            room -= self._running_by_dag[dag_id]
+            while queue and free > 0 and room > 0:
+                ti = queue.popleft()
+                run = self._runs.get(ti.run_id)
+                if run is None or ti.state != TaskState.QUEUED:
+                    continue
+                dispatch.append(self._start_attempt(batch, run, ti))
+                free -= 1
+                room -= 1
+
+    def _start_attempt(self, batch: Batch, run: ActiveRun, ti: TI) -> AttemptSpec:
+        dag = run.dag
+        task = dag.tasks[ti.task_id]
+        ti.try_number += 1
+        self._set_ti(batch, run, ti, TaskState.RUNNING)
+        path = attempt_log_path(self.settings.logs_dir, dag.dag_id, run.id, ti.task_id,
+                                ti.try_number, ti.map_index)
+        attempt_id = batch.start_attempt(ti_id=ti.id, try_number=ti.try_number,
+                                         log_path=str(path))
+        self._running_total += 1
+        self._running_by_dag[dag.dag_id] += 1
+        params = {**dag.params, **{k: v for k, v in run.conf.items() if k in dag.params}}
+        upstream = {u: run.xcoms[u] for u in run.graph.upstream[ti.task_id] if u in run.xcoms}
+        context = Context(
+            dag_id=dag.dag_id, task_id=ti.task_id, run_id=run.id, try_number=ti.try_number,
+            attempt_id=attempt_id, logical_date=run.logical_date, conf=run.conf,
+            params=params, upstream=upstream, map_index=ti.map_index,
+        )
+        return AttemptSpec(
+            attempt_id=attempt_id, ti_id=ti.id, run_id=run.id, dag_id=dag.dag_id,
+            task_id=ti.task_id, try_number=ti.try_number, task=task, context=context,
+            dag_file=dag.fileloc or "", log_path=path, timeout=task.execution_timeout,
+            isolation=task.isolation or self.settings.default_isolation,
+            map_index=ti.map_index,
+        )
+
+    def _finish_runs(self, batch: Batch) -> list[int]:
+        finishing, self._finishing = self._finishing, set()
+        done: list[int] = []
+        for run_id in finishing:
+            run = self._runs.pop(run_id, None)
+            if run is None:
+                continue
+            outcome = run_outcome(ti.state for ti in run.tis.values())
+            state = RunState.FAILED if outcome == TaskState.FAILED else RunState.SUCCESS
+            batch.transition_run(run_id, RunState.RUNNING, state)
+            self._active_runs_by_dag[run.dag.dag_id] -= 1
+            self._finished_now(run_id)
+            done.append(run_id)
+            log.info("%s[run %d] %s", run.dag.dag_id, run_id, state.value)
+        return done
+
+    def _finished_now(self, run_id: int) -> None:
+        waiter = self._waiters.pop(run_id, None)
+        if waiter is not None:
+            waiter.set()
+
+    def _set_ti(
+        self,
+        batch: Batch,
+        run: ActiveRun,
+        ti: TI,
+        to: TaskState,
+        *,
+        next_attempt_at: float | None = None,
+        reason: str | None = None,
+        propagate: bool = True,
+    ) -> None:
+        batch.transition_ti(run_id=run.id, ti_id=ti.id, frm=ti.state, to=to,
+                            try_number=ti.try_number, next_attempt_at=next_attempt_at,
+                            reason=reason)
+        ti.state = to
+        if to in TASK_TERMINAL:
+            run.open -= 1
+            if run.open == 0:
+                self._finishing.add(run.id)
+            elif propagate:
+                self._candidates[run.id].update(run.graph.downstream[ti.task_id])
+
+    # -- attempts ----------------------------------------------------------------------
+    def _record_pid(self, spec: AttemptSpec, pid: int) -> None:
+        self._pids.append((spec.attempt_id, pid))
+        self.wake()
+
+    async def _execute(self, spec: AttemptSpec) -> None:
+        result: AttemptResult | None = None
+        with anyio.CancelScope() as scope:
+            self._scopes[spec.attempt_id] = scope
+            try:
+                result = await self.executor.execute(spec)
+            except Exception as exc:  # a bug in an executor must not stop the daemon
+                log.exception("%s: executor error", spec.ref)
+                result = AttemptResult.failure(spec, exc, reason="executor error")
+        self._scopes.pop(spec.attempt_id, None)
+        if result is None or scope.cancelled_caught:
+            result = AttemptResult.failure(
+                spec, error="interrupted: the daemon stopped", reason="daemon stopped"
+            )
+        self._results.append(result)
+        self.wake()
+
+
+def _stub_spec(run: ActiveRun, ti: TI) -> AttemptSpec:
+    """Enough of a spec to describe an attempt that a dead daemon left behind."""
+    context = Context(dag_id=run.dag.dag_id, task_id=ti.task_id, run_id=run.id,
+                      try_number=ti.try_number, attempt_id=0)
+    return AttemptSpec(
+        attempt_id=0, ti_id=ti.id, run_id=run.id, dag_id=run.dag.dag_id, task_id=ti.task_id,
+        try_number=ti.try_number, task=run.dag.tasks[ti.task_id], context=context,
+        dag_file="", log_path=Path(), timeout=None, isolation="process",
+    )
+
+
+def _kill_leftover_worker(attempt: AttemptRow) -> None:
+    """A worker whose daemon died normally dies with it; make sure, by its pid's cmdline."""
+    if not attempt.pid:
+        return
+    try:
+        cmdline = Path(f"/proc/{attempt.pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"dagd.executors.worker" in cmdline:
+        try:
+            os.killpg(attempt.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,0 +1,82 @@
+"""Run and task-instance states, and the one table of allowed transitions.
+
+Pure: no I/O. The store applies transitions as compare-and-set writes and checks them
+against `TRANSITIONS` here; nothing else changes a state.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from dagd.errors import StateError
+
+
+class RunState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class TaskState(StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    UP_FOR_RETRY = "up_for_retry"
+    SKIPPED = "skipped"
+    UPSTREAM_FAILED = "upstream_failed"
+
+
+class AttemptState(StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+RUN_TERMINAL = frozenset({RunState.SUCCESS, RunState.FAILED})
+RUN_ACTIVE = frozenset({RunState.QUEUED, RunState.RUNNING})
+
+TASK_TERMINAL = frozenset(
+    {TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.UPSTREAM_FAILED}
+)
+TASK_ACTIVE = frozenset(
+    {TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING, TaskState.UP_FOR_RETRY}
+)
+# States that count as "failed" for trigger rules and for the run's outcome.
+TASK_FAILED = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED})
+
+RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.FAILED}),
+    RunState.RUNNING: frozenset({RunState.SUCCESS, RunState.FAILED}),
+    RunState.SUCCESS: frozenset(),
+    RunState.FAILED: frozenset(),
+}
+
+TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.SCHEDULED: frozenset(
+        {TaskState.QUEUED, TaskState.SKIPPED, TaskState.UPSTREAM_FAILED, TaskState.FAILED}
+    ),
+    TaskState.QUEUED: frozenset(
+        {TaskState.RUNNING, TaskState.SKIPPED, TaskState.UPSTREAM_FAILED, TaskState.FAILED}
+    ),
+    TaskState.RUNNING: frozenset(
+        {TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, TaskState.SKIPPED}
+    ),
+    TaskState.UP_FOR_RETRY: frozenset({TaskState.QUEUED, TaskState.FAILED}),
+    TaskState.SUCCESS: frozenset(),
+    TaskState.FAILED: frozenset(),
+    TaskState.SKIPPED: frozenset(),
+    TaskState.UPSTREAM_FAILED: frozenset(),
+}
+
+
+def check_task(from_state: TaskState, to_state: TaskState) -> None:
+    if to_state not in TRANSITIONS[from_state]:
+        raise StateError(f"task instance cannot go from {from_state} to {to_state}")
+
+
+def check_run(from_state: RunState, to_state: RunState) -> None:
+    if to_state not in RUN_TRANSITIONS[from_state]:
+        raise StateError(f"run cannot go from {from_state} to {to_state}")

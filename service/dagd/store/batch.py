@@ -1,0 +1,223 @@
+"""Batch: the writes of one scheduler tick (or one request), committed as one transaction.
+
+Domain verbs (`create_run`, `transition_run`, `transition_ti`, `start_attempt`,
+`finish_attempt`, `put_xcom`, `record_event`) check the transitions table and queue
+rows; `Store.commit` writes them all with `BEGIN IMMEDIATE` and compare-and-set updates.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dagd.states import RunState, TaskState, check_run, check_task
+
+# The order in which the queued rows are written: parents before children.
+ORDER = (
+    "insert_event",
+    "insert_run",
+    "transition_run",
+    "insert_ti",
+    "transition_ti",
+    "insert_attempt",
+    "set_attempt_pid",
+    "finish_attempt",
+    "put_xcom",
+    "insert_history",
+)
+# Compare-and-set statements: every row must match exactly one row in the table.
+CAS = frozenset({"transition_run", "transition_ti", "finish_attempt"})
+
+
+class IdCounter:
+    """Ids handed out in memory: the store is the only writer, so max(id)+1 is safe."""
+
+    def __init__(self, start: dict[str, int]) -> None:
+        self.last = dict(start)
+
+    def next(self, kind: str) -> int:
+        self.last[kind] += 1
+        return self.last[kind]
+
+
+@dataclass
+class Batch:
+    ids: IdCounter
+    now: float = field(default_factory=time.time)
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in ORDER})
+
+    def __bool__(self) -> bool:
+        return any(self.rows.values())
+
+    def _history(
+        self, run_id: int, ti_id: int | None, frm: str | None, to: str, reason: str | None
+    ) -> None:
+        self.rows["insert_history"].append(
+            {
+                "run_id": run_id,
+                "ti_id": ti_id,
+                "from_state": frm,
+                "to_state": to,
+                "at": self.now,
+                "reason": reason,
+            }
+        )
+
+    def record_event(
+        self,
+        *,
+        kind: str,
+        source: str,
+        dag_id: str | None,
+        payload: Any,
+        outcome: str,
+        dedup_key: str | None = None,
+        detail: str | None = None,
+        run_id: int | None = None,
+    ) -> int:
+        event_id = self.ids.next("event")
+        self.rows["insert_event"].append(
+            {
+                "id": event_id,
+                "kind": kind,
+                "source": source,
+                "dag_id": dag_id,
+                "payload": orjson.dumps(payload).decode(),
+                "dedup_key": dedup_key,
+                "outcome": outcome,
+                "detail": detail,
+                "run_id": run_id,
+                "at": self.now,
+            }
+        )
+        return event_id
+
+    def create_run(
+        self,
+        *,
+        dag_id: str,
+        run_type: str,
+        conf: dict[str, Any],
+        event_id: int | None = None,
+        logical_date: str | None = None,
+    ) -> int:
+        run_id = self.ids.next("run")
+        self.rows["insert_run"].append(
+            {
+                "id": run_id,
+                "dag_id": dag_id,
+                "state": RunState.QUEUED.value,
+                "run_type": run_type,
+                "event_id": event_id,
+                "logical_date": logical_date,
+                "conf": orjson.dumps(conf).decode(),
+                "at": self.now,
+            }
+        )
+        if event_id is not None:
+            for event in reversed(self.rows["insert_event"]):
+                if event["id"] == event_id:
+                    event["run_id"] = run_id
+                    break
+        self._history(run_id, None, None, RunState.QUEUED, f"{run_type} run created")
+        return run_id
+
+    def transition_run(
+        self, run_id: int, frm: RunState, to: RunState, reason: str | None = None
+    ) -> None:
+        check_run(frm, to)
+        self.rows["transition_run"].append(
+            {
+                "id": run_id,
+                "from_state": frm.value,
+                "to_state": to.value,
+                "started_at": self.now if to == RunState.RUNNING else None,
+                "ended_at": self.now if to in (RunState.SUCCESS, RunState.FAILED) else None,
+            }
+        )
+        self._history(run_id, None, frm, to, reason)
+
+    def create_ti(self, *, run_id: int, task_id: str, max_tries: int, map_index: int = -1) -> int:
+        ti_id = self.ids.next("ti")
+        self.rows["insert_ti"].append(
+            {
+                "id": ti_id,
+                "run_id": run_id,
+                "task_id": task_id,
+                "map_index": map_index,
+                "state": TaskState.SCHEDULED.value,
+                "max_tries": max_tries,
+                "at": self.now,
+            }
+        )
+        self._history(run_id, ti_id, None, TaskState.SCHEDULED, None)
+        return ti_id
+
+    def transition_ti(
+        self,
+        *,
+        run_id: int,
+        ti_id: int,
+        frm: TaskState,
+        to: TaskState,
+        try_number: int,
+        next_attempt_at: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        check_task(frm, to)
+        self.rows["transition_ti"].append(
+            {
+                "id": ti_id,
+                "from_state": frm.value,
+                "to_state": to.value,
+                "try_number": try_number,
+                "next_attempt_at": next_attempt_at,
+                "started_at": self.now if to == TaskState.RUNNING else None,
+                "ended_at": self.now if to in _ENDED else None,
+                "at": self.now,
+            }
+        )
+        self._history(run_id, ti_id, frm, to, reason)
+
+    def start_attempt(self, *, ti_id: int, try_number: int, log_path: str) -> int:
+        attempt_id = self.ids.next("attempt")
+        self.rows["insert_attempt"].append(
+            {
+                "id": attempt_id,
+                "ti_id": ti_id,
+                "try_number": try_number,
+                "log_path": log_path,
+                "at": self.now,
+            }
+        )
+        return attempt_id
+
+    def finish_attempt(self, attempt_id: int, *, success: bool, error: str | None) -> None:
+        self.rows["finish_attempt"].append(
+            {
+                "id": attempt_id,
+                "state": "success" if success else "failed",
+                "at": self.now,
+                "error": error,
+            }
+        )
+
+    def set_attempt_pid(self, attempt_id: int, pid: int) -> None:
+        self.rows["set_attempt_pid"].append({"id": attempt_id, "pid": pid})
+
+    def put_xcom(self, ti_id: int, value_json: str) -> None:
+        self.rows["put_xcom"].append({"ti_id": ti_id, "value": value_json})
+
+
+_ENDED = frozenset(
+    {
+        TaskState.SUCCESS,
+        TaskState.FAILED,
+        TaskState.SKIPPED,
+        TaskState.UPSTREAM_FAILED,
+        TaskState.UP_FOR_RETRY,
+    }
+)

@@ -1,0 +1,146 @@
+-- Named SQL for the store. Each query starts with a `-- name: NAME` line and uses
+-- :named parameters only. Nothing outside dagd.store runs SQL.
+
+-- name: max_ids
+SELECT (SELECT coalesce(max(id), 0) FROM run) AS run,
+       (SELECT coalesce(max(id), 0) FROM task_instance) AS ti,
+       (SELECT coalesce(max(id), 0) FROM attempt) AS attempt,
+       (SELECT coalesce(max(id), 0) FROM event) AS event;
+
+-- name: upsert_dag
+INSERT INTO dag (dag_id, fileloc, description, is_active, spec, updated_at)
+VALUES (:dag_id, :fileloc, :description, 1, :spec, :at)
+ON CONFLICT (dag_id) DO UPDATE SET
+    fileloc = excluded.fileloc, description = excluded.description,
+    is_active = 1, spec = excluded.spec, updated_at = excluded.updated_at;
+
+-- name: deactivate_dag
+UPDATE dag SET is_active = 0, updated_at = :at WHERE dag_id = :dag_id;
+
+-- name: set_paused
+UPDATE dag SET is_paused = :paused, updated_at = :at WHERE dag_id = :dag_id;
+
+-- name: clear_import_errors
+DELETE FROM import_error;
+
+-- name: insert_import_error
+INSERT OR REPLACE INTO import_error (file, line, message, traceback, created_at)
+VALUES (:file, :line, :message, :traceback, :at);
+
+-- name: insert_event
+INSERT INTO event (id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id,
+                   created_at)
+VALUES (:id, :kind, :source, :dag_id, :payload, :dedup_key, :outcome, :detail, :run_id, :at);
+
+-- name: insert_run
+INSERT INTO run (id, dag_id, state, run_type, event_id, logical_date, conf, created_at)
+VALUES (:id, :dag_id, :state, :run_type, :event_id, :logical_date, :conf, :at);
+
+-- name: transition_run
+UPDATE run SET state = :to_state,
+    started_at = coalesce(started_at, :started_at),
+    ended_at = :ended_at
+WHERE id = :id AND state = :from_state;
+
+-- name: insert_ti
+INSERT INTO task_instance (id, run_id, task_id, map_index, state, try_number, max_tries,
+                           updated_at)
+VALUES (:id, :run_id, :task_id, :map_index, :state, 0, :max_tries, :at);
+
+-- name: transition_ti
+UPDATE task_instance SET state = :to_state, try_number = :try_number,
+    next_attempt_at = :next_attempt_at,
+    started_at = coalesce(started_at, :started_at),
+    ended_at = :ended_at, updated_at = :at
+WHERE id = :id AND state = :from_state;
+
+-- name: insert_history
+INSERT INTO state_history (run_id, ti_id, from_state, to_state, at, reason)
+VALUES (:run_id, :ti_id, :from_state, :to_state, :at, :reason);
+
+-- name: insert_attempt
+INSERT INTO attempt (id, ti_id, try_number, state, started_at, log_path)
+VALUES (:id, :ti_id, :try_number, 'running', :at, :log_path);
+
+-- name: finish_attempt
+UPDATE attempt SET state = :state, ended_at = :at, error = :error
+WHERE id = :id AND state = 'running';
+
+-- name: set_attempt_pid
+UPDATE attempt SET pid = :pid WHERE id = :id;
+
+-- name: put_xcom
+INSERT OR REPLACE INTO xcom (ti_id, value) VALUES (:ti_id, :value);
+
+-- name: list_dags
+SELECT d.dag_id, d.fileloc, d.description, d.is_paused, d.is_active, d.spec, d.updated_at,
+       (SELECT r.state FROM run r WHERE r.dag_id = d.dag_id ORDER BY r.id DESC LIMIT 1)
+           AS last_run_state,
+       (SELECT r.id FROM run r WHERE r.dag_id = d.dag_id ORDER BY r.id DESC LIMIT 1)
+           AS last_run_id
+FROM dag d ORDER BY d.dag_id;
+
+-- name: get_dag
+SELECT d.dag_id, d.fileloc, d.description, d.is_paused, d.is_active, d.spec, d.updated_at,
+       NULL AS last_run_state, NULL AS last_run_id
+FROM dag d WHERE d.dag_id = :dag_id;
+
+-- name: list_import_errors
+SELECT file, line, message, traceback, created_at FROM import_error ORDER BY file;
+
+-- name: list_runs
+SELECT id, dag_id, state, run_type, event_id, logical_date, conf, created_at, started_at,
+       ended_at
+FROM run WHERE (:dag_id IS NULL OR dag_id = :dag_id) ORDER BY id DESC LIMIT :limit;
+
+-- name: get_run
+SELECT id, dag_id, state, run_type, event_id, logical_date, conf, created_at, started_at,
+       ended_at
+FROM run WHERE id = :id;
+
+-- name: active_runs
+SELECT id, dag_id, state, run_type, event_id, logical_date, conf, created_at, started_at,
+       ended_at
+FROM run WHERE state IN ('queued', 'running') ORDER BY id;
+
+-- name: list_tis
+SELECT id, run_id, task_id, map_index, state, try_number, max_tries, next_attempt_at,
+       started_at, ended_at, updated_at
+FROM task_instance WHERE run_id = :run_id ORDER BY id;
+
+-- name: active_tis
+SELECT t.id, t.run_id, t.task_id, t.map_index, t.state, t.try_number, t.max_tries,
+       t.next_attempt_at, t.started_at, t.ended_at, t.updated_at
+FROM task_instance t JOIN run r ON r.id = t.run_id
+WHERE r.state = 'running' ORDER BY t.id;
+
+-- name: active_xcoms
+SELECT x.ti_id, x.value FROM xcom x
+JOIN task_instance t ON t.id = x.ti_id JOIN run r ON r.id = t.run_id
+WHERE r.state = 'running';
+
+-- name: get_xcom
+SELECT value FROM xcom WHERE ti_id = :ti_id;
+
+-- name: list_attempts
+SELECT a.id, a.ti_id, a.try_number, a.state, a.started_at, a.ended_at, a.pid, a.error,
+       a.log_path
+FROM attempt a WHERE a.ti_id = :ti_id ORDER BY a.try_number;
+
+-- name: running_attempts
+SELECT a.id, a.ti_id, a.try_number, a.state, a.started_at, a.ended_at, a.pid, a.error,
+       a.log_path
+FROM attempt a WHERE a.state = 'running' ORDER BY a.id;
+
+-- name: get_ti
+SELECT id, run_id, task_id, map_index, state, try_number, max_tries, next_attempt_at,
+       started_at, ended_at, updated_at
+FROM task_instance WHERE run_id = :run_id AND task_id = :task_id AND map_index = :map_index;
+
+-- name: run_history
+SELECT run_id, ti_id, from_state, to_state, at, reason FROM state_history
+WHERE run_id = :run_id ORDER BY id;
+
+-- name: list_events
+SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at
+FROM event WHERE (:dag_id IS NULL OR dag_id = :dag_id) ORDER BY id DESC LIMIT :limit;

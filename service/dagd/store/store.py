@@ -1,0 +1,249 @@
+"""Store: opens the database, applies migrations, commits batches, answers reads.
+
+One writer connection per process, every write transaction opened with
+`BEGIN IMMEDIATE` and serialised by a lock, so "database is locked" cannot happen
+inside the daemon. A read-only store (the CLI's) opens the file with `mode=ro`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+import orjson
+
+from dagd.errors import DagdError, NotFound, StateError
+from dagd.store.batch import CAS, ORDER, Batch, IdCounter
+from dagd.store.rows import (
+    AttemptRow,
+    DagRow,
+    EventRow,
+    HistoryRow,
+    ImportErrorRow,
+    RunRow,
+    TaskInstanceRow,
+)
+from dagd.store.sql import Q, migrations
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    def __init__(self, conn: aiosqlite.Connection, path: Path, *, readonly: bool) -> None:
+        self.conn = conn
+        self.path = path
+        self.readonly = readonly
+        self._lock = anyio.Lock()
+        self.ids = IdCounter({"run": 0, "ti": 0, "attempt": 0, "event": 0})
+
+    # -- lifecycle -------------------------------------------------------------------
+    @classmethod
+    async def open(
+        cls, path: Path, *, synchronous: str = "full", readonly: bool = False
+    ) -> Store:
+        if readonly:
+            if not await anyio.Path(path).exists():
+                raise NotFound(f"no database at {path}: start the daemon with `dagd run` first")
+            conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+            await conn.execute("PRAGMA query_only = ON")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+            conn = await aiosqlite.connect(path, isolation_level=None)
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        store = cls(conn, path, readonly=readonly)
+        if not readonly:
+            await store._migrate()
+            async with conn.execute(Q.max_ids) as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            store.ids = IdCounter({"run": row[0], "ti": row[1], "attempt": row[2], "event": row[3]})
+        else:
+            await store._check_schema()
+        return store
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def _migrate(self) -> None:
+        async with self.conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = row[0] if row else 0
+        known = migrations()
+        if current > len(known):
+            raise DagdError(
+                f"database schema version {current} is newer than this dagd knows "
+                f"({len(known)}); upgrade dagd",
+                file=str(self.path),
+            )
+        for version, name, sql in known[current:]:
+            log.info("applying migration %s to %s", name, self.path)
+            await self.conn.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
+            )
+
+    async def _check_schema(self) -> None:
+        async with self.conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        if not row or row[0] == 0:
+            raise NotFound(f"database at {self.path} has no schema yet: start `dagd run` first")
+
+    # -- writing ---------------------------------------------------------------------
+    def batch(self) -> Batch:
+        return Batch(ids=self.ids)
+
+    async def commit(self, batch: Batch) -> None:
+        """Write every row of the batch in one transaction; CAS updates must all match."""
+        if not batch:
+            return
+        async with self._lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for name in ORDER:
+                    rows = batch.rows[name]
+                    if not rows:
+                        continue
+                    cur = await self.conn.executemany(getattr(Q, name), rows)
+                    if name in CAS and cur.rowcount != len(rows):
+                        raise StateError(
+                            f"{name}: {len(rows) - cur.rowcount} of {len(rows)} rows were not "
+                            "in the expected state (changed elsewhere)"
+                        )
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.conn.execute("ROLLBACK")
+                raise
+
+    async def _write(self, statements: Iterable[tuple[str, Any]]) -> None:
+        async with self._lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    if isinstance(params, list):
+                        await self.conn.executemany(sql, params)
+                    else:
+                        await self.conn.execute(sql, params)
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.conn.execute("ROLLBACK")
+                raise
+
+    async def sync_dags(
+        self,
+        described: list[dict[str, Any]],
+        errors: list[dict[str, Any]],
+        *,
+        known_ids: Iterable[str] = (),
+    ) -> None:
+        """Record the DAGs just loaded and the import errors; others become inactive."""
+        now = time.time()
+        present = {d["dag_id"] for d in described}
+        gone = [
+            {"dag_id": dag_id, "at": now} for dag_id in known_ids if dag_id not in present
+        ]
+        await self._write(
+            [
+                (
+                    Q.upsert_dag,
+                    [
+                        {
+                            "dag_id": d["dag_id"],
+                            "fileloc": d["fileloc"] or "",
+                            "description": d["description"] or "",
+                            "spec": orjson.dumps(d).decode(),
+                            "at": now,
+                        }
+                        for d in described
+                    ],
+                ),
+                (Q.deactivate_dag, gone),
+                (Q.clear_import_errors, {}),
+                (Q.insert_import_error, [{**e, "at": now} for e in errors]),
+            ]
+        )
+
+    async def set_paused(self, dag_id: str, paused: bool) -> None:
+        await self.get_dag(dag_id)
+        params = {"dag_id": dag_id, "paused": int(paused), "at": time.time()}
+        await self._write([(Q.set_paused, params)])
+
+    # -- reading ---------------------------------------------------------------------
+    async def _all(self, sql: str, params: dict[str, Any] | None = None) -> list[sqlite3.Row]:
+        async with self.conn.execute(sql, params or {}) as cur:
+            return list(await cur.fetchall())
+
+    async def list_dags(self) -> list[DagRow]:
+        return [DagRow.from_row(r) for r in await self._all(Q.list_dags)]
+
+    async def get_dag(self, dag_id: str) -> DagRow:
+        rows = await self._all(Q.get_dag, {"dag_id": dag_id})
+        if not rows:
+            raise NotFound("no such DAG", dag_id=dag_id)
+        return DagRow.from_row(rows[0])
+
+    async def list_import_errors(self) -> list[ImportErrorRow]:
+        return [ImportErrorRow.from_row(r) for r in await self._all(Q.list_import_errors)]
+
+    async def list_runs(self, dag_id: str | None = None, *, limit: int = 50) -> list[RunRow]:
+        rows = await self._all(Q.list_runs, {"dag_id": dag_id, "limit": limit})
+        return [RunRow.from_row(r) for r in rows]
+
+    async def get_run(self, run_id: int, dag_id: str | None = None) -> RunRow:
+        rows = await self._all(Q.get_run, {"id": run_id})
+        if not rows or (dag_id is not None and rows[0][1] != dag_id):
+            raise NotFound(f"no run {run_id}", dag_id=dag_id)
+        return RunRow.from_row(rows[0])
+
+    async def active_runs(self) -> list[RunRow]:
+        return [RunRow.from_row(r) for r in await self._all(Q.active_runs)]
+
+    async def list_tis(self, run_id: int) -> list[TaskInstanceRow]:
+        rows = await self._all(Q.list_tis, {"run_id": run_id})
+        return [TaskInstanceRow.from_row(r) for r in rows]
+
+    async def active_tis(self) -> list[TaskInstanceRow]:
+        return [TaskInstanceRow.from_row(r) for r in await self._all(Q.active_tis)]
+
+    async def active_xcoms(self) -> dict[int, Any]:
+        return {r[0]: orjson.loads(r[1]) for r in await self._all(Q.active_xcoms)}
+
+    async def get_xcom(self, ti_id: int) -> Any:
+        rows = await self._all(Q.get_xcom, {"ti_id": ti_id})
+        return orjson.loads(rows[0][0]) if rows else None
+
+    async def get_ti(self, run_id: int, task_id: str, map_index: int = -1) -> TaskInstanceRow:
+        rows = await self._all(
+            Q.get_ti, {"run_id": run_id, "task_id": task_id, "map_index": map_index}
+        )
+        if not rows:
+            raise NotFound(f"no task instance {task_id!r} in run {run_id}", task_id=task_id)
+        return TaskInstanceRow.from_row(rows[0])
+
+    async def list_attempts(self, ti_id: int) -> list[AttemptRow]:
+        return [AttemptRow.from_row(r) for r in await self._all(Q.list_attempts, {"ti_id": ti_id})]
+
+    async def running_attempts(self) -> list[AttemptRow]:
+        return [AttemptRow.from_row(r) for r in await self._all(Q.running_attempts)]
+
+    async def run_history(self, run_id: int) -> list[HistoryRow]:
+        rows = await self._all(Q.run_history, {"run_id": run_id})
+        return [HistoryRow.from_row(r) for r in rows]
+
+    async def list_events(self, dag_id: str | None = None, *, limit: int = 50) -> list[EventRow]:
+        rows = await self._all(Q.list_events, {"dag_id": dag_id, "limit": limit})
+        return [EventRow.from_row(r) for r in rows]
+
+    async def sqlite_version(self) -> str:
+        rows = await self._all("SELECT sqlite_version()")
+        return str(rows[0][0])

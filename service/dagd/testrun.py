@@ -1,0 +1,107 @@
+"""`dagd test DAG`: run one DAG once, in the foreground, with a live progress table.
+
+It uses the real engine on a throw-away data directory, so it never touches the
+daemon's database and works whether or not a daemon runs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from dagd.authoring.loader import load_folder
+from dagd.config import Settings
+from dagd.errors import NotFound
+from dagd.executors.logs import install_capture
+from dagd.scheduler.loop import Engine
+from dagd.store import Store
+from dagd.store.rows import TaskInstanceRow
+
+STYLE = {
+    "success": "green",
+    "failed": "red",
+    "upstream_failed": "dark_orange",
+    "up_for_retry": "yellow",
+    "running": "cyan",
+    "queued": "blue",
+    "skipped": "magenta",
+    "scheduled": "dim",
+}
+
+
+def state_text(state: str) -> str:
+    return f"[{STYLE.get(state, 'white')}]{state}[/]"
+
+
+def ti_table(title: str, tis: list[TaskInstanceRow]) -> Table:
+    table = Table(title=title)
+    table.add_column("task")
+    table.add_column("state")
+    table.add_column("try", justify="right")
+    table.add_column("duration", justify="right")
+    for ti in tis:
+        duration = ""
+        if ti.started_at and ti.ended_at:
+            duration = f"{ti.ended_at - ti.started_at:.2f}s"
+        table.add_row(ti.task_id, state_text(ti.state), f"{ti.try_number}/{ti.max_tries}",
+                      duration)
+    return table
+
+
+async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], console: Console) -> bool:
+    bag = await anyio.to_thread.run_sync(load_folder, settings.dags_folder)
+    if dag_id not in bag.dags:
+        hint = (
+            f" ({len(bag.errors)} file(s) failed to import; see `dagd dags errors`)"
+            if bag.errors
+            else ""
+        )
+        raise NotFound(f"no such DAG in {settings.dags_folder}{hint}", dag_id=dag_id)
+    with tempfile.TemporaryDirectory(prefix="dagd-test-") as tmp:
+        test_settings = replace(settings, data_dir=Path(tmp))
+        store = await Store.open(test_settings.db_path, synchronous="normal")
+        try:
+            install_capture()
+            engine = Engine(store, test_settings)
+            engine.set_dags({dag_id: bag.dags[dag_id]}, set())
+            async with anyio.create_task_group() as tg:
+                await tg.start(engine.serve)
+                run_id = await engine.trigger(dag_id, conf=conf, source="dagd test")
+                done = anyio.Event()
+
+                async def wait() -> None:
+                    await engine.wait_for_run(run_id)
+                    done.set()
+
+                tg.start_soon(wait)
+                title = escape(f"{dag_id} [run {run_id}]")
+                with Live(console=console, refresh_per_second=8, transient=False) as live:
+                    while not done.is_set():
+                        live.update(ti_table(title, await store.list_tis(run_id)))
+                        with anyio.move_on_after(0.125):
+                            await done.wait()
+                    live.update(ti_table(title, await store.list_tis(run_id)))
+                await engine.stop(0)
+                tg.cancel_scope.cancel()
+            console.print()
+            run = await store.get_run(run_id)
+            for ti in await store.list_tis(run_id):
+                if ti.state in ("failed", "up_for_retry"):
+                    for attempt in await store.list_attempts(ti.id):
+                        console.rule(f"{ti.task_id} try {attempt.try_number}: {attempt.error}")
+                        path = anyio.Path(attempt.log_path)
+                        if await path.exists():
+                            console.print((await path.read_text(errors="replace"))[-4000:],
+                                          markup=False, highlight=False)
+            console.print(f"{dag_id} run {run_id}: {state_text(run.state)}")
+            return run.state == "success"
+        finally:
+            await store.close()

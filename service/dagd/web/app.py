@@ -1,0 +1,158 @@
+"""The aiohttp app factory: REST API under /api/v1, thin handlers over the store and
+engine, and one error middleware that turns every DagdError into a JSON error."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+import anyio
+import orjson
+from aiohttp import web
+
+import dagd
+from dagd.errors import DagdError, InvalidInput, NotFound
+from dagd.scheduler.loop import Engine
+from dagd.store import Store
+
+log = logging.getLogger(__name__)
+
+ENGINE = web.AppKey("engine", Engine)
+READER = web.AppKey("reader", Store)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DagdError as exc:
+        return json_response(exc.to_dict(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_response(
+            {"error": exc.reason.lower().replace(" ", "_"), "message": exc.text or exc.reason},
+            status=exc.status,
+        )
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_response(
+            {"error": "internal", "message": "internal error; see the daemon's log"}, status=500
+        )
+
+
+def _int(request: web.Request, name: str) -> int:
+    raw = request.match_info.get(name) or request.query.get(name, "")
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number, got {raw!r}", field=name) from None
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    if request.content_type not in ("application/json", "application/octet-stream", ""):
+        raise DagdError(f"expected a JSON body, got {request.content_type}", field="body")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from None
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "version": dagd.__version__})
+
+
+async def list_dags(request: web.Request) -> web.Response:
+    rows = await request.app[READER].list_dags()
+    return json_response({"dags": [asdict(r) for r in rows]})
+
+
+async def get_dag(request: web.Request) -> web.Response:
+    row = await request.app[READER].get_dag(request.match_info["dag_id"])
+    return json_response(asdict(row))
+
+
+async def trigger_run(request: web.Request) -> web.Response:
+    dag_id = request.match_info["dag_id"]
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be a JSON object like {\"conf\": {...}}", field="body")
+    run_id = await request.app[ENGINE].trigger(
+        dag_id, conf=body.get("conf"), source=request.headers.get("X-Dagd-Source", "api")
+    )
+    return json_response({"run_id": run_id, "dag_id": dag_id, "state": "queued"}, status=201)
+
+
+def _pause(paused: bool) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        dag_id = request.match_info["dag_id"]
+        await request.app[ENGINE].set_paused(dag_id, paused)
+        return json_response({"dag_id": dag_id, "is_paused": paused})
+
+    return handler
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    dag_id = request.match_info.get("dag_id")
+    limit = int(request.query.get("limit", "50"))
+    rows = await request.app[READER].list_runs(dag_id, limit=limit)
+    return json_response({"runs": [asdict(r) for r in rows]})
+
+
+async def get_run(request: web.Request) -> web.Response:
+    reader = request.app[READER]
+    run = await reader.get_run(_int(request, "run_id"))
+    tis = await reader.list_tis(run.id)
+    return json_response({**asdict(run), "task_instances": [asdict(t) for t in tis]})
+
+
+async def get_log(request: web.Request) -> web.Response:
+    reader = request.app[READER]
+    run_id = _int(request, "run_id")
+    ti = await reader.get_ti(run_id, request.match_info["task_id"])
+    attempts = await reader.list_attempts(ti.id)
+    if not attempts:
+        raise NotFound("the task has not run yet", task_id=ti.task_id)
+    wanted = int(request.query["try"]) if "try" in request.query else attempts[-1].try_number
+    for attempt in attempts:
+        if attempt.try_number == wanted:
+            try:
+                body = await anyio.Path(attempt.log_path).read_bytes()
+            except FileNotFoundError:
+                body = b""
+            return web.Response(body=body, content_type="text/plain")
+    raise NotFound(f"no try {wanted}", task_id=ti.task_id)
+
+
+async def import_errors(request: web.Request) -> web.Response:
+    rows = await request.app[READER].list_import_errors()
+    return json_response({"import_errors": [asdict(r) for r in rows]})
+
+
+def create_app(engine: Engine, reader: Store) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=1024 * 1024)
+    app[ENGINE] = engine
+    app[READER] = reader
+    app.router.add_get("/api/v1/health", health)
+    app.router.add_get("/api/v1/dags", list_dags)
+    app.router.add_get("/api/v1/dags/{dag_id}", get_dag)
+    app.router.add_post("/api/v1/dags/{dag_id}/runs", trigger_run)
+    app.router.add_get("/api/v1/dags/{dag_id}/runs", list_runs)
+    app.router.add_post("/api/v1/dags/{dag_id}/pause", _pause(True))
+    app.router.add_post("/api/v1/dags/{dag_id}/unpause", _pause(False))
+    app.router.add_get("/api/v1/runs", list_runs)
+    app.router.add_get("/api/v1/runs/{run_id}", get_run)
+    app.router.add_get("/api/v1/runs/{run_id}/tasks/{task_id}/logs", get_log)
+    app.router.add_get("/api/v1/import-errors", import_errors)
+    return app
