@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -86,10 +87,12 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
     return value
 
 
-def find_config(explicit: str | Path | None) -> Path | None:
+def find_config(
+    explicit: str | Path | None, environ: Mapping[str, str] | None = None
+) -> Path | None:
     if explicit:
         return Path(explicit)
-    env = os.environ.get("DAGD_CONFIG")
+    env = (os.environ if environ is None else environ).get("DAGD_CONFIG")
     if env:
         return Path(env)
     for candidate in DEFAULT_PATHS:
@@ -102,11 +105,11 @@ def load_settings(
     config: str | Path | None = None,
     *,
     overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build Settings from file, environment and explicit overrides (in rising priority)."""
     env = os.environ if environ is None else environ
-    path = find_config(config)
+    path = find_config(config, env)
     values: dict[str, Any] = {}
     if path is not None:
         values.update(_read_file(path))

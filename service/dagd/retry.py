@@ -77,13 +77,24 @@ class RetryPolicy:
         if retry_on is None:
             names: tuple[str, ...] = ()
         else:
-            types = (retry_on,) if isinstance(retry_on, type) else tuple(retry_on)
+            if isinstance(retry_on, type):
+                types: tuple[object, ...] = (retry_on,)
+            elif isinstance(retry_on, list | tuple | set | frozenset):
+                types = tuple(retry_on)
+            else:
+                # A string would otherwise be iterated letter by letter.
+                raise DagDefinitionError(
+                    f"retry_on must be an exception class or a list of them, got {retry_on!r}",
+                    field="retry_on",
+                )
+            checked: list[type[BaseException]] = []
             for t in types:
                 if not (isinstance(t, type) and issubclass(t, BaseException)):
                     raise DagDefinitionError(
                         f"retry_on must list exception classes, got {t!r}", field="retry_on"
                     )
-            names = tuple(f"{t.__module__}.{t.__qualname__}" for t in types)
+                checked.append(t)
+            names = tuple(f"{t.__module__}.{t.__qualname__}" for t in checked)
         return cls(
             retries=retries,
             retry_delay=delay if delay is not None else 300.0,

@@ -61,7 +61,10 @@ class DAG:
         doc: str | None = None,
     ) -> None:
         self.fileloc, self.lineno = caller_location()
-        self.dag_id = check_id(dag_id, "dag_id", file=self.fileloc, line=self.lineno)
+        self.dag_id = check_id(
+            dag_id, "dag_id", dag_id=str(dag_id), field="dag_id", file=self.fileloc,
+            line=self.lineno,
+        )
         self.description = description
         self.triggers = list(triggers)
         self.default_args = dict(default_args or {})
@@ -150,16 +153,23 @@ class DAG:
         return order
 
     def _find_cycle(self, candidates: set[str]) -> list[str]:
-        """Walk downstream inside the unsorted remainder until a task repeats."""
-        start = min(candidates)
+        """Walk upstream inside the unsorted remainder until a task repeats.
+
+        Upstream, not downstream: every task left unsorted has an unsorted upstream task,
+        but a task merely downstream of a cycle may have no unsorted downstream one.
+        Returns the cycle in dependency order, starting and ending at its smallest id.
+        """
         path: list[str] = []
         seen: dict[str, int] = {}
-        node = start
+        node = min(candidates)
         while node not in seen:
             seen[node] = len(path)
             path.append(node)
-            node = min(d for d in self.tasks[node].downstream_ids if d in candidates)
-        return [*path[seen[node] :], node]
+            node = min(u for u in self.tasks[node].upstream_ids if u in candidates)
+        loop = path[seen[node] :][::-1]
+        first = loop.index(min(loop))
+        loop = loop[first:] + loop[:first]
+        return [*loop, loop[0]]
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description of the DAG, stored for the CLI and UI."""

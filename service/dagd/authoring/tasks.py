@@ -120,7 +120,7 @@ class BaseTask:
                 file=self.fileloc,
                 line=self.lineno,
             )
-        where = {"dag_id": owner.dag_id, "task_id": str(task_id)}
+        where: dict[str, Any] = {"dag_id": owner.dag_id, "task_id": str(task_id)}
         self.task_id = check_id(task_id, "task_id", **where)
         self.dag: DAG = owner
         self.doc = doc
@@ -149,6 +149,11 @@ class BaseTask:
                 retry_on=settings["retry_on"],
             )
         except DagDefinitionError as exc:
+            # RetryPolicy calls it `jitter`; the user wrote `retry_jitter`.
+            if exc.field == "jitter":
+                raise DagDefinitionError(
+                    f"retry_{exc.message}", field="retry_jitter", **where
+                ) from None
             raise DagDefinitionError(exc.message, field=exc.field, **where) from None
         self.execution_timeout = _timeout(settings["execution_timeout"], **where)
         rule = settings["trigger_rule"] or "all_success"
@@ -171,7 +176,9 @@ class BaseTask:
 
     # -- dependencies -------------------------------------------------------------
     def _relate(self, other: Any, *, upstream: bool) -> None:
-        for item in _as_tasks(other, self):
+        # Check every item before linking any, so a refused list leaves no half-made edges.
+        items = _as_tasks(other, self)
+        for item in items:
             if item is self:
                 raise DagDefinitionError(
                     "a task cannot depend on itself",
@@ -187,6 +194,7 @@ class BaseTask:
                     dag_id=self.dag.dag_id,
                     task_id=self.task_id,
                 )
+        for item in items:
             up, down = (item, self) if upstream else (self, item)
             up.downstream_ids.add(down.task_id)
             down.upstream_ids.add(up.task_id)
@@ -361,25 +369,39 @@ class PythonTask(BaseTask):
         self.op_args = list(op_args or [])
         self.op_kwargs = dict(op_kwargs or {})
         self.is_async = inspect.iscoroutinefunction(python_callable)
-        for arg in _find_xcom_args([self.op_args, self.op_kwargs]):
+        xcom_args = list(_find_xcom_args([self.op_args, self.op_kwargs]))
+        self._has_xcom_args = bool(xcom_args)
+        for arg in xcom_args:
             self.set_upstream(arg.task)
+        self._injectable = self._injectable_params()
 
     def build_call(self, context: Context) -> tuple[list[Any], dict[str, Any]]:
         """Positional and keyword arguments for this attempt, context injected by name."""
-        args = resolve_args(self.op_args, context.upstream)
-        kwargs = resolve_args(self.op_kwargs, context.upstream)
+        if self._has_xcom_args:
+            args = resolve_args(self.op_args, context.upstream)
+            kwargs = resolve_args(self.op_kwargs, context.upstream)
+        else:
+            args, kwargs = list(self.op_args), dict(self.op_kwargs)
+        for position, name in self._injectable:
+            if position >= len(args) and name not in kwargs:
+                kwargs[name] = context.value(name)
+        return args, kwargs
+
+    def _injectable_params(self) -> list[tuple[int, str]]:
+        """(position, name) of the callable's parameters that take context values."""
         try:
             sig = inspect.signature(self.python_callable)
         except (TypeError, ValueError):
-            return args, kwargs
-        params = list(sig.parameters.values())
-        positional = [
-            p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ][len(args) :]
-        for p in positional + [p for p in params if p.kind == p.KEYWORD_ONLY]:
-            if p.name in INJECTABLE and p.name not in kwargs:
-                kwargs[p.name] = context.value(p.name)
-        return args, kwargs
+            return []
+        found: list[tuple[int, str]] = []
+        for position, p in enumerate(sig.parameters.values()):
+            if p.name not in INJECTABLE:
+                continue
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                found.append((position, p.name))
+            elif p.kind == p.KEYWORD_ONLY:
+                found.append((sys.maxsize, p.name))  # never filled positionally
+        return found
 
     @property
     def runs_in_loop(self) -> bool:

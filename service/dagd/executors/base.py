@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -47,7 +46,7 @@ class AttemptSpec:
     task: BaseTask
     context: Context
     dag_file: str
-    log_path: Path
+    log_path: str
     timeout: float | None
     isolation: str
     map_index: int = -1

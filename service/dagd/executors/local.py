@@ -73,11 +73,16 @@ class LocalExecutor:
         log_token = set_current_log(attempt_log)
         ctx_token = set_current_context(spec.context)
         try:
-            with anyio.move_on_after(spec.timeout) as scope:
+            if spec.timeout is None:  # no cancel scope: the common case stays cheap
                 value = await spec.task.execute(spec.context)
-            if scope.cancelled_caught:
-                attempt_log.write(f"[dagd] {spec.ref}: execution_timeout exceeded, cancelled\n")
-                return AttemptResult.timeout(spec)
+            else:
+                with anyio.move_on_after(spec.timeout) as scope:
+                    value = await spec.task.execute(spec.context)
+                if scope.cancelled_caught:
+                    attempt_log.write(
+                        f"[dagd] {spec.ref}: execution_timeout exceeded, cancelled\n"
+                    )
+                    return AttemptResult.timeout(spec)
             return self._finish(spec, value, attempt_log)
         except Exception as exc:
             return self._failed(spec, exc, attempt_log)

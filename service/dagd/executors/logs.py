@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import io
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,16 @@ _current_log: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar
 
 
 def attempt_log_path(
-    logs_dir: Path, dag_id: str, run_id: int, task_id: str, try_number: int, map_index: int = -1
-) -> Path:
+    logs_dir: Path | str, dag_id: str, run_id: int, task_id: str, try_number: int,
+    map_index: int = -1,
+) -> str:
+    """LOGS/DAG/run_RUN/TASK[.MAP]/attempt_TRY.log (a str: built once per attempt)."""
     task_dir = task_id if map_index < 0 else f"{task_id}.{map_index}"
-    return logs_dir / dag_id / f"run_{run_id}" / task_dir / f"attempt_{try_number}.log"
+    return f"{logs_dir}/{dag_id}/run_{run_id}/{task_dir}/attempt_{try_number}.log"
 
 
 class AttemptLog:
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: str | Path, max_bytes: int) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.written = 0
@@ -41,7 +44,7 @@ class AttemptLog:
         if not chunk:
             return
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self._file = open(self.path, "ab")
         room = self.max_bytes - self.written
         if len(chunk) > room:

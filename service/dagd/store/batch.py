@@ -48,6 +48,8 @@ class Batch:
     ids: IdCounter
     now: float = field(default_factory=time.time)
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in ORDER})
+    # task instance id -> (its pending insert or update row, the key holding its state)
+    _ti_rows: dict[int, tuple[dict[str, Any], str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return any(self.rows.values())
@@ -122,7 +124,7 @@ class Batch:
                 if event["id"] == event_id:
                     event["run_id"] = run_id
                     break
-        self._history(run_id, None, None, RunState.QUEUED, f"{run_type} run created")
+        self._history(run_id, None, None, "queued", f"{run_type} run created")
         return run_id
 
     def transition_run(
@@ -138,22 +140,26 @@ class Batch:
                 "ended_at": self.now if to in (RunState.SUCCESS, RunState.FAILED) else None,
             }
         )
-        self._history(run_id, None, frm, to, reason)
+        self._history(run_id, None, frm.value, to.value, reason)
 
     def create_ti(self, *, run_id: int, task_id: str, max_tries: int, map_index: int = -1) -> int:
         ti_id = self.ids.next("ti")
-        self.rows["insert_ti"].append(
-            {
-                "id": ti_id,
-                "run_id": run_id,
-                "task_id": task_id,
-                "map_index": map_index,
-                "state": TaskState.SCHEDULED.value,
-                "max_tries": max_tries,
-                "at": self.now,
-            }
-        )
-        self._history(run_id, ti_id, None, TaskState.SCHEDULED, None)
+        row = {
+            "id": ti_id,
+            "run_id": run_id,
+            "task_id": task_id,
+            "map_index": map_index,
+            "state": TaskState.SCHEDULED.value,
+            "try_number": 0,
+            "max_tries": max_tries,
+            "next_attempt_at": None,
+            "started_at": None,
+            "ended_at": None,
+            "at": self.now,
+        }
+        self.rows["insert_ti"].append(row)
+        self._ti_rows[ti_id] = (row, "state")
+        # No history row: the task instance's own row records its creation.
         return ti_id
 
     def transition_ti(
@@ -168,19 +174,32 @@ class Batch:
         reason: str | None = None,
     ) -> None:
         check_task(frm, to)
-        self.rows["transition_ti"].append(
-            {
+        started_at = self.now if to == TaskState.RUNNING else None
+        ended_at = self.now if to in _ENDED else None
+        pending = self._ti_rows.get(ti_id)
+        if pending is not None:
+            # Already written in this batch: fold this change into that row (the history
+            # still gets one row per transition).
+            row, state_key = pending
+            row[state_key] = to.value
+            row["try_number"] = try_number
+            row["next_attempt_at"] = next_attempt_at
+            row["started_at"] = row["started_at"] or started_at
+            row["ended_at"] = ended_at
+        else:
+            row = {
                 "id": ti_id,
                 "from_state": frm.value,
                 "to_state": to.value,
                 "try_number": try_number,
                 "next_attempt_at": next_attempt_at,
-                "started_at": self.now if to == TaskState.RUNNING else None,
-                "ended_at": self.now if to in _ENDED else None,
+                "started_at": started_at,
+                "ended_at": ended_at,
                 "at": self.now,
             }
-        )
-        self._history(run_id, ti_id, frm, to, reason)
+            self.rows["transition_ti"].append(row)
+            self._ti_rows[ti_id] = (row, "to_state")
+        self._history(run_id, ti_id, frm.value, to.value, reason)
 
     def start_attempt(self, *, ti_id: int, try_number: int, log_path: str) -> int:
         attempt_id = self.ids.next("attempt")

@@ -44,8 +44,9 @@ WHERE id = :id AND state = :from_state;
 
 -- name: insert_ti
 INSERT INTO task_instance (id, run_id, task_id, map_index, state, try_number, max_tries,
-                           updated_at)
-VALUES (:id, :run_id, :task_id, :map_index, :state, 0, :max_tries, :at);
+                           next_attempt_at, started_at, ended_at, updated_at)
+VALUES (:id, :run_id, :task_id, :map_index, :state, :try_number, :max_tries,
+        :next_attempt_at, :started_at, :ended_at, :at);
 
 -- name: transition_ti
 UPDATE task_instance SET state = :to_state, try_number = :try_number,

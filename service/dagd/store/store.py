@@ -1,8 +1,10 @@
 """Store: opens the database, applies migrations, commits batches, answers reads.
 
-One writer connection per process, every write transaction opened with
-`BEGIN IMMEDIATE` and serialised by a lock, so "database is locked" cannot happen
-inside the daemon. A read-only store (the CLI's) opens the file with `mode=ro`.
+One writer connection per process. A write transaction runs whole inside one call to
+a worker thread (one thread hop per transaction, however many rows), opened with
+`BEGIN IMMEDIATE`, and such calls run one at a time, so "database is locked" cannot
+happen inside the daemon. Reads go through aiosqlite on their own connection. A
+read-only store (the CLI's) opens the file with `mode=ro` and has no writer.
 """
 
 from __future__ import annotations
@@ -35,11 +37,19 @@ log = logging.getLogger(__name__)
 
 
 class Store:
-    def __init__(self, conn: aiosqlite.Connection, path: Path, *, readonly: bool) -> None:
-        self.conn = conn
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        path: Path,
+        *,
+        writer: sqlite3.Connection | None = None,
+    ) -> None:
+        self.conn = conn  # reads, through aiosqlite
         self.path = path
-        self.readonly = readonly
-        self._lock = anyio.Lock()
+        self.readonly = writer is None
+        self._writer = writer
+        # One writer: a transaction runs whole in one worker-thread call, one at a time.
+        self._limiter = anyio.CapacityLimiter(1)
         self.ids = IdCounter({"run": 0, "ti": 0, "attempt": 0, "event": 0})
 
     # -- lifecycle -------------------------------------------------------------------
@@ -52,44 +62,28 @@ class Store:
                 raise NotFound(f"no database at {path}: start the daemon with `dagd run` first")
             conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
             await conn.execute("PRAGMA query_only = ON")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
-            conn = await aiosqlite.connect(path, isolation_level=None)
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-            await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        store = cls(conn, path, readonly=readonly)
-        if not readonly:
-            await store._migrate()
-            async with conn.execute(Q.max_ids) as cur:
-                row = await cur.fetchone()
-            assert row is not None
-            store.ids = IdCounter({"run": row[0], "ti": row[1], "attempt": row[2], "event": row[3]})
-        else:
+            await conn.execute("PRAGMA busy_timeout = 5000")
+            store = cls(conn, path)
             await store._check_schema()
+            return store
+        await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
+        writer = await anyio.to_thread.run_sync(_open_writer, path, synchronous)
+        conn = await aiosqlite.connect(path)
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        store = cls(conn, path, writer=writer)
+        await store._run(_migrate, writer, path)
+        row = await store._run(_fetchone, writer, Q.max_ids)
+        store.ids = IdCounter({"run": row[0], "ti": row[1], "attempt": row[2], "event": row[3]})
         return store
 
     async def close(self) -> None:
         await self.conn.close()
+        if self._writer is not None:
+            await self._run(self._writer.close)
+            self._writer = None
 
-    async def _migrate(self) -> None:
-        async with self.conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        current = row[0] if row else 0
-        known = migrations()
-        if current > len(known):
-            raise DagdError(
-                f"database schema version {current} is newer than this dagd knows "
-                f"({len(known)}); upgrade dagd",
-                file=str(self.path),
-            )
-        for version, name, sql in known[current:]:
-            log.info("applying migration %s to %s", name, self.path)
-            await self.conn.executescript(
-                f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
-            )
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     async def _check_schema(self) -> None:
         async with self.conn.execute("PRAGMA user_version") as cur:
@@ -101,43 +95,18 @@ class Store:
     def batch(self) -> Batch:
         return Batch(ids=self.ids)
 
+    def _need_writer(self) -> sqlite3.Connection:
+        if self._writer is None:
+            raise DagdError("this store was opened read-only", file=str(self.path))
+        return self._writer
+
     async def commit(self, batch: Batch) -> None:
         """Write every row of the batch in one transaction; CAS updates must all match."""
-        if not batch:
-            return
-        async with self._lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                for name in ORDER:
-                    rows = batch.rows[name]
-                    if not rows:
-                        continue
-                    cur = await self.conn.executemany(getattr(Q, name), rows)
-                    if name in CAS and cur.rowcount != len(rows):
-                        raise StateError(
-                            f"{name}: {len(rows) - cur.rowcount} of {len(rows)} rows were not "
-                            "in the expected state (changed elsewhere)"
-                        )
-                await self.conn.execute("COMMIT")
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self.conn.execute("ROLLBACK")
-                raise
+        if batch:
+            await self._run(_commit, self._need_writer(), batch)
 
-    async def _write(self, statements: Iterable[tuple[str, Any]]) -> None:
-        async with self._lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    if isinstance(params, list):
-                        await self.conn.executemany(sql, params)
-                    else:
-                        await self.conn.execute(sql, params)
-                await self.conn.execute("COMMIT")
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self.conn.execute("ROLLBACK")
-                raise
+    async def _write(self, statements: list[tuple[str, Any]]) -> None:
+        await self._run(_write, self._need_writer(), statements)
 
     async def sync_dags(
         self,
@@ -247,3 +216,65 @@ class Store:
     async def sqlite_version(self) -> str:
         rows = await self._all("SELECT sqlite_version()")
         return str(rows[0][0])
+
+
+# -- the writer thread's side: plain sqlite3, called through Store._run -------------------
+def _open_writer(path: Path, synchronous: str) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA busy_timeout = 5000")
+    return db
+
+
+def _fetchone(db: sqlite3.Connection, sql: str) -> Any:
+    return db.execute(sql).fetchone()
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    known = migrations()
+    if current > len(known):
+        raise DagdError(
+            f"database schema version {current} is newer than this dagd knows "
+            f"({len(known)}); upgrade dagd",
+            file=str(path),
+        )
+    for version, name, sql in known[current:]:
+        log.info("applying migration %s to %s", name, path)
+        db.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
+
+
+def _commit(db: sqlite3.Connection, batch: Batch) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for name in ORDER:
+            rows = batch.rows[name]
+            if not rows:
+                continue
+            cur = db.executemany(getattr(Q, name), rows)
+            if name in CAS and cur.rowcount != len(rows):
+                raise StateError(
+                    f"{name}: {len(rows) - cur.rowcount} of {len(rows)} rows were not "
+                    "in the expected state (changed elsewhere)"
+                )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _write(db: sqlite3.Connection, statements: list[tuple[str, Any]]) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in statements:
+            if isinstance(params, list):
+                db.executemany(sql, params)
+            else:
+                db.execute(sql, params)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
