@@ -19,6 +19,7 @@ from dagd.errors import ConfigError
 DEFAULT_PATHS = (Path("config/dagd.toml"), Path("/etc/dagd/dagd.toml"))
 SYNCHRONOUS = ("full", "normal")
 ISOLATIONS = ("process", "thread")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,8 @@ def _validate(s: Settings, path: Path | None) -> None:
         (s.xcom_max_bytes >= 1024, "xcom.max_bytes", "must be at least 1024"),
         (s.synchronous in SYNCHRONOUS, "database.synchronous", f"must be one of {SYNCHRONOUS}"),
         (s.shutdown_grace_period >= 0, "core.shutdown_grace_period", "must not be negative"),
+        # logging.basicConfig would otherwise fail at start with a bare ValueError.
+        (s.log_level in LOG_LEVELS, "core.log_level", f"must be one of {LOG_LEVELS}"),
     ]
     for ok, key, message in checks:
         if not ok:

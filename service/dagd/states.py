@@ -12,6 +12,8 @@ from dagd.errors import StateError
 
 
 class RunState(StrEnum):
+    __hash__ = str.__hash__  # see the note on hashing below
+
     QUEUED = "queued"
     RUNNING = "running"
     SUCCESS = "success"
@@ -19,6 +21,8 @@ class RunState(StrEnum):
 
 
 class TaskState(StrEnum):
+    __hash__ = str.__hash__  # see the note on hashing below
+
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
@@ -30,10 +34,16 @@ class TaskState(StrEnum):
 
 
 class AttemptState(StrEnum):
+    __hash__ = str.__hash__  # see the note on hashing below
+
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
 
+
+# Hashing: Enum hashes a member by its name, in Python; these enums hash as their
+# string value instead (in C), which the scheduler's hot path feels, and which makes
+# `"success" in TASK_TERMINAL` true, as a string enum should.
 
 RUN_TERMINAL = frozenset({RunState.SUCCESS, RunState.FAILED})
 RUN_ACTIVE = frozenset({RunState.QUEUED, RunState.RUNNING})

@@ -116,8 +116,9 @@ class LocalExecutor:
         except Exception as exc:
             return self._failed(spec, exc, attempt_log)
         finally:
-            if not attempt_log.truncated:
-                attempt_log.close()
+            # Always (a log that hit its cap still holds an open file), and for good:
+            # a thread abandoned at its timeout may print on, into no file.
+            attempt_log.seal()
 
     # -- in a worker process -------------------------------------------------------------
     async def _in_process(self, spec: AttemptSpec) -> AttemptResult:

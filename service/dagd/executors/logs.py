@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,18 @@ class AttemptLog:
         self.max_bytes = max_bytes
         self.written = 0
         self.truncated = False
+        self.sealed = False
         self._file: io.BufferedWriter | None = None
+        # A thread task and the loop may both touch the log (the loop seals it at a
+        # timeout while the abandoned thread still prints).
+        self._lock = threading.Lock()
 
     def write(self, data: str | bytes) -> None:
-        if self.truncated:
+        with self._lock:
+            self._write(data)
+
+    def _write(self, data: str | bytes) -> None:
+        if self.truncated or self.sealed:
             return
         chunk = data.encode("utf-8", "replace") if isinstance(data, str) else data
         if not chunk:
@@ -61,6 +70,17 @@ class AttemptLog:
         self._file.flush()
 
     def close(self) -> None:
+        """Close the file; a later write opens it again (for the executor's own notes)."""
+        with self._lock:
+            self._close()
+
+    def seal(self) -> None:
+        """Close for good: later writes, such as an abandoned thread's, are dropped."""
+        with self._lock:
+            self.sealed = True
+            self._close()
+
+    def _close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -181,7 +181,7 @@ class Batch:
             # Already written in this batch: fold this change into that row (the history
             # still gets one row per transition).
             row, state_key = pending
-            row[state_key] = to.value
+            row[state_key] = to._value_
             row["try_number"] = try_number
             row["next_attempt_at"] = next_attempt_at
             row["started_at"] = row["started_at"] or started_at
@@ -189,8 +189,8 @@ class Batch:
         else:
             row = {
                 "id": ti_id,
-                "from_state": frm.value,
-                "to_state": to.value,
+                "from_state": frm._value_,
+                "to_state": to._value_,
                 "try_number": try_number,
                 "next_attempt_at": next_attempt_at,
                 "started_at": started_at,
@@ -199,7 +199,7 @@ class Batch:
             }
             self.rows["transition_ti"].append(row)
             self._ti_rows[ti_id] = (row, "to_state")
-        self._history(run_id, ti_id, frm.value, to.value, reason)
+        self._history(run_id, ti_id, frm._value_, to._value_, reason)
 
     def start_attempt(self, *, ti_id: int, try_number: int, log_path: str) -> int:
         attempt_id = self.ids.next("attempt")
