@@ -82,8 +82,11 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
+_ALLOWED_TASK = frozenset((f, t) for f, targets in TRANSITIONS.items() for t in targets)
+
+
 def check_task(from_state: TaskState, to_state: TaskState) -> None:
-    if to_state not in TRANSITIONS[from_state]:
+    if (from_state, to_state) not in _ALLOWED_TASK:
         raise StateError(f"task instance cannot go from {from_state} to {to_state}")
 
 

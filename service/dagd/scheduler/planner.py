@@ -47,14 +47,19 @@ class Graph:
 
 def evaluate(rule: str, upstream: Iterable[TaskState]) -> Decision:  # noqa: C901
     """Decide one scheduled task from its upstream tasks' states."""
-    states = list(upstream)
-    if not states:
+    total = success = failed = skipped = done = 0
+    for s in upstream:  # one pass: this runs once per task instance per decision
+        total += 1
+        if s in TASK_TERMINAL:
+            done += 1
+            if s == TaskState.SUCCESS:
+                success += 1
+            elif s == TaskState.SKIPPED:
+                skipped += 1
+            else:
+                failed += 1
+    if not total:
         return Decision.READY
-    total = len(states)
-    success = sum(1 for s in states if s == TaskState.SUCCESS)
-    failed = sum(1 for s in states if s in TASK_FAILED)
-    skipped = sum(1 for s in states if s == TaskState.SKIPPED)
-    done = sum(1 for s in states if s in TASK_TERMINAL)
     all_done = done == total
     if rule == "all_success":
         if failed:
