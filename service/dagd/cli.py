@@ -77,7 +77,7 @@ async def cmd_dags_list(settings: Settings, args: argparse.Namespace) -> int:
     for d in dags:
         if not d.is_active:
             continue
-        last = f"{d.last_run_id} {state_text(d.last_run_state)}" if d.last_run_id else ""
+        last = f"{d.last_run_id} {state_text(d.last_run_state or '')}" if d.last_run_id else ""
         table.add_row(d.dag_id, str(len(d.spec.get("tasks", []))), "yes" if d.is_paused else "",
                       last, d.description, d.fileloc)
     console.print(table)

@@ -124,7 +124,7 @@ class BaseTask:
         self.task_id = check_id(task_id, "task_id", **where)
         self.dag: DAG = owner
         self.doc = doc
-        given = {
+        given: dict[str, Any] = {
             "retries": retries,
             "retry_delay": retry_delay,
             "retry_exponential_backoff": retry_exponential_backoff,
@@ -136,7 +136,9 @@ class BaseTask:
             "isolation": isolation,
         }
         defaults = owner.default_args
-        settings = {k: (v if v is not None else defaults.get(k)) for k, v in given.items()}
+        settings: dict[str, Any] = {
+            k: (v if v is not None else defaults.get(k)) for k, v in given.items()
+        }
         try:
             self.retry_policy = RetryPolicy.build(
                 retries=settings["retries"] or 0,
@@ -272,7 +274,7 @@ class XComArg:
         return XComArg(self.task, (*self.path, key))
 
     def resolve(self, upstream: dict[str, Any]) -> Any:
-        value = upstream.get(self.task.task_id)
+        value: Any = upstream.get(self.task.task_id)
         for key in self.path:
             value = value[key]
         return value
@@ -477,4 +479,4 @@ def chain(*items: TaskLike | Sequence[TaskLike]) -> None:
             for a in up:
                 a >> down
         else:
-            up >> down
+            up >> down  # type: ignore[operator]

@@ -58,7 +58,7 @@ def main() -> int:
         task = dag.get_task(spec["task_id"])
         ctx = Context.from_json(spec["context"])
         set_current_context(ctx)
-        value = task.call_sync(ctx)  # type: ignore[attr-defined]
+        value = task.call_sync(ctx)
         xcom = encode_xcom(value, spec["xcom_max_bytes"])
     except BaseException as exc:  # the task's own failure, reported, not raised
         traceback.print_exc()
