@@ -19,7 +19,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,11 @@ from anyio.abc import TaskStatus
 from dagd.authoring.context import Context
 from dagd.authoring.dag import DAG
 from dagd.config import Settings
-from dagd.errors import InvalidInput, NotFound
 from dagd.executors.base import AttemptResult, AttemptSpec
 from dagd.executors.local import LocalExecutor
 from dagd.executors.logs import attempt_log_path
 from dagd.retry import INFRASTRUCTURE_REASONS
+from dagd.scheduler.intake import Intake
 from dagd.scheduler.planner import Graph, plan, run_outcome
 from dagd.states import TASK_TERMINAL, RunState, TaskState
 from dagd.store import Batch, Store
@@ -131,6 +131,7 @@ class Engine:
         self._stopping = False
         self._stopped = anyio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.intake = Intake(self)
 
     # -- DAGs ----------------------------------------------------------------------------
     def set_dags(self, dags: dict[str, DAG], paused: set[str]) -> None:
@@ -158,37 +159,17 @@ class Engine:
         dag_id: str,
         *,
         conf: Any = None,
-        run_type: str = "manual",
         source: str = "api",
         logical_date: datetime | None = None,
     ) -> int:
-        """Record an event and the run it starts, commit both, then wake the loop."""
-        if dag_id not in self.dags:
-            raise NotFound("no such DAG (see `dagd dags list` and `dagd dags errors`)",
-                           dag_id=dag_id)
-        conf = {} if conf is None else conf
-        if not isinstance(conf, dict):
-            raise InvalidInput("conf must be a JSON object", dag_id=dag_id, field="conf")
-        when = logical_date or datetime.now(UTC)
-        batch = self.store.batch()
-        event_id = batch.record_event(
-            kind=run_type, source=source, dag_id=dag_id, payload=conf, outcome="run_created"
-        )
-        run_id = batch.create_run(
-            dag_id=dag_id,
-            run_type=run_type,
-            conf=conf,
-            event_id=event_id,
-            logical_date=when.isoformat(),
-        )
-        await self.store.commit(batch)
-        self._queued[dag_id].append(
-            RunRow(run_id, dag_id, "queued", run_type, event_id, when.isoformat(), conf,
-                   batch.now, None, None)
-        )
-        log.info("%s[run %d] queued (%s from %s)", dag_id, run_id, run_type, source)
+        """A manual run: record the event and the run, commit both, then wake the loop."""
+        return await self.intake.trigger(dag_id, conf=conf, source=source,
+                                         logical_date=logical_date)
+
+    def enqueue(self, row: RunRow) -> None:
+        """A run just committed as queued: start it when the limits allow."""
+        self._queued[row.dag_id].append(row)
         self.wake()
-        return run_id
 
     async def wait_for_run(self, run_id: int) -> str:
         """Wait until the run is final; return its state."""

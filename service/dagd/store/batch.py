@@ -77,6 +77,7 @@ class Batch:
         payload: Any,
         outcome: str,
         dedup_key: str | None = None,
+        digest: str | None = None,
         detail: str | None = None,
         run_id: int | None = None,
     ) -> int:
@@ -89,6 +90,7 @@ class Batch:
                 "dag_id": dag_id,
                 "payload": orjson.dumps(payload).decode(),
                 "dedup_key": dedup_key,
+                "digest": digest,
                 "outcome": outcome,
                 "detail": detail,
                 "run_id": run_id,

@@ -28,9 +28,10 @@ INSERT OR REPLACE INTO import_error (file, line, message, traceback, created_at)
 VALUES (:file, :line, :message, :traceback, :at);
 
 -- name: insert_event
-INSERT INTO event (id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id,
-                   created_at)
-VALUES (:id, :kind, :source, :dag_id, :payload, :dedup_key, :outcome, :detail, :run_id, :at);
+INSERT INTO event (id, kind, source, dag_id, payload, dedup_key, digest, outcome, detail,
+                   run_id, created_at)
+VALUES (:id, :kind, :source, :dag_id, :payload, :dedup_key, :digest, :outcome, :detail,
+        :run_id, :at);
 
 -- name: insert_run
 INSERT INTO run (id, dag_id, state, run_type, event_id, logical_date, conf, created_at)
@@ -143,5 +144,25 @@ SELECT run_id, ti_id, from_state, to_state, at, reason FROM state_history
 WHERE run_id = :run_id ORDER BY id;
 
 -- name: list_events
-SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at
+SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at,
+       digest
 FROM event WHERE (:dag_id IS NULL OR dag_id = :dag_id) ORDER BY id DESC LIMIT :limit;
+
+-- name: get_event
+SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at,
+       digest
+FROM event WHERE id = :id;
+
+-- name: find_event
+-- The first event of this delivery for this DAG: the one that acted on it.
+SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at,
+       digest
+FROM event
+WHERE kind = :kind AND source = :source AND coalesce(dag_id, '') = coalesce(:dag_id, '')
+  AND dedup_key = :dedup_key
+ORDER BY id LIMIT 1;
+
+-- name: last_dedup_key
+-- A timer's last fire time: its dedup keys are UTC ISO timestamps, which sort as text.
+SELECT max(dedup_key) FROM event
+WHERE kind = :kind AND source = :source AND dag_id = :dag_id;

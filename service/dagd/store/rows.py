@@ -129,6 +129,7 @@ class EventRow:
     detail: str | None
     run_id: int | None
     created_at: float
+    digest: str | None = None
 
     @classmethod
     def from_row(cls, r: Any) -> EventRow:
@@ -143,6 +144,7 @@ class EventRow:
             detail=r[7],
             run_id=r[8],
             created_at=r[9],
+            digest=r[10],
         )
 
 

@@ -213,6 +213,25 @@ class Store:
         rows = await self._all(Q.list_events, {"dag_id": dag_id, "limit": limit})
         return [EventRow.from_row(r) for r in rows]
 
+    async def get_event(self, event_id: int) -> EventRow:
+        rows = await self._all(Q.get_event, {"id": event_id})
+        if not rows:
+            raise NotFound(f"no event {event_id}")
+        return EventRow.from_row(rows[0])
+
+    async def find_event(
+        self, *, kind: str, source: str, dag_id: str | None, dedup_key: str
+    ) -> EventRow | None:
+        rows = await self._all(
+            Q.find_event,
+            {"kind": kind, "source": source, "dag_id": dag_id, "dedup_key": dedup_key},
+        )
+        return EventRow.from_row(rows[0]) if rows else None
+
+    async def last_dedup_key(self, *, kind: str, source: str, dag_id: str) -> str | None:
+        rows = await self._all(Q.last_dedup_key, {"kind": kind, "source": source, "dag_id": dag_id})
+        return rows[0][0] if rows else None
+
     async def sqlite_version(self) -> str:
         rows = await self._all("SELECT sqlite_version()")
         return str(rows[0][0])
