@@ -12,6 +12,8 @@ from dagd.authoring.dag import DAG, dag
 from dagd.authoring.tasks import BaseTask, PythonTask, XComArg, chain, task
 from dagd.errors import CycleError, DagDefinitionError, DagdError
 from dagd.retry import RetryPolicy
+from dagd.triggers.files import FileDrop
+from dagd.triggers.webhooks import Webhook
 
 __version__ = "0.1.0"
 
@@ -22,8 +24,10 @@ __all__ = [
     "CycleError",
     "DagDefinitionError",
     "DagdError",
+    "FileDrop",
     "PythonTask",
     "RetryPolicy",
+    "Webhook",
     "XComArg",
     "chain",
     "dag",

@@ -24,6 +24,7 @@ from rich.tree import Tree
 from dagd import client
 from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
+from dagd.states import TASK_TERMINAL
 from dagd.store import Store
 from dagd.testrun import run_test, state_text, ti_table
 
@@ -60,6 +61,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per change otherwise
     anyio.run(Daemon(settings).run)
     return 0
 
@@ -219,23 +221,46 @@ async def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
         if attempt is None and not args.follow:
             raise NotFound(f"the task has not run yet in run {args.run}",
                            dag_id=args.dag, task_id=args.task)
-        offset = 0
-        offset = await _print_new(attempt, offset)
-        if not args.follow:
-            return 0
-        from watchfiles import awatch
-
-        async for _ in awatch(settings.data_dir, recursive=True, debounce=50, step=20):
-            if attempt is None:
-                attempt = await _attempt(store, args)
-            offset = await _print_new(attempt, offset)
-            fresh = await _attempt(store, args) if attempt is not None else None
-            if fresh is not None and fresh.id == attempt.id and fresh.state != "running":
-                await _print_new(fresh, offset)
-                break
+        offset = await _print_new(attempt, 0)
+        if args.follow:
+            await _follow(settings, store, args, attempt, offset)
     finally:
         await store.close()
     return 0
+
+
+async def _follow(
+    settings: Settings, store: Store, args: argparse.Namespace, attempt: Any, offset: int
+) -> None:
+    """Print the attempt's new output until it is no longer running.
+
+    The state is read before the output, so whatever the attempt wrote before it ended
+    is printed. A change in the data directory wakes the check; the watcher's timeout
+    re-checks too, since a change can land between a check and the watch.
+    """
+    from watchfiles import awatch
+
+    async def step() -> bool:
+        nonlocal attempt, offset
+        ti = await store.get_ti((await store.get_run(args.run, args.dag)).id, args.task)
+        attempts = await store.list_attempts(ti.id)
+        if attempt is None:
+            attempt = await _attempt(store, args)
+            if attempt is None:
+                if ti.state in TASK_TERMINAL:
+                    raise NotFound(f"the task ended {ti.state} without running in run "
+                                   f"{args.run}", dag_id=args.dag, task_id=args.task)
+                return False
+        current = next((a for a in attempts if a.id == attempt.id), attempt)
+        offset = await _print_new(current, offset)
+        return bool(current.state != "running")
+
+    if await step():
+        return
+    async for _ in awatch(settings.data_dir, recursive=True, debounce=50, step=20,
+                          rust_timeout=1000, yield_on_timeout=True):
+        if await step():
+            return
 
 
 async def _print_new(attempt: Any, offset: int) -> int:
@@ -342,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         command = COMMANDS[(args.command, sub)]
         return anyio.run(command, settings, args)
     except DagdError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        # soft_wrap: one line whatever the terminal width, for scripts and journald
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import anyio
 from aiohttp import web
+from watchfiles import awatch
 
 import dagd
 from dagd import systemd
@@ -25,6 +27,7 @@ from dagd.executors.logs import install_capture
 from dagd.lock import DataDirLock
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
+from dagd.triggers.service import TriggerService
 from dagd.web.app import create_app
 
 log = logging.getLogger(__name__)
@@ -44,16 +47,59 @@ async def sync_dags(store: Store, bag: DagBag, known: set[str]) -> None:
         log.error("import error in %s: %s", where, error.message)
 
 
-async def load_dags(settings: Settings, store: Store, engine: Engine | None) -> DagBag:
-    bag = await anyio.to_thread.run_sync(load_folder, settings.dags_folder)
-    known = {d.dag_id for d in await store.list_dags()}
-    await sync_dags(store, bag, known)
-    if engine is not None:
-        paused = {d.dag_id for d in await store.list_dags() if d.is_paused}
-        engine.set_dags(bag.dags, paused)
-    log.info("loaded %d DAG(s) from %s, %d import error(s)", len(bag.dags),
-             settings.dags_folder, len(bag.errors))
-    return bag
+def keep_last_good(old: DagBag | None, new: DagBag) -> DagBag:
+    """A file that fails to import keeps the DAGs it defined in its last good version."""
+    if old is None:
+        return new
+    for error in new.errors:
+        for dag_id in old.files.get(error.file, []):
+            if dag_id in old.dags and dag_id not in new.dags:
+                new.dags[dag_id] = old.dags[dag_id]
+                new.files.setdefault(error.file, []).append(dag_id)
+                log.warning("%s: keeping the last good version of DAG %s", error.file, dag_id)
+    return new
+
+
+class DagFolder:
+    """The DAGs folder as the daemon sees it: loaded, merged with the last good versions,
+    recorded in the store, handed to the engine and the triggers. Reloaded on change."""
+
+    def __init__(self, settings: Settings, store: Store, engine: Engine,
+                 triggers: TriggerService | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.triggers = triggers
+        self.bag: DagBag | None = None
+        self._lock = anyio.Lock()
+
+    async def load(self) -> DagBag:
+        async with self._lock:
+            new = await anyio.to_thread.run_sync(load_folder, self.settings.dags_folder)
+            bag = keep_last_good(self.bag, new)
+            known = {d.dag_id for d in await self.store.list_dags()}
+            await sync_dags(self.store, bag, known)
+            paused = {d.dag_id for d in await self.store.list_dags() if d.is_paused}
+            self.engine.set_dags(bag.dags, paused)
+            if self.triggers is not None:
+                self.triggers.update()
+            self.bag = bag
+            log.info("loaded %d DAG(s) from %s, %d import error(s)", len(bag.dags),
+                     self.settings.dags_folder, len(bag.errors))
+            return bag
+
+    async def watch(self) -> None:
+        """Reload when a .py file in the folder is added, changed or deleted."""
+        folder = self.settings.dags_folder
+        await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        async for changes in awatch(folder, debounce=100, step=20,
+                                    watch_filter=lambda _change, path: path.endswith(".py")):
+            log.info("DAG files changed (%s): reloading",
+                     ", ".join(sorted(Path(p).name for _, p in changes)))
+            try:
+                await self.load()
+            except Exception:
+                log.exception("reloading the DAGs failed; keeping the loaded ones")
 
 
 class Daemon:
@@ -85,7 +131,9 @@ class Daemon:
                      sys.version.split()[0], await store.sqlite_version(), settings.db_path)
             install_capture()
             engine = Engine(store, settings)
-            await load_dags(settings, store, engine)
+            triggers = TriggerService(engine)
+            folder = DagFolder(settings, store, engine, triggers)
+            await folder.load()
             await engine.boot()
             reader = await Store.open(settings.db_path, readonly=True)
             runner = web.AppRunner(create_app(engine, reader), access_log=None)
@@ -98,13 +146,19 @@ class Daemon:
             lock.publish(settings.host, self.port)
             async with anyio.create_task_group() as tg:
                 await tg.start(engine.serve, name="scheduler")
-                tg.start_soon(self._signals, store, engine, name="signals")
+                tg.start_soon(self._signals, folder, engine, name="signals")
+                # Triggers stop first at shutdown: no new event once stopping has begun.
+                trigger_scopes = (anyio.CancelScope(), anyio.CancelScope())
+                tg.start_soon(_scoped, trigger_scopes[0], triggers.run, name="triggers")
+                tg.start_soon(_scoped, trigger_scopes[1], folder.watch, name="DAG folder watcher")
                 systemd.notify("READY=1")
                 log.info("dagd ready: http://%s:%d", settings.host, self.port)
                 if on_ready is not None:
                     on_ready(self)
                 await self._stop.wait()
                 systemd.notify("STOPPING=1")
+                for scope in trigger_scopes:
+                    scope.cancel()
                 log.info("stopping: web server, then up to %.0fs for running tasks",
                          settings.shutdown_grace_period)
                 await runner.cleanup()
@@ -120,13 +174,13 @@ class Daemon:
                 await store.close()
             log.info("dagd stopped")
 
-    async def _signals(self, store: Store, engine: Engine) -> None:
+    async def _signals(self, folder: DagFolder, engine: Engine) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     systemd.notify("RELOADING=1")
                     log.info("SIGHUP: reloading DAGs")
-                    await load_dags(self.settings, store, engine)
+                    await folder.load()
                     systemd.notify("READY=1")
                 elif not self._stop.is_set():
                     log.info("%s: graceful stop (send again to force)",
@@ -136,3 +190,8 @@ class Daemon:
                     log.warning("%s again: forcing stop", signal.Signals(signum).name)
                     self._force = True
                     engine.interrupt()
+
+
+async def _scoped(scope: anyio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
+    with scope:
+        await fn()

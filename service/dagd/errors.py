@@ -112,3 +112,13 @@ class DaemonUnavailable(DagdError):
 
 class TaskFailure(Exception):
     """Raised by the worker side to report a failed attempt; not a DagdError (user code)."""
+
+
+class PayloadTooLarge(DagdError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(DagdError):
+    status = 415
+    code = "unsupported_media_type"

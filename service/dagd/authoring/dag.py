@@ -53,6 +53,8 @@ class DAG:
         *,
         description: str = "",
         triggers: Iterable[Any] = (),
+        schedule: Any = None,
+        catchup: bool = False,
         default_args: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         max_active_runs: int | None = None,
@@ -67,6 +69,17 @@ class DAG:
         )
         self.description = description
         self.triggers = list(triggers)
+        if schedule is not None:
+            from dagd.triggers.timers import schedule_to_trigger
+
+            try:
+                timer = schedule_to_trigger(schedule)
+            except DagDefinitionError as exc:
+                raise DagDefinitionError(exc.message, dag_id=dag_id, field="schedule",
+                                         file=self.fileloc, line=self.lineno) from None
+            if timer is not None:
+                self.triggers.append(timer)
+        self.catchup = bool(catchup)
         self.default_args = dict(default_args or {})
         unknown = set(self.default_args) - TASK_DEFAULT_KEYS
         if unknown:
@@ -184,6 +197,7 @@ class DAG:
             "max_active_runs": self.max_active_runs,
             "max_active_tasks": self.max_active_tasks,
             "triggers": [describe_trigger(t) for t in self.triggers],
+            "catchup": self.catchup,
             "tasks": [self.tasks[tid].describe() for tid in order],
         }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -31,6 +31,7 @@ DAG_PAUSED = "dag_paused"
 NO_MATCHING_DAG = "no_matching_dag"
 UNAUTHORIZED = "unauthorized"
 REJECTED = "rejected"
+IN_BATCH = "in_batch"
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,15 @@ class Intake:
         delivery: Delivery,
         dag_ids: Sequence[str],
         conf: Callable[[str], dict[str, Any]] | dict[str, Any],
+        *,
+        members: Sequence[Delivery] = (),
+        ignore_pause: bool = False,
     ) -> list[Outcome]:
-        """Record `delivery` for each DAG; start a run for each that is new and not paused."""
+        """Record `delivery` for each DAG; start a run for each that is new and not paused.
+
+        `members` (a batch's files) are recorded beside it, pointing at the same run, so
+        that each of them counts as seen.
+        """
         engine = self.engine
         store = engine.store
         async with self._lock:
@@ -101,7 +109,15 @@ class Intake:
                         Outcome(earlier.id, dag_id, DUPLICATE, earlier.run_id, earlier.id)
                     )
                     continue
-                outcomes.append(self._record(batch, delivery, dag_id, conf, queued))
+                outcome = self._record(batch, delivery, dag_id, conf, queued, ignore_pause)
+                outcomes.append(outcome)
+                for member in members:
+                    batch.record_event(
+                        kind=member.kind, source=member.source, dag_id=dag_id,
+                        payload=member.payload, dedup_key=member.dedup_key,
+                        digest=member.digest, run_id=outcome.run_id,
+                        outcome=IN_BATCH if outcome.run_id else outcome.outcome,
+                    )
             await store.commit(batch)
         for row in queued:
             engine.enqueue(row)
@@ -114,9 +130,10 @@ class Intake:
         dag_id: str,
         conf: Callable[[str], dict[str, Any]] | dict[str, Any],
         queued: list[RunRow],
+        ignore_pause: bool = False,
     ) -> Outcome:
         engine = self.engine
-        paused = dag_id in engine.paused
+        paused = dag_id in engine.paused and not ignore_pause
         # A duplicate of a paused event is still a duplicate, so the key is kept on it;
         # only a run-creating event row gets the digest it is compared against.
         event_id = batch.record_event(
@@ -179,6 +196,39 @@ class Intake:
         return await self.trigger(event.dag_id, conf=conf, source=f"event {event_id}",
                                   kind="replay")
 
+    async def backfill(self, dag_id: str, *, start: Any, end: Any) -> list[int]:
+        """Runs for every fire time of the DAG's timer in [start, end], oldest first.
+
+        Each is deduplicated by its fire time, so a backfill repeated over the same range
+        starts nothing new. It runs even if the DAG is paused: it is an explicit request.
+        """
+        from dagd.triggers.service import TimerSpec, timer_specs
+
+        dag = self.engine.dags.get(dag_id)
+        if dag is None:
+            raise NotFound("no such DAG", dag_id=dag_id)
+        first, last = _when(start, "start"), _when(end, "end")
+        if last < first:
+            raise InvalidInput("end is before start", dag_id=dag_id, field="end")
+        specs = timer_specs({dag_id: dag})
+        if not specs:
+            raise InvalidInput("the DAG has no Cron or Interval trigger to backfill",
+                               dag_id=dag_id, field="triggers")
+        spec: TimerSpec = specs[0]
+        fires = spec.trigger.fires_between(first - timedelta(microseconds=1), last, 10_000)
+        run_ids: list[int] = []
+        for fire in fires:
+            begin, finish = spec.trigger.data_interval(fire)
+            conf = {"logical_date": begin.isoformat(), "data_interval_start": begin.isoformat(),
+                    "data_interval_end": finish.isoformat(), "backfill": True}
+            delivery = Delivery(kind="backfill", source=f"backfill:{spec.source}",
+                                payload=conf, dedup_key=fire.astimezone(UTC).isoformat(),
+                                logical_date=begin)
+            for outcome in await self.deliver(delivery, [dag_id], conf, ignore_pause=True):
+                if outcome.run_id is not None:
+                    run_ids.append(outcome.run_id)
+        return run_ids
+
     async def record_rejection(
         self, *, kind: str, source: str, dag_id: str | None, outcome: str, detail: str,
         payload: Any = None,
@@ -191,3 +241,16 @@ class Intake:
                                           detail=detail)
             await self.engine.store.commit(batch)
         return event_id
+
+
+def _when(value: Any, name: str) -> datetime:
+    """An ISO date or datetime; naive ones are UTC."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be an ISO date like 2026-01-31, got {value!r}",
+                           field=name)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{name} is not an ISO date or datetime: {value!r}",
+                           field=name) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

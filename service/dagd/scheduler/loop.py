@@ -132,6 +132,8 @@ class Engine:
         self._stopped = anyio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.intake = Intake(self)
+        # Called with a run id once its final state is committed; must not block.
+        self.run_end_listeners: list[Callable[[int], None]] = []
 
     # -- DAGs ----------------------------------------------------------------------------
     def set_dags(self, dags: dict[str, DAG], paused: set[str]) -> None:
@@ -322,6 +324,8 @@ class Engine:
             waiter = self._waiters.pop(run_id, None)
             if waiter is not None:
                 waiter.set()
+            for listener in self.run_end_listeners:
+                listener(run_id)
 
     # -- tick steps ----------------------------------------------------------------------
     def _apply_results(self, batch: Batch) -> None:

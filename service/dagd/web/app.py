@@ -16,6 +16,7 @@ import dagd
 from dagd.errors import DagdError, InvalidInput, NotFound
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
+from dagd.web import hooks
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,28 @@ async def import_errors(request: web.Request) -> web.Response:
     return json_response({"import_errors": [asdict(r) for r in rows]})
 
 
+async def list_events(request: web.Request) -> web.Response:
+    dag_id = request.query.get("dag")
+    limit = int(request.query.get("limit", "50"))
+    rows = await request.app[READER].list_events(dag_id, limit=limit)
+    return json_response({"events": [asdict(r) for r in rows]})
+
+
+async def replay_event(request: web.Request) -> web.Response:
+    run_id = await request.app[ENGINE].intake.replay(_int(request, "event_id"))
+    return json_response({"run_id": run_id}, status=201)
+
+
+async def backfill(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidInput('body must be {"start": ISO date, "end": ISO date}', field="body")
+    runs = await request.app[ENGINE].intake.backfill(
+        request.match_info["dag_id"], start=body.get("start"), end=body.get("end")
+    )
+    return json_response({"run_ids": runs}, status=201)
+
+
 def create_app(engine: Engine, reader: Store) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=1024 * 1024)
     app[ENGINE] = engine
@@ -155,4 +178,8 @@ def create_app(engine: Engine, reader: Store) -> web.Application:
     app.router.add_get("/api/v1/runs/{run_id}", get_run)
     app.router.add_get("/api/v1/runs/{run_id}/tasks/{task_id}/logs", get_log)
     app.router.add_get("/api/v1/import-errors", import_errors)
+    app.router.add_get("/api/v1/events", list_events)
+    app.router.add_post("/api/v1/events/{event_id}/replay", replay_event)
+    app.router.add_post("/api/v1/dags/{dag_id}/backfill", backfill)
+    app.router.add_post("/hooks/{name}", hooks.receive)
     return app

@@ -1,0 +1,1 @@
+"""Triggers: timers, file drops and webhooks; each only turns a firing into an event."""

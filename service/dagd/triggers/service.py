@@ -1,0 +1,213 @@
+"""The trigger service: runs the timers and file watchers of the loaded DAGs.
+
+Each trigger only writes events, through the intake. The service follows the DAGs as they
+are reloaded: a file watcher whose trigger is unchanged keeps running; timers restart
+with the new set. Timers sleep until the next fire time (recomputed at least every
+`CLOCK_CHECK` seconds, so a change of the wall clock is noticed); the last fire time
+each timer acted on is read back from the ledger, so a restart or a clock set back
+never fires one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from dagd.scheduler.intake import Delivery
+from dagd.triggers.files import FileDrop, FileWatcher, move_files
+
+if TYPE_CHECKING:
+    from dagd.authoring.dag import DAG
+    from dagd.scheduler.loop import Engine
+
+log = logging.getLogger(__name__)
+
+CLOCK_CHECK = 30.0  # seconds: the longest a timer sleeps before looking at the clock again
+MAX_FIRES_PER_PASS = 1000
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    dag_id: str
+    trigger: Any  # Cron or Interval
+    catchup: bool
+
+    @property
+    def kind(self) -> str:
+        return str(self.trigger.describe().get("kind", "timer"))
+
+    @property
+    def source(self) -> str:
+        d = self.trigger.describe()
+        what = d.get("expression") or d.get("period") or repr(self.trigger)
+        tz = d.get("timezone")
+        return f"{self.kind}:{what}" + (f" {tz}" if tz and tz != "UTC" else "")
+
+
+def _is_timer(trigger: Any) -> bool:
+    return callable(getattr(trigger, "fires_between", None)) and callable(
+        getattr(trigger, "next_fire", None)
+    )
+
+
+def timer_specs(dags: dict[str, DAG]) -> list[TimerSpec]:
+    return [
+        TimerSpec(d.dag_id, t, bool(getattr(d, "catchup", False)))
+        for d in dags.values() for t in d.triggers if _is_timer(t)
+    ]
+
+
+def file_drops(dags: dict[str, DAG]) -> dict[FileDrop, list[str]]:
+    found: dict[FileDrop, list[str]] = {}
+    for d in dags.values():
+        for t in d.triggers:
+            if isinstance(t, FileDrop):
+                found.setdefault(t, []).append(d.dag_id)
+    return found
+
+
+class TriggerService:
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.engine = engine
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._changed = anyio.Event()
+        self._watchers: dict[tuple[FileDrop, tuple[str, ...]], anyio.CancelScope] = {}
+        self._ended: list[int] = []
+        self._ended_event = anyio.Event()
+        engine.run_end_listeners.append(self._run_ended)
+
+    def update(self) -> None:
+        """The DAGs changed: follow them."""
+        self._changed.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._moves, name="file moves")
+            task_status.started()
+            while True:
+                self._changed = anyio.Event()
+                self._sync_watchers(tg)
+                timers = anyio.CancelScope()
+                tg.start_soon(self._timers_until_changed, timers, name="timers")
+                await self._changed.wait()
+                timers.cancel()
+
+    async def _timers_until_changed(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            while True:
+                try:
+                    await self._timers(timer_specs(self.engine.dags))
+                except Exception:  # a timer bug must not take the daemon down
+                    log.exception("timers failed; restarting them in 1 s")
+                await anyio.sleep(1.0)
+
+    # -- file drops -----------------------------------------------------------------------
+    def _sync_watchers(self, tg: Any) -> None:
+        wanted = {(drop, tuple(ids)) for drop, ids in file_drops(self.engine.dags).items()}
+        for key in list(self._watchers):
+            if key not in wanted:
+                self._watchers.pop(key).cancel()
+        for key in wanted - self._watchers.keys():
+            scope = anyio.CancelScope()
+            self._watchers[key] = scope
+            tg.start_soon(self._watch, key, scope, name=f"file drop {key[0].folder}")
+
+    async def _watch(self, key: tuple[FileDrop, tuple[str, ...]], scope: anyio.CancelScope) -> None:
+        drop, dag_ids = key
+        with scope:
+            while True:
+                try:
+                    await FileWatcher(drop, list(dag_ids), self.engine.intake).run()
+                except Exception:
+                    log.exception("file drop watcher for %s failed; restarting in 1 s",
+                                  drop.folder)
+                await anyio.sleep(1.0)
+
+    def _run_ended(self, run_id: int) -> None:
+        self._ended.append(run_id)
+        self._ended_event.set()
+
+    async def _moves(self) -> None:
+        """Move a file-drop run's files when it ends, if its trigger asks for it."""
+        while True:
+            await self._ended_event.wait()
+            self._ended_event = anyio.Event()
+            ended, self._ended = self._ended, []
+            for run_id in ended:
+                try:
+                    await self._move_for(run_id)
+                except Exception:
+                    log.exception("moving the files of run %d failed", run_id)
+
+    async def _move_for(self, run_id: int) -> None:
+        store = self.engine.store
+        run = await store.get_run(run_id)
+        if run.run_type != "file" or run.event_id is None:
+            return
+        dag = self.engine.dags.get(run.dag_id)
+        if dag is None:
+            return
+        event = await store.get_event(run.event_id)
+        for trigger in dag.triggers:
+            if isinstance(trigger, FileDrop) and trigger.source == event.source:
+                moved = await anyio.to_thread.run_sync(
+                    move_files, run.conf, trigger, run.state == "success"
+                )
+                for path in moved:
+                    log.info("%s[run %d] %s: moved to %s", run.dag_id, run_id, run.state, path)
+
+    # -- timers ---------------------------------------------------------------------------
+    async def _timers(self, specs: list[TimerSpec]) -> None:
+        if not specs:
+            await anyio.sleep_forever()
+        last: dict[TimerSpec, datetime] = {}
+        started = self.clock()
+        for spec in specs:
+            stored = await self.engine.store.last_dedup_key(
+                kind=spec.kind, source=spec.source, dag_id=spec.dag_id
+            )
+            if stored:
+                last[spec] = datetime.fromisoformat(stored)
+                if not spec.catchup:
+                    # Missed while down and no catchup: skip to the latest missed fire.
+                    missed = spec.trigger.fires_between(last[spec], started, MAX_FIRES_PER_PASS)
+                    if len(missed) > 1:
+                        last[spec] = missed[-2]
+            else:
+                last[spec] = started  # first sight: from now on
+        while True:
+            now = self.clock()
+            for spec in specs:
+                await self._fire_due(spec, last, now)
+            upcoming = min(spec.trigger.next_fire(max(last[spec], now)) for spec in specs)
+            wait = (upcoming - self.clock()).total_seconds()
+            await anyio.sleep(min(max(wait, 0.0), CLOCK_CHECK))
+
+    async def _fire_due(self, spec: TimerSpec, last: dict[TimerSpec, datetime],
+                        now: datetime) -> None:
+        due = spec.trigger.fires_between(last[spec], now, MAX_FIRES_PER_PASS)
+        for fire in due:
+            start, end = spec.trigger.data_interval(fire)
+            conf = {
+                "logical_date": start.isoformat(),
+                "data_interval_start": start.isoformat(),
+                "data_interval_end": end.isoformat(),
+                "fired_at": fire.isoformat(),
+            }
+            delivery = Delivery(kind=spec.kind, source=spec.source, payload=conf,
+                                dedup_key=fire.astimezone(UTC).isoformat(),
+                                logical_date=start)
+            late = (time.time() - fire.timestamp()) * 1000
+            outcomes = await self.engine.intake.deliver(delivery, [spec.dag_id], conf)
+            for o in outcomes:
+                log.info("%s: %s fired for %s (%.1f ms late): %s%s", spec.dag_id, spec.source,
+                         start.isoformat(), late, o.outcome,
+                         f" (run {o.run_id})" if o.run_id else "")
+            last[spec] = fire

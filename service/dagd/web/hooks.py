@@ -1,0 +1,135 @@
+"""POST /hooks/{name}: a webhook delivery becomes an event, and a run of each DAG that
+listens on that name.
+
+In order: is the name known (404), is the body within the limit (413), does the request
+authenticate (401/403), is it JSON (415), a JSON object (422), valid against the DAG's
+declared params (422 naming the field). Then the intake records it, deduplicated by the
+`Idempotency-Key` header or the provider's delivery id, and only after the commit the
+answer is `202 {"run_id": ...}`. Every refusal is recorded in the event ledger too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+from aiohttp import web
+
+from dagd.authoring.dag import DAG
+from dagd.errors import DagdError, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from dagd.scheduler.intake import NO_MATCHING_DAG, REJECTED, UNAUTHORIZED, Delivery
+from dagd.scheduler.loop import Engine
+from dagd.triggers.webhooks import Webhook, WebhookAuthError, resolve_secret, verify
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+def listeners(engine: Engine, name: str) -> list[tuple[DAG, Webhook]]:
+    return [
+        (dag, t) for dag in engine.dags.values() for t in dag.triggers
+        if isinstance(t, Webhook) and t.name == name
+    ]
+
+
+def _json_type_ok(default: Any, value: Any) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    for kind in (str, list, dict):
+        if isinstance(default, kind):
+            return isinstance(value, kind)
+    return True
+
+
+def check_params(dag: DAG, body: dict[str, Any]) -> None:
+    """Keys of the body that the DAG declares in `params` must have the declared type."""
+    for key, default in dag.params.items():
+        if key in body and not _json_type_ok(default, body[key]):
+            raise InvalidInput(
+                f"{key!r} must be {type(default).__name__} like the DAG's default "
+                f"{default!r}, got {body[key]!r}",
+                dag_id=dag.dag_id, field=key,
+            )
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body of {request.content_length} bytes is over the "
+                              f"{limit}-byte limit of this webhook", field="body")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body is over the {limit}-byte limit of this webhook",
+                              field="body")
+    return body
+
+
+def _parse(request: web.Request, body: bytes) -> dict[str, Any]:
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f"expected Content-Type application/json, got {ctype!r}",
+                                   field="Content-Type")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from None
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"body must be a JSON object, got {type(payload).__name__}",
+                           field="body")
+    return payload
+
+
+async def receive(request: web.Request) -> web.Response:
+    from dagd.web.app import ENGINE, json_response
+
+    engine = request.app[ENGINE]
+    name = request.match_info["name"]
+    source = f"webhook:{name}"
+    found = listeners(engine, name)
+    if not found:
+        await engine.intake.record_rejection(
+            kind="webhook", source=source, dag_id=None, outcome=NO_MATCHING_DAG,
+            detail="no DAG listens on this webhook")
+        raise NotFound(f"no DAG listens on webhook {name!r}")
+    webhook = found[0][1]
+    try:
+        body = await _read_body(request, webhook.max_body or DEFAULT_MAX_BODY)
+        secret = await anyio.to_thread.run_sync(
+            resolve_secret, webhook, os.environ, lambda p: Path(p).read_bytes())
+        delivery_id = verify(webhook, request.headers, body, secret=secret, now=time.time())
+        payload = _parse(request, body)
+        for dag, _ in found:
+            check_params(dag, payload)
+    except WebhookAuthError as exc:
+        log.warning("webhook %s: refused %s: %s", name, exc.status, exc.reason)
+        await engine.intake.record_rejection(kind="webhook", source=source, dag_id=None,
+                                             outcome=UNAUTHORIZED, detail=exc.reason)
+        raise
+    except DagdError as exc:
+        await engine.intake.record_rejection(kind="webhook", source=source, dag_id=None,
+                                             outcome=REJECTED, detail=str(exc))
+        raise
+    key = request.headers.get("Idempotency-Key") or delivery_id
+    delivery = Delivery(kind="webhook", source=source, payload=payload, dedup_key=key,
+                        digest=hashlib.sha256(body).hexdigest())
+    outcomes = await engine.intake.deliver(delivery, [dag.dag_id for dag, _ in found], payload)
+    runs = [{"dag_id": o.dag_id, "run_id": o.run_id, "event_id": o.event_id,
+             "outcome": o.outcome} for o in outcomes]
+    first = next((o.run_id for o in outcomes if o.run_id is not None), None)
+    return json_response(
+        {"run_id": first, "runs": runs,
+         "duplicate": all(o.duplicate_of is not None for o in outcomes)},
+        status=202,
+    )
