@@ -278,6 +278,40 @@ async def _print_new(attempt: Any, offset: int) -> int:
     return offset + len(data)
 
 
+async def cmd_events_list(settings: Settings, args: argparse.Namespace) -> int:
+    store = await _reader(settings)
+    try:
+        events = await store.list_events(args.dag, limit=args.limit)
+    finally:
+        await store.close()
+    table = Table(title=f"events of {args.dag}" if args.dag else "events")
+    for col in ("event", "when", "kind", "source", "dag", "outcome", "run", "detail"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(str(e.id), _when(e.created_at), e.kind, e.source, e.dag_id or "",
+                      e.outcome, str(e.run_id or ""), escape(e.detail or ""))
+    console.print(table)
+    return 0
+
+
+async def cmd_events_replay(settings: Settings, args: argparse.Namespace) -> int:
+    run_id, live = await client.replay(settings, args.event)
+    note = "" if live else "; no daemon is running, it starts when `dagd run` starts"
+    console.print(f"event {args.event}: replayed as run {run_id}{note}")
+    return 0
+
+
+async def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    runs, live = await client.backfill(settings, args.dag, args.start, args.end)
+    note = "" if live else " (no daemon is running: they start when `dagd run` starts)"
+    if runs:
+        console.print(f"{args.dag}: {len(runs)} run(s) queued: {', '.join(map(str, runs))}"
+                      f"{note}")
+    else:
+        console.print(f"{args.dag}: no fire time of its timer falls in that range")
+    return 0
+
+
 async def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
     ok = await run_test(settings, args.dag, _conf(args.conf), console)
     return 0 if ok else 1
@@ -329,6 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--try", dest="try_number", type=int, help="try number (default: last)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
 
+    events = sub.add_parser("events", help="the event ledger: why did (or didn't) it run?")
+    esub = events.add_subparsers(dest="events_command", required=True)
+    elist = esub.add_parser("list", help="recent events and their outcome, newest first")
+    elist.add_argument("--dag")
+    elist.add_argument("--limit", type=int, default=50)
+    replay = esub.add_parser("replay", help="start a new run from a stored event")
+    replay.add_argument("event", type=int)
+
+    backfill = sub.add_parser("backfill", help="queue runs for a past range of a timer DAG")
+    backfill.add_argument("dag")
+    backfill.add_argument("--start", required=True, help="ISO date or datetime (UTC if naive)")
+    backfill.add_argument("--end", required=True, help="ISO date or datetime, inclusive")
+
     test = sub.add_parser("test", help="run a DAG once in the foreground, on throw-away state")
     test.add_argument("dag")
     test.add_argument("--conf", help="JSON object passed to the run as its conf")
@@ -348,6 +395,9 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("tasks", "list"): cmd_tasks_list,
     ("logs", None): cmd_logs,
     ("test", None): cmd_test,
+    ("events", "list"): cmd_events_list,
+    ("events", "replay"): cmd_events_replay,
+    ("backfill", None): cmd_backfill,
 }
 
 

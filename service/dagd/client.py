@@ -3,16 +3,19 @@ daemon runs, directly in the database while holding the data directory's lock.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import anyio
 import orjson
 
 from dagd.authoring.loader import load_folder
 from dagd.config import Settings
-from dagd.errors import DaemonUnavailable, DagdError, NotFound
+from dagd.errors import DaemonUnavailable, DagdError
 from dagd.lock import DataDirLock, Holder, daemon_running
+from dagd.scheduler.loop import Engine
 from dagd.store import Store
 
 
@@ -43,28 +46,50 @@ async def api(holder: Holder, method: str, path: str, body: Any = None) -> Any:
         ) from None
 
 
+@asynccontextmanager
+async def offline_engine(settings: Settings) -> AsyncIterator[Engine]:
+    """With no daemon running: the engine's intake on the database, under the data
+    directory's lock, so an offline change takes the same path as a live one. The
+    engine is not served: runs it queues start when `dagd run` starts."""
+    bag = await anyio.to_thread.run_sync(load_folder, settings.dags_folder)
+    with DataDirLock(settings.lock_path):
+        store = await Store.open(settings.db_path, synchronous=settings.synchronous)
+        try:
+            engine = Engine(store, settings)
+            paused = {d.dag_id for d in await store.list_dags() if d.is_paused}
+            engine.set_dags(bag.dags, paused)
+            yield engine
+        finally:
+            await store.close()
+
+
 async def trigger(settings: Settings, dag_id: str, conf: dict[str, Any]) -> tuple[int, bool]:
     """Queue a run; returns (run id, whether a daemon took it)."""
     holder = daemon_running(settings.lock_path)
     if holder is not None:
         data = await api(holder, "POST", f"/api/v1/dags/{dag_id}/runs", {"conf": conf})
         return int(data["run_id"]), True
-    bag = load_folder(settings.dags_folder)
-    if dag_id not in bag.dags:
-        raise NotFound(f"no such DAG in {settings.dags_folder}", dag_id=dag_id)
-    with DataDirLock(settings.lock_path):
-        store = await Store.open(settings.db_path, synchronous=settings.synchronous)
-        try:
-            batch = store.batch()
-            event_id = batch.record_event(kind="manual", source="cli", dag_id=dag_id,
-                                          payload=conf, outcome="run_created")
-            run_id = batch.create_run(dag_id=dag_id, run_type="manual", conf=conf,
-                                      event_id=event_id,
-                                      logical_date=datetime.now(UTC).isoformat())
-            await store.commit(batch)
-        finally:
-            await store.close()
-    return run_id, False
+    async with offline_engine(settings) as engine:
+        return await engine.intake.trigger(dag_id, conf=conf, source="cli"), False
+
+
+async def replay(settings: Settings, event_id: int) -> tuple[int, bool]:
+    holder = daemon_running(settings.lock_path)
+    if holder is not None:
+        data = await api(holder, "POST", f"/api/v1/events/{event_id}/replay")
+        return int(data["run_id"]), True
+    async with offline_engine(settings) as engine:
+        return await engine.intake.replay(event_id, source="cli"), False
+
+
+async def backfill(settings: Settings, dag_id: str, start: str, end: str) -> tuple[list[int], bool]:
+    holder = daemon_running(settings.lock_path)
+    if holder is not None:
+        data = await api(holder, "POST", f"/api/v1/dags/{dag_id}/backfill",
+                         {"start": start, "end": end})
+        return [int(r) for r in data["run_ids"]], True
+    async with offline_engine(settings) as engine:
+        return await engine.intake.backfill(dag_id, start=start, end=end), False
 
 
 async def set_paused(settings: Settings, dag_id: str, paused: bool) -> bool:

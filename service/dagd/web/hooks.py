@@ -104,6 +104,8 @@ async def receive(request: web.Request) -> web.Response:
             detail="no DAG listens on this webhook")
         raise NotFound(f"no DAG listens on webhook {name!r}")
     webhook = found[0][1]
+    # A refusal is filed under the DAG when only one listens, for `dagd events --dag`.
+    about = found[0][0].dag_id if len(found) == 1 else None
     try:
         body = await _read_body(request, webhook.max_body or DEFAULT_MAX_BODY)
         secret = await anyio.to_thread.run_sync(
@@ -114,11 +116,11 @@ async def receive(request: web.Request) -> web.Response:
             check_params(dag, payload)
     except WebhookAuthError as exc:
         log.warning("webhook %s: refused %s: %s", name, exc.status, exc.reason)
-        await engine.intake.record_rejection(kind="webhook", source=source, dag_id=None,
+        await engine.intake.record_rejection(kind="webhook", source=source, dag_id=about,
                                              outcome=UNAUTHORIZED, detail=exc.reason)
         raise
     except DagdError as exc:
-        await engine.intake.record_rejection(kind="webhook", source=source, dag_id=None,
+        await engine.intake.record_rejection(kind="webhook", source=source, dag_id=about,
                                              outcome=REJECTED, detail=str(exc))
         raise
     key = request.headers.get("Idempotency-Key") or delivery_id
