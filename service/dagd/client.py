@@ -13,7 +13,7 @@ import orjson
 
 from dagd.authoring.loader import load_folder
 from dagd.config import Settings
-from dagd.errors import DaemonUnavailable, DagdError
+from dagd.errors import DaemonUnavailable, DagdError, NotFound
 from dagd.lock import DataDirLock, Holder, daemon_running
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
@@ -47,11 +47,15 @@ async def api(holder: Holder, method: str, path: str, body: Any = None) -> Any:
 
 
 @asynccontextmanager
-async def offline_engine(settings: Settings) -> AsyncIterator[Engine]:
+async def offline_engine(settings: Settings, dag_id: str | None = None) -> AsyncIterator[Engine]:
     """With no daemon running: the engine's intake on the database, under the data
     directory's lock, so an offline change takes the same path as a live one. The
-    engine is not served: runs it queues start when `dagd run` starts."""
+    engine is not served: runs it queues start when `dagd run` starts. An unknown
+    `dag_id` is refused before the data directory is touched."""
     bag = await anyio.to_thread.run_sync(load_folder, settings.dags_folder)
+    if dag_id is not None and dag_id not in bag.dags:
+        raise NotFound("no such DAG (see `dagd dags list` and `dagd dags errors`)",
+                       dag_id=dag_id)
     with DataDirLock(settings.lock_path):
         store = await Store.open(settings.db_path, synchronous=settings.synchronous)
         try:
@@ -69,7 +73,7 @@ async def trigger(settings: Settings, dag_id: str, conf: dict[str, Any]) -> tupl
     if holder is not None:
         data = await api(holder, "POST", f"/api/v1/dags/{dag_id}/runs", {"conf": conf})
         return int(data["run_id"]), True
-    async with offline_engine(settings) as engine:
+    async with offline_engine(settings, dag_id) as engine:
         return await engine.intake.trigger(dag_id, conf=conf, source="cli"), False
 
 
@@ -88,7 +92,7 @@ async def backfill(settings: Settings, dag_id: str, start: str, end: str) -> tup
         data = await api(holder, "POST", f"/api/v1/dags/{dag_id}/backfill",
                          {"start": start, "end": end})
         return [int(r) for r in data["run_ids"]], True
-    async with offline_engine(settings) as engine:
+    async with offline_engine(settings, dag_id) as engine:
         return await engine.intake.backfill(dag_id, start=start, end=end), False
 
 

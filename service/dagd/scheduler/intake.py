@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from dagd.store.rows import RunRow
 
 if TYPE_CHECKING:
     from dagd.scheduler.loop import Engine
+    from dagd.store import Batch
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,70 @@ class IdempotencyConflict(InvalidInput):
     """The same idempotency key arrived again with a different body."""
 
 
+@dataclass
+class Pending:
+    """A delivery for one DAG, waiting to be written by the scheduler's next tick."""
+
+    delivery: Delivery
+    dag_id: str | None
+    conf: dict[str, Any]
+    ignore_pause: bool = False
+    members: Sequence[Delivery] = ()
+    done: anyio.Event = field(default_factory=anyio.Event)
+    outcome: Outcome | None = None
+
+    def record(self, batch: Batch, paused: set[str]) -> RunRow | None:
+        """Write the event (and its run) into `batch`; return the run to queue, if any."""
+        d = self.delivery
+        if self.dag_id is None:
+            event_id = batch.record_event(kind=d.kind, source=d.source, dag_id=None,
+                                          payload=d.payload, outcome=NO_MATCHING_DAG)
+            self.outcome = Outcome(event_id, None, NO_MATCHING_DAG, None)
+            return None
+        dag_id = self.dag_id
+        is_paused = dag_id in paused and not self.ignore_pause
+        event_id = batch.record_event(
+            kind=d.kind, source=d.source, dag_id=dag_id, payload=d.payload,
+            dedup_key=d.dedup_key, digest=d.digest,
+            outcome=DAG_PAUSED if is_paused else RUN_CREATED,
+        )
+        row = None
+        if is_paused:
+            log.info("%s: %s event from %s recorded, not run: DAG paused",
+                     dag_id, d.kind, d.source)
+            self.outcome = Outcome(event_id, dag_id, DAG_PAUSED, None)
+        else:
+            when = (d.logical_date or datetime.now(UTC)).isoformat()
+            run_id = batch.create_run(dag_id=dag_id, run_type=d.kind, conf=self.conf,
+                                      event_id=event_id, logical_date=when)
+            row = RunRow(run_id, dag_id, "queued", d.kind, event_id, when, self.conf,
+                         batch.now, None, None)
+            log.info("%s[run %d] queued (%s from %s)", dag_id, run_id, d.kind, d.source)
+            self.outcome = Outcome(event_id, dag_id, RUN_CREATED, run_id)
+        for member in self.members:
+            batch.record_event(
+                kind=member.kind, source=member.source, dag_id=dag_id,
+                payload=member.payload, dedup_key=member.dedup_key, digest=member.digest,
+                run_id=self.outcome.run_id,
+                outcome=IN_BATCH if self.outcome.run_id else self.outcome.outcome,
+            )
+        return row
+
+
 class Intake:
+    """Deduplicates deliveries and hands them to the engine.
+
+    With the engine serving, a delivery is written by the scheduler's next tick, in the
+    same transaction that starts its run's first tasks: one commit from event to task
+    start, and concurrent deliveries share it. Without (the CLI with no daemon), the
+    intake commits them itself and the runs wait, queued, for the daemon.
+    """
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # Dedup check and insert must not interleave between two deliveries.
+        # Dedup check and registration must not interleave between two deliveries.
         self._lock = anyio.Lock()
+        self._inflight: dict[tuple[str, str, str, str], Pending] = {}
 
     async def deliver(
         self,
@@ -76,86 +136,67 @@ class Intake:
     ) -> list[Outcome]:
         """Record `delivery` for each DAG; start a run for each that is new and not paused.
 
-        `members` (a batch's files) are recorded beside it, pointing at the same run, so
-        that each of them counts as seen.
+        A dedup key seen before for a DAG (committed, or in flight right now) returns the
+        earlier outcome and starts nothing. `members` (a batch's files) are recorded
+        beside it, pointing at the same run, so that each of them counts as seen.
         """
-        engine = self.engine
-        store = engine.store
+        results: list[Outcome | Pending] = []
+        mine: list[Pending] = []
         async with self._lock:
-            batch = store.batch()
-            outcomes: list[Outcome] = []
-            queued: list[RunRow] = []
             if not dag_ids:
-                event_id = batch.record_event(
-                    kind=delivery.kind, source=delivery.source, dag_id=None,
-                    payload=delivery.payload, outcome=NO_MATCHING_DAG,
-                )
-                outcomes.append(Outcome(event_id, None, NO_MATCHING_DAG, None))
+                mine.append(Pending(delivery, None, {}))
             for dag_id in dag_ids:
-                earlier = None
-                if delivery.dedup_key is not None:
-                    earlier = await store.find_event(
-                        kind=delivery.kind, source=delivery.source, dag_id=dag_id,
-                        dedup_key=delivery.dedup_key,
-                    )
+                earlier = await self._earlier(delivery, dag_id)
                 if earlier is not None:
-                    if delivery.digest and earlier.digest and delivery.digest != earlier.digest:
-                        raise IdempotencyConflict(
-                            f"key {delivery.dedup_key!r} was used before (event {earlier.id}) "
-                            "with a different body",
-                            dag_id=dag_id, field="Idempotency-Key",
-                        )
-                    outcomes.append(
-                        Outcome(earlier.id, dag_id, DUPLICATE, earlier.run_id, earlier.id)
-                    )
+                    results.append(earlier)
                     continue
-                outcome = self._record(batch, delivery, dag_id, conf, queued, ignore_pause)
-                outcomes.append(outcome)
-                for member in members:
-                    batch.record_event(
-                        kind=member.kind, source=member.source, dag_id=dag_id,
-                        payload=member.payload, dedup_key=member.dedup_key,
-                        digest=member.digest, run_id=outcome.run_id,
-                        outcome=IN_BATCH if outcome.run_id else outcome.outcome,
-                    )
-            await store.commit(batch)
-        for row in queued:
-            engine.enqueue(row)
-        return outcomes
+                run_conf = conf(dag_id) if callable(conf) else conf
+                item = Pending(delivery, dag_id, run_conf, ignore_pause, members)
+                if delivery.dedup_key is not None:
+                    self._inflight[_key(delivery, dag_id)] = item
+                mine.append(item)
+                results.append(item)
+            if self.engine.serving:
+                self.engine.submit(mine)
+            else:
+                await self._commit_now(mine)
+        try:
+            for item in mine:
+                await item.done.wait()
+        finally:
+            for item in mine:
+                if item.dag_id is not None and delivery.dedup_key is not None:
+                    self._inflight.pop(_key(delivery, item.dag_id), None)
+        if not dag_ids:
+            return [item.outcome for item in mine if item.outcome is not None]
+        return [_settled(r, mine) for r in results]
 
-    def _record(
-        self,
-        batch: Any,
-        delivery: Delivery,
-        dag_id: str,
-        conf: Callable[[str], dict[str, Any]] | dict[str, Any],
-        queued: list[RunRow],
-        ignore_pause: bool = False,
-    ) -> Outcome:
-        engine = self.engine
-        paused = dag_id in engine.paused and not ignore_pause
-        # A duplicate of a paused event is still a duplicate, so the key is kept on it;
-        # only a run-creating event row gets the digest it is compared against.
-        event_id = batch.record_event(
+    async def _earlier(self, delivery: Delivery, dag_id: str) -> Outcome | Pending | None:
+        if delivery.dedup_key is None:
+            return None
+        twin = self._inflight.get(_key(delivery, dag_id))
+        if twin is not None:
+            _check_digest(delivery, twin.delivery.digest, None, dag_id)
+            return twin
+        earlier = await self.engine.store.find_event(
             kind=delivery.kind, source=delivery.source, dag_id=dag_id,
-            payload=delivery.payload, dedup_key=delivery.dedup_key, digest=delivery.digest,
-            outcome=DAG_PAUSED if paused else RUN_CREATED,
+            dedup_key=delivery.dedup_key,
         )
-        if paused:
-            log.info("%s: %s event from %s recorded, not run: DAG paused",
-                     dag_id, delivery.kind, delivery.source)
-            return Outcome(event_id, dag_id, DAG_PAUSED, None)
-        run_conf = conf(dag_id) if callable(conf) else conf
-        when = delivery.logical_date or datetime.now(UTC)
-        run_id = batch.create_run(
-            dag_id=dag_id, run_type=delivery.kind, conf=run_conf, event_id=event_id,
-            logical_date=when.isoformat(),
-        )
-        queued.append(RunRow(run_id, dag_id, "queued", delivery.kind, event_id,
-                             when.isoformat(), run_conf, batch.now, None, None))
-        log.info("%s[run %d] queued (%s from %s)", dag_id, run_id, delivery.kind,
-                 delivery.source)
-        return Outcome(event_id, dag_id, RUN_CREATED, run_id)
+        if earlier is None:
+            return None
+        _check_digest(delivery, earlier.digest, earlier.id, dag_id)
+        return Outcome(earlier.id, dag_id, DUPLICATE, earlier.run_id, earlier.id)
+
+    async def _commit_now(self, items: list[Pending]) -> None:
+        engine = self.engine
+        batch = engine.store.batch()
+        rows = [item.record(batch, engine.paused) for item in items]
+        await engine.store.commit(batch)
+        for row in rows:
+            if row is not None:
+                engine.enqueue(row)
+        for item in items:
+            item.done.set()
 
     async def trigger(
         self, dag_id: str, *, conf: Any = None, source: str = "api",
@@ -169,19 +210,10 @@ class Intake:
         conf = {} if conf is None else conf
         if not isinstance(conf, dict):
             raise InvalidInput("conf must be a JSON object", dag_id=dag_id, field="conf")
-        engine = self.engine
-        async with self._lock:
-            batch = engine.store.batch()
-            when = logical_date or datetime.now(UTC)
-            event_id = batch.record_event(kind=kind, source=source, dag_id=dag_id,
-                                          payload=conf, outcome=RUN_CREATED)
-            run_id = batch.create_run(dag_id=dag_id, run_type=kind, conf=conf,
-                                      event_id=event_id, logical_date=when.isoformat())
-            await engine.store.commit(batch)
-        engine.enqueue(RunRow(run_id, dag_id, "queued", kind, event_id, when.isoformat(),
-                              conf, batch.now, None, None))
-        log.info("%s[run %d] queued (%s from %s)", dag_id, run_id, kind, source)
-        return run_id
+        delivery = Delivery(kind=kind, source=source, payload=conf, logical_date=logical_date)
+        [outcome] = await self.deliver(delivery, [dag_id], conf, ignore_pause=True)
+        assert outcome.run_id is not None
+        return outcome.run_id
 
     async def replay(self, event_id: int, *, source: str = "api") -> int:
         """Start a new run from a stored event, with the conf of the run it started."""
@@ -200,7 +232,8 @@ class Intake:
         """Runs for every fire time of the DAG's timer in [start, end], oldest first.
 
         Each is deduplicated by its fire time, so a backfill repeated over the same range
-        starts nothing new. It runs even if the DAG is paused: it is an explicit request.
+        starts nothing new. A paused DAG's backfill runs are recorded and wait, queued,
+        until it is unpaused: it is an explicit request.
         """
         from dagd.triggers.service import TimerSpec, timer_specs
 
@@ -254,3 +287,28 @@ def _when(value: Any, name: str) -> datetime:
         raise InvalidInput(f"{name} is not an ISO date or datetime: {value!r}",
                            field=name) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _key(delivery: Delivery, dag_id: str) -> tuple[str, str, str, str]:
+    return (delivery.kind, delivery.source, dag_id, delivery.dedup_key or "")
+
+
+def _check_digest(delivery: Delivery, digest: str | None, event_id: int | None,
+                  dag_id: str) -> None:
+    if delivery.digest and digest and delivery.digest != digest:
+        where = f"event {event_id}" if event_id is not None else "a delivery in flight"
+        raise IdempotencyConflict(
+            f"key {delivery.dedup_key!r} was used before ({where}) with a different body",
+            dag_id=dag_id, field="Idempotency-Key",
+        )
+
+
+def _settled(result: Outcome | Pending, mine: list[Pending]) -> Outcome:
+    if not isinstance(result, Pending):
+        return result
+    if result.outcome is None:
+        raise RuntimeError("a delivery was dropped before it was recorded")
+    if any(result is item for item in mine):
+        return result.outcome
+    o = result.outcome  # a twin that was in flight when this one arrived
+    return Outcome(o.event_id, o.dag_id, DUPLICATE, o.run_id, o.event_id)

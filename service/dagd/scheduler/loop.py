@@ -34,7 +34,7 @@ from dagd.executors.base import AttemptResult, AttemptSpec
 from dagd.executors.local import LocalExecutor
 from dagd.executors.logs import attempt_log_path
 from dagd.retry import INFRASTRUCTURE_REASONS
-from dagd.scheduler.intake import Intake
+from dagd.scheduler.intake import Intake, Pending
 from dagd.scheduler.planner import Graph, plan, run_outcome
 from dagd.states import TASK_TERMINAL, RunState, TaskState
 from dagd.store import Batch, Store
@@ -56,6 +56,7 @@ class TI:
     try_number: int
     max_tries: int
     map_index: int = -1
+    next_attempt_at: float | None = None
 
 
 @dataclass
@@ -124,6 +125,7 @@ class Engine:
         self._candidates: dict[int, set[str]] = defaultdict(set)
         self._finishing: set[int] = set()
         self._ended: list[int] = []
+        self._ending: set[int] = set()
         self._more_ready = False
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._waiters: dict[int, anyio.Event] = {}
@@ -132,6 +134,8 @@ class Engine:
         self._stopped = anyio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.intake = Intake(self)
+        self.serving = False
+        self._inbox: list[Pending] = []
         # Called with a run id once its final state is committed; must not block.
         self.run_end_listeners: list[Callable[[int], None]] = []
 
@@ -167,6 +171,11 @@ class Engine:
         """A manual run: record the event and the run, commit both, then wake the loop."""
         return await self.intake.trigger(dag_id, conf=conf, source=source,
                                          logical_date=logical_date)
+
+    def submit(self, items: list[Pending]) -> None:
+        """Deliveries for the next tick to record (with their runs) in its transaction."""
+        self._inbox.extend(items)
+        self.wake()
 
     def enqueue(self, row: RunRow) -> None:
         """A run just committed as queued: start it when the limits allow."""
@@ -221,7 +230,7 @@ class Engine:
         self._active_runs_by_dag[dag.dag_id] += 1
         for row in rows:
             ti = TI(row.id, run.id, row.task_id, TaskState(row.state), row.try_number,
-                    row.max_tries, row.map_index)
+                    row.max_tries, row.map_index, row.next_attempt_at)
             active.tis[row.task_id] = ti
             if row.id in xcoms:
                 active.xcoms[row.task_id] = xcoms[row.id]
@@ -247,10 +256,12 @@ class Engine:
         elif ti.state == TaskState.QUEUED:
             self._ready[run.dag.dag_id].append(ti)
         elif ti.state == TaskState.UP_FOR_RETRY:
-            heapq.heappush(self._retry_heap, (self.clock(), run.id, ti.task_id))
+            due = ti.next_attempt_at if ti.next_attempt_at is not None else self.clock()
+            heapq.heappush(self._retry_heap, (due, run.id, ti.task_id))
 
     # -- the loop --------------------------------------------------------------------
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self.serving = True
         task_status.started()
         try:
             while not (self._stopping and self._running_total == 0):
@@ -262,6 +273,8 @@ class Engine:
                 self.interrupt()
                 while self._tasks:
                     await asyncio.wait(set(self._tasks))
+                self.serving = False  # from now on the intake commits deliveries itself
+                self._stopping = True  # the last tick records; it starts nothing
                 await self.tick()
                 self._stopped.set()
 
@@ -275,7 +288,7 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
 
     async def _sleep(self) -> None:
-        if self._results or self._candidates or self._finishing or self._pids:
+        if self._results or self._candidates or self._finishing or self._pids or self._inbox:
             return
         if self._more_ready and not self._stopping:
             return
@@ -305,6 +318,11 @@ class Engine:
         batch = self.store.batch()
         batch.now = self.clock()
         dispatch: list[AttemptSpec] = []
+        inbox, self._inbox = self._inbox, []
+        for item in inbox:
+            row = item.record(batch, self.paused)
+            if row is not None:
+                self._queued[row.dag_id].append(row)
         self._apply_results(batch)
         for attempt_id, pid in self._pids:
             batch.set_attempt_pid(attempt_id, pid)
@@ -318,9 +336,13 @@ class Engine:
         self._finish_runs(batch)
         ended, self._ended = self._ended, []
         await self.store.commit(batch)
+        for item in inbox:  # answered only once their events are committed
+            item.done.set()
         for spec in dispatch:
             self._spawn(spec)
         for run_id in ended:  # told only once the final state is committed
+            self._runs.pop(run_id, None)
+            self._ending.discard(run_id)
             waiter = self._waiters.pop(run_id, None)
             if waiter is not None:
                 waiter.set()
@@ -476,9 +498,11 @@ class Engine:
     def _finish_runs(self, batch: Batch) -> None:
         finishing, self._finishing = self._finishing, set()
         for run_id in finishing:
-            run = self._runs.pop(run_id, None)
-            if run is None:
+            # Kept in _runs until the final state is committed (wait_for_run looks there).
+            run = self._runs.get(run_id)
+            if run is None or run.id in self._ending:
                 continue
+            self._ending.add(run_id)
             outcome = run_outcome(ti.state for ti in run.tis.values())
             state = RunState.FAILED if outcome == TaskState.FAILED else RunState.SUCCESS
             batch.transition_run(run_id, RunState.RUNNING, state)

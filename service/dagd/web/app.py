@@ -50,8 +50,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
 
 
-def _int(request: web.Request, name: str) -> int:
+def _int(request: web.Request, name: str, default: int | None = None) -> int:
+    """A whole-number path or query parameter; a bad one is a 422, not a 500."""
     raw = request.match_info.get(name) or request.query.get(name, "")
+    if not raw and default is not None:
+        return default
     try:
         return int(raw)
     except ValueError:
@@ -106,7 +109,7 @@ def _pause(paused: bool) -> Handler:
 
 async def list_runs(request: web.Request) -> web.Response:
     dag_id = request.match_info.get("dag_id")
-    limit = int(request.query.get("limit", "50"))
+    limit = _int(request, "limit", 50)
     rows = await request.app[READER].list_runs(dag_id, limit=limit)
     return json_response({"runs": [asdict(r) for r in rows]})
 
@@ -125,7 +128,7 @@ async def get_log(request: web.Request) -> web.Response:
     attempts = await reader.list_attempts(ti.id)
     if not attempts:
         raise NotFound("the task has not run yet", task_id=ti.task_id)
-    wanted = int(request.query["try"]) if "try" in request.query else attempts[-1].try_number
+    wanted = _int(request, "try", attempts[-1].try_number)
     for attempt in attempts:
         if attempt.try_number == wanted:
             try:
@@ -143,7 +146,7 @@ async def import_errors(request: web.Request) -> web.Response:
 
 async def list_events(request: web.Request) -> web.Response:
     dag_id = request.query.get("dag")
-    limit = int(request.query.get("limit", "50"))
+    limit = _int(request, "limit", 50)
     rows = await request.app[READER].list_events(dag_id, limit=limit)
     return json_response({"events": [asdict(r) for r in rows]})
 
