@@ -43,14 +43,14 @@ def daemon(dags: dict[str, str], *, env: dict[str, str] | None = None) -> Iterat
         data = Path(tmp) / "data"
         config = Path(tmp) / "dagd.toml"
         config.write_text("[core]\nlog_level = \"WARNING\"\n")
+        log = open(Path(tmp) / "daemon.log", "w")
         proc = subprocess.Popen(
             [sys.executable, "-m", "dagd.cli", "--config", str(config), "--dags-folder",
              str(folder), "--data-dir", str(data), "run", "--port", "0"],
             env={**os.environ, **(env or {})},
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            stderr=log, stdout=subprocess.DEVNULL, text=True,
         )
         try:
-            assert proc.stderr is not None
             deadline = time.monotonic() + 30
             lock = data / "dagd.lock"
             while time.monotonic() < deadline and proc.poll() is None:
@@ -60,11 +60,13 @@ def daemon(dags: dict[str, str], *, env: dict[str, str] | None = None) -> Iterat
                 except (OSError, ValueError, KeyError):
                     time.sleep(0.05)
             else:
-                raise RuntimeError(f"daemon did not start: {proc.stderr.read()}")
+                raise RuntimeError("daemon did not start: "
+                                   + (Path(tmp) / "daemon.log").read_text())
             yield {"port": port, "data": data, "dags": folder, "pid": proc.pid, "tmp": tmp}
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+            log.close()
 
 
 def started_at(data: Path, run_ids: list[int]) -> dict[int, float]:
