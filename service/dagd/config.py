@@ -3,6 +3,10 @@
 Produces one frozen `Settings`. Relative paths are taken from the working directory.
 The file is found at `--config`, else `$DAGD_CONFIG`, else `./config/dagd.toml` if it
 exists, else `/etc/dagd/dagd.toml` if it exists; with none, the defaults below apply.
+
+`[connections.NAME]` tables name the HTTP endpoints tasks may use (`HttpTask(conn=...)`):
+a base URL, headers, and credentials whose secrets are read from the environment when a
+task runs (`token_env`, `password_env`, `headers_env`), never stored in the file.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from dagd.errors import ConfigError
@@ -38,6 +43,11 @@ class Settings:
     shutdown_grace_period: float = 10.0
     log_level: str = "INFO"
     config_file: Path | None = None
+    # name -> {"base_url", "headers", "headers_env", "token_env", "username",
+    # "password_env"}; read-only mappings. Not hashed: a dict cannot be.
+    connections: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
 
     @property
     def db_path(self) -> Path:
@@ -138,6 +148,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     for section, table in raw.items():
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table", file=str(path), field=section)
+        if section == "connections":
+            values["connections"] = _read_connections(table, str(path))
+            continue
         for key, value in table.items():
             spec = _KEYS.get((section, key))
             if spec is None:
@@ -150,6 +163,63 @@ def _read_file(path: Path) -> dict[str, Any]:
             except ConfigError as exc:
                 raise ConfigError(exc.message, file=str(path), field=f"{section}.{key}") from None
     return values
+
+
+# Connection key -> what its value must be. Secrets only ever by environment variable name.
+_CONNECTION_KEYS = {
+    "base_url": "an http:// or https:// URL",
+    "headers": "a table of header names to strings",
+    "headers_env": "a table of header names to environment variable names",
+    "token_env": "the name of an environment variable holding a bearer token",
+    "username": "a string",
+    "password_env": "the name of an environment variable holding the password",
+}
+_SECRET_KEYS = {"token": "token_env", "password": "password_env", "secret": "token_env",
+                "api_key": "headers_env"}
+
+
+def _read_connections(table: dict[str, Any], file: str) -> Mapping[str, Mapping[str, Any]]:
+    """`[connections.NAME]` tables -> read-only {name: {key: value}}, every key checked."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, conn in table.items():
+        where = f"connections.{name}"
+        if not isinstance(conn, dict):
+            raise ConfigError(f"[{where}] must be a table", file=file, field=where)
+        for key, value in conn.items():
+            if key not in _CONNECTION_KEYS:
+                hint = (
+                    f"; secrets never go in the config file: use {_SECRET_KEYS[key]} "
+                    "(the name of an environment variable)"
+                    if key in _SECRET_KEYS
+                    else f"; use {', '.join(_CONNECTION_KEYS)}"
+                )
+                raise ConfigError(f"unknown key {where}.{key}{hint}", file=file,
+                                  field=f"{where}.{key}")
+            if not _connection_value_ok(key, value):
+                raise ConfigError(f"{where}.{key} must be {_CONNECTION_KEYS[key]}, got {value!r}",
+                                  file=file, field=f"{where}.{key}")
+        if ("username" in conn) != ("password_env" in conn):
+            raise ConfigError(f"[{where}] needs both username and password_env for basic auth",
+                              file=file, field=where)
+        if "username" in conn and "token_env" in conn:
+            raise ConfigError(f"[{where}] sets both token_env and username: choose one",
+                              file=file, field=where)
+        out[name] = MappingProxyType(
+            {k: MappingProxyType(dict(v)) if isinstance(v, dict) else v for k, v in conn.items()}
+        )
+    return MappingProxyType(out)
+
+
+def _connection_value_ok(key: str, value: Any) -> bool:
+    if key in ("headers", "headers_env"):
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+        )
+    if not isinstance(value, str) or not value:
+        return False
+    if key == "base_url":
+        return value.startswith(("http://", "https://"))
+    return True
 
 
 def _validate(s: Settings, path: Path | None) -> None:

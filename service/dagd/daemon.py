@@ -23,6 +23,7 @@ import dagd
 from dagd import systemd
 from dagd.authoring.loader import DagBag, load_folder
 from dagd.config import Settings
+from dagd.errors import ConfigError
 from dagd.executors.logs import install_capture
 from dagd.lock import DataDirLock
 from dagd.scheduler.loop import Engine
@@ -139,7 +140,11 @@ class Daemon:
             runner = web.AppRunner(create_app(engine, reader), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.host, settings.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:  # port taken, address not ours: a refusal, not a crash
+                raise ConfigError(f"cannot serve the API: {exc.strerror or exc}",
+                                  field="server.port") from None
             server = getattr(site, "_server", None)
             if server is not None and server.sockets:
                 self.port = server.sockets[0].getsockname()[1]

@@ -15,6 +15,7 @@ from dagd.errors import DagDefinitionError
 
 # Reasons that are not the task's fault: retried whatever `retry_on` says.
 INFRASTRUCTURE_REASONS = frozenset({"daemon restarted", "daemon stopped"})
+MAX_INTERRUPTIONS = 3
 
 
 def _seconds(value: float | timedelta | None, name: str) -> float | None:
@@ -109,7 +110,14 @@ class RetryPolicy:
         return self.retries + 1
 
     def should_retry(self, try_number: int, error_names: list[str], reason: str = "") -> bool:
-        """After try `try_number` (1-based) failed with these exception names, retry?"""
+        """After try `try_number` (1-based) failed with these exception names, retry?
+
+        An interruption by dagd itself (a stop, a crash) is not the task's failure: it is
+        retried even past the task's own tries, up to MAX_INTERRUPTIONS more, so that a
+        task which brings the daemon down every time cannot loop forever.
+        """
+        if reason in INFRASTRUCTURE_REASONS:
+            return try_number < self.max_tries + MAX_INTERRUPTIONS
         if try_number >= self.max_tries:
             return False
         if reason in INFRASTRUCTURE_REASONS or not self.retry_on:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from dagd import DagDefinitionError, RetryPolicy
-from dagd.retry import INFRASTRUCTURE_REASONS, exception_names
+from dagd.retry import INFRASTRUCTURE_REASONS, MAX_INTERRUPTIONS, exception_names
 
 
 class SourceUnavailable(ConnectionError):
@@ -123,7 +123,9 @@ def test_no_retries_means_the_first_failure_is_final() -> None:
     policy = RetryPolicy.build()
     assert policy.max_tries == 1
     assert policy.should_retry(1, ["builtins.ValueError"]) is False
-    assert policy.should_retry(1, [], reason="daemon restarted") is False
+    # An interruption by dagd is not the task's failure: retried past its own tries.
+    assert policy.should_retry(1, [], reason="daemon restarted") is True
+    assert policy.should_retry(1 + MAX_INTERRUPTIONS, [], reason="daemon restarted") is False
 
 
 def test_exception_names_list_the_class_and_its_bases() -> None:
@@ -178,7 +180,9 @@ def test_infrastructure_reasons_are_retried_whatever_retry_on_says(reason: str) 
     policy = RetryPolicy.build(retries=2, retry_on=[SourceUnavailable])
     assert policy.should_retry(1, [], reason=reason) is True
     assert policy.should_retry(2, exception_names(ValueError), reason=reason) is True
-    assert policy.should_retry(3, [], reason=reason) is False
+    assert policy.should_retry(3, [], reason=reason) is True
+    assert policy.should_retry(3 + MAX_INTERRUPTIONS - 1, [], reason=reason) is True
+    assert policy.should_retry(3 + MAX_INTERRUPTIONS, [], reason=reason) is False
 
 
 def test_daemon_restarted_is_an_infrastructure_reason() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,16 @@ def encode_xcom(value: Any, max_bytes: int) -> str | None:
     return data.decode()
 
 
+def retry_after_of(exc: BaseException) -> float | None:
+    """The exception's `retry_after` (seconds, >= 0), if it carries a usable one."""
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value):
+        return None
+    return max(float(value), 0.0)
+
+
 @dataclass(frozen=True)
 class AttemptSpec:
     attempt_id: int
@@ -65,6 +76,9 @@ class AttemptResult:
     error: str | None = None
     error_names: list[str] = field(default_factory=list)
     reason: str = ""
+    # Seconds the other side asked us to wait before trying again (an HTTP Retry-After),
+    # taken from the exception's `retry_after` attribute; None when nobody asked.
+    retry_after: float | None = None
 
     @classmethod
     def failure(
@@ -78,6 +92,7 @@ class AttemptResult:
                 error=error or f"{type(exc).__name__}: {exc}",
                 error_names=exception_names(type(exc)),
                 reason=reason,
+                retry_after=retry_after_of(exc),
             )
         return cls(spec=spec, ok=False, error=error, reason=reason)
 

@@ -508,6 +508,8 @@ class Engine:
             batch.transition_run(run_id, RunState.RUNNING, state)
             self._active_runs_by_dag[run.dag.dag_id] -= 1
             self._ended.append(run_id)
+            if self._queued.get(run.dag.dag_id):
+                self.wake()  # a run slot is free: start the next queued run
             log.info("%s[run %d] %s", run.dag.dag_id, run_id, state.value)
 
     def _set_ti(

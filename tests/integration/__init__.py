@@ -1,0 +1,1 @@
+"""Integration tier: real SQLite files, worker processes and an aiohttp server."""

@@ -1,0 +1,129 @@
+"""Helpers shared by the integration tests: the Harness over a running engine, and
+condition waits with deadlines."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from dagd.authoring.loader import DagBag
+from dagd.config import Settings
+from dagd.errors import NotFound
+from dagd.scheduler.loop import Engine
+from dagd.store import Store
+from dagd.store.rows import AttemptRow, HistoryRow, TaskInstanceRow
+
+RUN_DEADLINE = 10.0  # seconds: far above any run in this tier, far below pytest's timeout
+
+
+@dataclass
+class Harness:
+    """A running engine and its store, with the reads the tests share."""
+
+    settings: Settings
+    store: Store
+    engine: Engine
+    bag: DagBag
+
+    async def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> int:
+        return await self.engine.trigger(dag_id, conf=conf)
+
+    async def wait(self, run_id: int, deadline: float = RUN_DEADLINE) -> str:
+        with anyio.fail_after(deadline):
+            return await self.engine.wait_for_run(run_id)
+
+    async def run(
+        self, dag_id: str, conf: dict[str, Any] | None = None, deadline: float = RUN_DEADLINE
+    ) -> tuple[int, str]:
+        """Trigger a run and wait, with a deadline, for its final state."""
+        run_id = await self.trigger(dag_id, conf)
+        return run_id, await self.wait(run_id, deadline)
+
+    async def tis(self, run_id: int) -> dict[str, TaskInstanceRow]:
+        return {ti.task_id: ti for ti in await self.store.list_tis(run_id)}
+
+    async def states(self, run_id: int) -> dict[str, str]:
+        return {task_id: ti.state for task_id, ti in (await self.tis(run_id)).items()}
+
+    async def attempts(self, run_id: int, task_id: str) -> list[AttemptRow]:
+        """The task instance's attempts; none while the run has not created it yet."""
+        try:
+            ti = await self.store.get_ti(run_id, task_id)
+        except NotFound:
+            return []
+        return await self.store.list_attempts(ti.id)
+
+    async def ti_history(self, run_id: int, task_id: str) -> list[HistoryRow]:
+        ti = await self.store.get_ti(run_id, task_id)
+        return [h for h in await self.store.run_history(run_id) if h.ti_id == ti.id]
+
+    async def xcom(self, run_id: int, task_id: str) -> Any:
+        ti = await self.store.get_ti(run_id, task_id)
+        return await self.store.get_xcom(ti.id)
+
+    def module_global(self, dag_id: str, name: str) -> Any:
+        """A global of the DAG file as this process imported it (e.g. an Event to set)."""
+        task = next(iter(self.bag.dags[dag_id].tasks.values()))
+        return task.python_callable.__globals__[name]  # type: ignore[attr-defined]
+
+
+async def read_text(path: str | Path) -> str:
+    """A log file's text; empty if the attempt never wrote one."""
+    file = anyio.Path(path)
+    return await file.read_text(errors="replace") if await file.exists() else ""
+
+
+StartEngine = Callable[..., AbstractAsyncContextManager[Harness]]
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool] | bool], deadline: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll a condition (sync or async) every 20 ms until it holds; fail after `deadline`."""
+    try:
+        with anyio.fail_after(deadline):
+            # The rows and /proc have no change notification: poll, within the deadline.
+            while True:
+                held = check()
+                if inspect.isawaitable(held):
+                    held = await held
+                if held:
+                    return
+                await anyio.sleep(0.02)
+    except TimeoutError:
+        pytest.fail(f"timed out after {deadline}s waiting for {what}")
+
+
+def pid_alive(pid: int) -> bool:
+    """True if `pid` is a live (not zombie) process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def worker_children() -> list[int]:
+    """Pids of live `dagd.executors.worker` processes whose parent is this process."""
+    me = str(os.getpid())
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[1] == me and fields[0] != "Z" and b"dagd.executors.worker" in cmdline:
+            found.append(int(entry.name))
+    return found
