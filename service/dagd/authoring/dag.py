@@ -31,6 +31,9 @@ def stop_collecting() -> list[DAG]:
     global _collector
     collected, _collector = _collector or [], None
     _context_stack.clear()
+    from dagd.authoring.groups import reset_groups
+
+    reset_groups()
     return collected
 
 

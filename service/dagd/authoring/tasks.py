@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 TRIGGER_RULES = frozenset(
     {
+        "none_failed_min_one_success",
         "all_success",
         "all_failed",
         "all_done",
@@ -35,6 +36,7 @@ TRIGGER_RULES = frozenset(
     }
 )
 ISOLATIONS = frozenset({"process", "thread"})
+PYTHON_MODES = ("normal", "branch", "short_circuit")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,249}$")
 
 # Settings a DAG's default_args may give to each of its tasks.
@@ -120,8 +122,13 @@ class BaseTask:
                 file=self.fileloc,
                 line=self.lineno,
             )
+        from dagd.authoring.groups import current_group, group_prefix
+
         where: dict[str, Any] = {"dag_id": owner.dag_id, "task_id": str(task_id)}
-        self.task_id = check_id(task_id, "task_id", **where)
+        check_id(task_id, "task_id", **where)
+        self.task_id: str = group_prefix() + task_id
+        where["task_id"] = self.task_id
+        self.group = current_group()
         self.dag: DAG = owner
         self.doc = doc
         given: dict[str, Any] = {
@@ -175,11 +182,13 @@ class BaseTask:
         self.upstream_ids: set[str] = set()
         self.downstream_ids: set[str] = set()
         owner.add_task(self)
+        if self.group is not None:
+            self.group.add(self)
 
     # -- dependencies -------------------------------------------------------------
     def _relate(self, other: Any, *, upstream: bool) -> None:
         # Check every item before linking any, so a refused list leaves no half-made edges.
-        items = _as_tasks(other, self)
+        items = _as_tasks(other, self, upstream=upstream)
         for item in items:
             if item is self:
                 raise DagDefinitionError(
@@ -257,6 +266,7 @@ class BaseTask:
             "isolation": self.isolation,
             "doc": self.doc,
             "line": self.lineno,
+            "group": self.group.qualified_id if self.group else None,
         }
 
     def __repr__(self) -> str:
@@ -304,12 +314,18 @@ class XComArg:
 TaskLike = BaseTask | XComArg
 
 
-def _as_tasks(other: Any, owner: BaseTask) -> list[BaseTask]:
+def _as_tasks(other: Any, owner: BaseTask, *, upstream: bool = True) -> list[BaseTask]:
+    from dagd.authoring.groups import TaskGroup
+
     items = other if isinstance(other, list | tuple | set) else [other]
     out: list[BaseTask] = []
     for item in items:
         if isinstance(item, XComArg):
             item = item.task
+        if isinstance(item, TaskGroup):
+            # Upstream of a task: the group's last tasks; downstream: its first ones.
+            out.extend(item.leaves if upstream else item.roots)
+            continue
         if not isinstance(item, BaseTask):
             raise DagDefinitionError(
                 f"can only link tasks (or lists of tasks), got {item!r}",
@@ -357,9 +373,18 @@ class PythonTask(BaseTask):
         python_callable: Callable[..., Any],
         op_args: Sequence[Any] | None = None,
         op_kwargs: dict[str, Any] | None = None,
+        mode: str = "normal",
         **kwargs: Any,
     ) -> None:
         super().__init__(task_id=task_id, **kwargs)
+        if mode not in PYTHON_MODES:
+            raise DagDefinitionError(
+                f"mode must be one of {', '.join(PYTHON_MODES)}, got {mode!r}",
+                dag_id=self.dag.dag_id, task_id=self.task_id, field="mode",
+            )
+        # "branch": returns the id(s) of the downstream task(s) to follow; the others are
+        # skipped. "short_circuit": a falsy return value skips everything downstream.
+        self.mode = mode
         if not callable(python_callable):
             raise DagDefinitionError(
                 f"python_callable must be callable, got {python_callable!r}",
@@ -422,6 +447,8 @@ class PythonTask(BaseTask):
         fn = self.python_callable
         data["callable"] = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
         data["is_async"] = self.is_async
+        if self.mode != "normal":
+            data["kind"] = self.mode
         return data
 
 
@@ -435,14 +462,16 @@ class _TaskDecorator:
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         from dagd.authoring.dag import current_dag
+        from dagd.authoring.groups import group_prefix
 
         options = dict(self.options)
         base_id = options.pop("task_id", None) or self.fn.__name__
         dag = options.get("dag") or current_dag()
         task_id = base_id
         if dag is not None:
+            prefix = group_prefix()
             n = 1
-            while task_id in dag.tasks:
+            while prefix + task_id in dag.tasks:
                 task_id = f"{base_id}__{n}"
                 n += 1
         created = PythonTask(
@@ -458,11 +487,26 @@ class _TaskDecorator:
         return _TaskDecorator(self.fn, {**self.options, **options})
 
 
-def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """Turn a function into a task factory; its return value becomes its XCom."""
-    if fn is not None:
-        return _TaskDecorator(fn, options)
-    return lambda f: _TaskDecorator(f, options)
+class _TaskFactory:
+    """`@task`, `@task(...)`, `@task.branch` and `@task.short_circuit`."""
+
+    def __call__(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Turn a function into a task factory; its return value becomes its XCom."""
+        if fn is not None:
+            return _TaskDecorator(fn, options)
+        return lambda f: _TaskDecorator(f, options)
+
+    def branch(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """The function returns the task id (or list of ids) to follow, among the tasks
+        directly downstream; the others are skipped."""
+        return self(fn, mode="branch", **options)
+
+    def short_circuit(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """A falsy return value skips every task downstream; truthy lets them run."""
+        return self(fn, mode="short_circuit", **options)
+
+
+task = _TaskFactory()
 
 
 def chain(*items: TaskLike | Sequence[TaskLike]) -> None:

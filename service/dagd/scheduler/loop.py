@@ -34,6 +34,7 @@ from dagd.executors.base import AttemptResult, AttemptSpec
 from dagd.executors.local import LocalExecutor
 from dagd.executors.logs import attempt_log_path
 from dagd.retry import INFRASTRUCTURE_REASONS
+from dagd.scheduler.flow import to_skip
 from dagd.scheduler.intake import Intake, Pending
 from dagd.scheduler.planner import Graph, plan, run_outcome
 from dagd.states import TASK_TERMINAL, RunState, TaskState
@@ -356,16 +357,27 @@ class Engine:
             spec = result.spec
             self._running_total -= 1
             self._running_by_dag[spec.dag_id] -= 1
-            batch.finish_attempt(spec.attempt_id, success=result.ok, error=result.error)
             run = self._runs[spec.run_id]
             ti = run.tis[spec.task_id]
+            skip: set[str] = set()
             if result.ok:
-                if result.xcom is not None:
-                    batch.put_xcom(ti.id, result.xcom)
-                    run.xcoms[ti.task_id] = orjson.loads(result.xcom)
-                self._set_ti(batch, run, ti, TaskState.SUCCESS)
-            else:
+                value = orjson.loads(result.xcom) if result.xcom is not None else None
+                skip, error = to_skip(spec.task, value)
+                if error is not None:
+                    result = AttemptResult.failure(spec, error=error)
+            batch.finish_attempt(spec.attempt_id, success=result.ok, error=result.error)
+            if not result.ok:
                 self._after_failure(batch, run, ti, result)
+                continue
+            if result.xcom is not None:
+                batch.put_xcom(ti.id, result.xcom)
+                run.xcoms[ti.task_id] = value
+            self._set_ti(batch, run, ti, TaskState.SUCCESS)
+            for task_id in sorted(skip):
+                other = run.tis[task_id]
+                if other.state == TaskState.SCHEDULED:
+                    self._set_ti(batch, run, other, TaskState.SKIPPED,
+                                 reason=f"skipped by {ti.task_id}")
 
     def _after_failure(self, batch: Batch, run: ActiveRun, ti: TI, result: AttemptResult) -> None:
         task = run.dag.tasks.get(ti.task_id)

@@ -87,6 +87,13 @@ def evaluate(rule: str, upstream: Iterable[TaskState]) -> Decision:  # noqa: C90
         if failed:
             return Decision.UPSTREAM_FAILED
         return Decision.READY if all_done else Decision.WAIT
+    if rule == "none_failed_min_one_success":
+        # The join after a branch: runs when the chosen path succeeded.
+        if failed:
+            return Decision.UPSTREAM_FAILED
+        if not all_done:
+            return Decision.WAIT
+        return Decision.READY if success else Decision.SKIP
     if rule == "none_skipped":
         if skipped:
             return Decision.SKIP

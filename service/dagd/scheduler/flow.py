@@ -1,0 +1,39 @@
+"""Control flow decided by a task's return value: branches and short-circuits. Pure.
+
+A branch task returns the id (or ids) of the tasks to follow among those directly
+downstream of it; the others are skipped. A short-circuit task that returns a falsy
+value skips every task directly downstream. Skips propagate by trigger rules (a join
+after a branch usually wants `none_failed_min_one_success`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagd.authoring.tasks import BaseTask
+
+
+def to_skip(task: BaseTask, value: Any) -> tuple[set[str], str | None]:
+    """(downstream task ids to skip, error) after `task` returned `value`."""
+    mode = getattr(task, "mode", "normal")
+    downstream = set(task.downstream_ids)
+    if mode == "short_circuit":
+        return (set() if value else downstream), None
+    if mode != "branch":
+        return set(), None
+    chosen = value if isinstance(value, list | tuple) else [value]
+    if value is None:
+        chosen = []
+    prefix = f"{task.group.qualified_id}." if task.group else ""
+    resolved: set[str] = set()
+    for item in chosen:
+        if not isinstance(item, str):
+            return set(), f"branch returned {item!r}: expected task ids (strings)"
+        # A task in the same group may be named without the group's prefix.
+        tid = item if item in downstream else prefix + item
+        if tid not in downstream:
+            choices = ", ".join(sorted(downstream)) or "none"
+            return set(), (f"branch returned {item!r}, which is not a task directly "
+                           f"downstream of {task.task_id!r} (choices: {choices})")
+        resolved.add(tid)
+    return downstream - resolved, None
