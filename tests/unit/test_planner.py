@@ -77,6 +77,13 @@ RULE_TABLE: list[tuple[str, tuple[TaskState, ...], Decision]] = [
     ("none_failed", (SKIPPED, RETRY), WAIT),
     ("none_failed", (SUCCESS, FAILED), UPSTREAM_FAILED),
     ("none_failed", (UP_FAILED, RUNNING), UPSTREAM_FAILED),
+    # none_failed_min_one_success: the join after a branch.
+    ("none_failed_min_one_success", (SUCCESS, SKIPPED), READY),
+    ("none_failed_min_one_success", (SUCCESS, SUCCESS), READY),
+    ("none_failed_min_one_success", (SKIPPED, SKIPPED), SKIP),
+    ("none_failed_min_one_success", (SUCCESS, RUNNING), WAIT),
+    ("none_failed_min_one_success", (SUCCESS, FAILED), UPSTREAM_FAILED),
+    ("none_failed_min_one_success", (SKIPPED, UP_FAILED), UPSTREAM_FAILED),
     # none_skipped: nothing skipped (failures are fine) once all are done.
     ("none_skipped", (SUCCESS, FAILED), READY),
     ("none_skipped", (SUCCESS, UP_FAILED), READY),

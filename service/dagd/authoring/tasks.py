@@ -374,6 +374,7 @@ class PythonTask(BaseTask):
         op_args: Sequence[Any] | None = None,
         op_kwargs: dict[str, Any] | None = None,
         mode: str = "normal",
+        expand: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(task_id=task_id, **kwargs)
@@ -396,7 +397,18 @@ class PythonTask(BaseTask):
         self.op_args = list(op_args or [])
         self.op_kwargs = dict(op_kwargs or {})
         self.is_async = inspect.iscoroutinefunction(python_callable)
-        xcom_args = list(_find_xcom_args([self.op_args, self.op_kwargs]))
+        # expand: keyword -> a list, or an upstream task's output (a list at run time);
+        # one task instance per item (per combination, for several keywords).
+        self.mapped: dict[str, Any] | None = dict(expand) if expand else None
+        if self.mapped is not None:
+            for name, values in self.mapped.items():
+                if not isinstance(values, list | tuple | XComArg):
+                    raise DagDefinitionError(
+                        f"expand({name}=...) needs a list or another task's output, "
+                        f"got {type(values).__name__}",
+                        dag_id=self.dag.dag_id, task_id=self.task_id, field=name,
+                    )
+        xcom_args = list(_find_xcom_args([self.op_args, self.op_kwargs, self.mapped or {}]))
         self._has_xcom_args = bool(xcom_args)
         for arg in xcom_args:
             self.set_upstream(arg.task)
@@ -409,10 +421,36 @@ class PythonTask(BaseTask):
             kwargs = resolve_args(self.op_kwargs, context.upstream)
         else:
             args, kwargs = list(self.op_args), dict(self.op_kwargs)
+        if self.mapped is not None:
+            items = self.expand_items(context.upstream)
+            if not 0 <= context.map_index < len(items):
+                raise DagDefinitionError(
+                    f"map index {context.map_index} is out of range ({len(items)} items)",
+                    dag_id=self.dag.dag_id, task_id=self.task_id,
+                )
+            kwargs.update(items[context.map_index])
         for position, name in self._injectable:
             if position >= len(args) and name not in kwargs:
                 kwargs[name] = context.value(name)
         return args, kwargs
+
+    def expand_items(self, upstream: dict[str, Any]) -> list[dict[str, Any]]:
+        """The keyword arguments of each mapped instance, in map-index order."""
+        assert self.mapped is not None
+        names, lists = [], []
+        for name, values in self.mapped.items():
+            resolved = resolve_args(values, upstream)
+            if isinstance(resolved, dict):
+                resolved = list(resolved.items())
+            if not isinstance(resolved, list | tuple):
+                raise DagDefinitionError(
+                    f"expand({name}=...) must resolve to a list, got "
+                    f"{type(resolved).__name__}",
+                    dag_id=self.dag.dag_id, task_id=self.task_id, field=name,
+                )
+            names.append(name)
+            lists.append(list(resolved))
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*lists)]
 
     def _injectable_params(self) -> list[tuple[int, str]]:
         """(position, name) of the callable's parameters that take context values."""
@@ -449,18 +487,38 @@ class PythonTask(BaseTask):
         data["is_async"] = self.is_async
         if self.mode != "normal":
             data["kind"] = self.mode
+        if self.mapped is not None:
+            data["mapped"] = sorted(self.mapped)
         return data
 
 
 class _TaskDecorator:
     """`@task` / `@task(...)`: calling the function inside a DAG adds a PythonTask."""
 
-    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], options: dict[str, Any],
+        fixed: dict[str, Any] | None = None,
+    ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.options = options
+        self.fixed = fixed or {}
+
+    def partial(self, **kwargs: Any) -> _TaskDecorator:
+        """Arguments shared by every mapped instance: `train.partial(epochs=3).expand(...)`."""
+        return _TaskDecorator(self.fn, self.options, {**self.fixed, **kwargs})
+
+    def expand(self, **mapped: Any) -> XComArg:
+        """One task instance per item: `train.expand(params=[...])`, or over an upstream
+        task's output at run time. Downstream tasks receive the list of results."""
+        if not mapped:
+            raise DagDefinitionError(f"{self.fn.__name__}.expand() needs a keyword to map")
+        return self._create((), dict(self.fixed), expand=mapped)
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
+        return self._create(args, {**self.fixed, **kwargs})
+
+    def _create(self, args: Any, kwargs: dict[str, Any], **extra: Any) -> XComArg:
         from dagd.authoring.dag import current_dag
         from dagd.authoring.groups import group_prefix
 
@@ -480,11 +538,12 @@ class _TaskDecorator:
             op_args=args,
             op_kwargs=kwargs,
             **options,
+            **extra,
         )
         return XComArg(created)
 
     def override(self, **options: Any) -> _TaskDecorator:
-        return _TaskDecorator(self.fn, {**self.options, **options})
+        return _TaskDecorator(self.fn, {**self.options, **options}, self.fixed)
 
 
 class _TaskFactory:

@@ -12,15 +12,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import os
 import random
-import signal
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -30,66 +26,26 @@ from anyio.abc import TaskStatus
 from dagd.authoring.context import Context
 from dagd.authoring.dag import DAG
 from dagd.config import Settings
-from dagd.executors.base import AttemptResult, AttemptSpec
+from dagd.errors import DagdError
+from dagd.executors.base import XCOM_OPTIONS, AttemptResult, AttemptSpec
 from dagd.executors.local import LocalExecutor
 from dagd.executors.logs import attempt_log_path
+from dagd.kinds.http import set_connections
 from dagd.retry import INFRASTRUCTURE_REASONS
 from dagd.scheduler.flow import to_skip
 from dagd.scheduler.intake import Intake, Pending
+from dagd.scheduler.model import TI, ActiveRun, States, parse_date
 from dagd.scheduler.planner import Graph, plan, run_outcome
-from dagd.states import TASK_TERMINAL, RunState, TaskState
+from dagd.scheduler.recovery import Recovery
+from dagd.states import TASK_FAILED, TASK_TERMINAL, RunState, TaskState
 from dagd.store import Batch, Store
-from dagd.store.rows import AttemptRow, RunRow
+from dagd.store.rows import RunRow
 
 log = logging.getLogger(__name__)
 
 # Attempts started per tick at most. Smaller ticks let the database thread commit one
 # tick while the loop runs the attempts of the one before (two cores at work, not one).
 DISPATCH_PER_TICK = 500
-
-
-@dataclass
-class TI:
-    id: int
-    run_id: int
-    task_id: str
-    state: TaskState
-    try_number: int
-    max_tries: int
-    map_index: int = -1
-    next_attempt_at: float | None = None
-
-
-@dataclass
-class ActiveRun:
-    id: int
-    dag: DAG
-    graph: Graph
-    conf: dict[str, Any]
-    logical_date: datetime | None
-    tis: dict[str, TI] = field(default_factory=dict)
-    xcoms: dict[str, Any] = field(default_factory=dict)
-    open: int = 0
-
-
-class _States(Mapping[str, TaskState]):
-    """A read-only view of a run's task states, for the planner, without copying."""
-
-    def __init__(self, tis: dict[str, TI]) -> None:
-        self._tis = tis
-
-    def __getitem__(self, key: str) -> TaskState:
-        return self._tis[key].state
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._tis)
-
-    def __len__(self) -> int:
-        return len(self._tis)
-
-
-def _parse_date(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 class Engine:
@@ -104,6 +60,7 @@ class Engine:
     ) -> None:
         self.store = store
         self.settings = settings
+        set_connections(settings.connections)  # for HttpTask(conn=...)
         self.executor = executor or LocalExecutor(
             tmp_dir=settings.data_dir / "tmp",
             log_max_bytes=settings.log_max_bytes,
@@ -118,7 +75,7 @@ class Engine:
         self._runs: dict[int, ActiveRun] = {}
         self._active_runs_by_dag: Counter[str] = Counter()
         self._ready: dict[str, deque[TI]] = defaultdict(deque)
-        self._retry_heap: list[tuple[float, int, str]] = []
+        self._retry_heap: list[tuple[float, int, str, int]] = []
         self._running_total = 0
         self._running_by_dag: Counter[str] = Counter()
         self._results: list[AttemptResult] = []
@@ -190,75 +147,9 @@ class Engine:
             await event.wait()
         return (await self.store.get_run(run_id)).state
 
-    # -- boot and recovery -------------------------------------------------------------
     async def boot(self) -> None:
         """Settle what a dead daemon left running and load the active runs. Before ready."""
-        batch = self.store.batch()
-        attempts = await self.store.running_attempts()
-        for attempt in attempts:
-            _kill_leftover_worker(attempt)
-            batch.finish_attempt(attempt.id, success=False, error="daemon restarted")
-        tis_by_run: dict[int, list[Any]] = defaultdict(list)
-        for row in await self.store.active_tis():
-            tis_by_run[row.run_id].append(row)
-        xcoms = await self.store.active_xcoms()
-        for run in await self.store.active_runs():
-            if run.state == RunState.QUEUED:
-                self._queued[run.dag_id].append(run)
-            else:
-                self._recover_run(batch, run, tis_by_run[run.id], xcoms)
-        await self.store.commit(batch)
-        if attempts:
-            log.warning("recovered %d attempt(s) left running by a previous daemon", len(attempts))
-
-    def _recover_run(
-        self, batch: Batch, run: RunRow, rows: list[Any], xcoms: dict[int, Any]
-    ) -> None:
-        dag = self.dags.get(run.dag_id)
-        if dag is None:
-            for row in rows:
-                state = TaskState(row.state)
-                if state not in TASK_TERMINAL:
-                    batch.transition_ti(run_id=run.id, ti_id=row.id, frm=state,
-                                        to=TaskState.FAILED, try_number=row.try_number,
-                                        reason="DAG is no longer defined")
-            batch.transition_run(run.id, RunState.RUNNING, RunState.FAILED,
-                                 "DAG is no longer defined")
-            return
-        active = ActiveRun(run.id, dag, Graph.from_dag(dag), run.conf,
-                           _parse_date(run.logical_date))
-        self._runs[run.id] = active
-        self._active_runs_by_dag[dag.dag_id] += 1
-        for row in rows:
-            ti = TI(row.id, run.id, row.task_id, TaskState(row.state), row.try_number,
-                    row.max_tries, row.map_index, row.next_attempt_at)
-            active.tis[row.task_id] = ti
-            if row.id in xcoms:
-                active.xcoms[row.task_id] = xcoms[row.id]
-            if ti.state not in TASK_TERMINAL:
-                active.open += 1
-        for task_id in dag.tasks.keys() - active.tis.keys():
-            self._add_ti(batch, active, task_id)
-        for ti in list(active.tis.values()):
-            self._resume_ti(batch, active, ti)
-        self._candidates[run.id].update(dag.tasks)
-        if active.open == 0:
-            self._finishing.add(run.id)
-
-    def _resume_ti(self, batch: Batch, run: ActiveRun, ti: TI) -> None:
-        if ti.task_id not in run.dag.tasks:
-            if ti.state not in TASK_TERMINAL:
-                self._set_ti(batch, run, ti, TaskState.FAILED, reason="task no longer in DAG")
-        elif ti.state == TaskState.RUNNING:
-            restarted = AttemptResult.failure(
-                _stub_spec(run, ti), error="daemon restarted", reason="daemon restarted"
-            )
-            self._after_failure(batch, run, ti, restarted)
-        elif ti.state == TaskState.QUEUED:
-            self._ready[run.dag.dag_id].append(ti)
-        elif ti.state == TaskState.UP_FOR_RETRY:
-            due = ti.next_attempt_at if ti.next_attempt_at is not None else self.clock()
-            heapq.heappush(self._retry_heap, (due, run.id, ti.task_id))
+        await Recovery(self).boot()
 
     # -- the loop --------------------------------------------------------------------
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -358,7 +249,7 @@ class Engine:
             self._running_total -= 1
             self._running_by_dag[spec.dag_id] -= 1
             run = self._runs[spec.run_id]
-            ti = run.tis[spec.task_id]
+            ti = run.ti(spec.task_id, spec.map_index)
             skip: set[str] = set()
             if result.ok:
                 value = orjson.loads(result.xcom) if result.xcom is not None else None
@@ -371,7 +262,10 @@ class Engine:
                 continue
             if result.xcom is not None:
                 batch.put_xcom(ti.id, result.xcom)
-                run.xcoms[ti.task_id] = value
+                if ti.map_index >= 0:
+                    run.child_xcoms.setdefault(ti.task_id, {})[ti.map_index] = value
+                else:
+                    run.xcoms[ti.task_id] = value
             self._set_ti(batch, run, ti, TaskState.SUCCESS)
             for task_id in sorted(skip):
                 other = run.tis[task_id]
@@ -393,18 +287,18 @@ class Engine:
             log.warning("%s failed (%s); retry in %.1fs", ref, result.error, due - batch.now)
             self._set_ti(batch, run, ti, TaskState.UP_FOR_RETRY, next_attempt_at=due,
                          reason=result.error)
-            heapq.heappush(self._retry_heap, (due, run.id, ti.task_id))
+            heapq.heappush(self._retry_heap, (due, run.id, ti.task_id, ti.map_index))
         else:
             log.error("%s failed: %s", ref, result.error)
             self._set_ti(batch, run, ti, TaskState.FAILED, reason=result.error)
 
     def _release_retries(self, batch: Batch) -> None:
         while self._retry_heap and self._retry_heap[0][0] <= batch.now:
-            _, run_id, task_id = heapq.heappop(self._retry_heap)
+            _, run_id, task_id, map_index = heapq.heappop(self._retry_heap)
             run = self._runs.get(run_id)
             if run is None:
                 continue
-            ti = run.tis[task_id]
+            ti = run.ti(task_id, map_index)
             if ti.state == TaskState.UP_FOR_RETRY:
                 self._set_ti(batch, run, ti, TaskState.QUEUED, reason="retry delay passed")
                 self._ready[run.dag.dag_id].append(ti)
@@ -430,7 +324,7 @@ class Engine:
     def _start_run(self, batch: Batch, dag: DAG, row: RunRow) -> None:
         batch.transition_run(row.id, RunState.QUEUED, RunState.RUNNING)
         run = ActiveRun(row.id, dag, Graph.from_dag(dag), row.conf,
-                        _parse_date(row.logical_date))
+                        parse_date(row.logical_date))
         self._runs[row.id] = run
         self._active_runs_by_dag[dag.dag_id] += 1
         for task_id in dag.tasks:
@@ -452,11 +346,59 @@ class Engine:
             run = self._runs.get(run_id)
             if run is None:
                 continue
-            for task_id, new in plan(run.graph, _States(run.tis), task_ids):
+            for task_id, new in plan(run.graph, States(run.tis), task_ids):
                 ti = run.tis[task_id]
                 self._set_ti(batch, run, ti, new, propagate=False)
-                if new == TaskState.QUEUED:
+                if new != TaskState.QUEUED:
+                    continue
+                if getattr(run.dag.tasks[task_id], "mapped", None) is not None:
+                    self._expand(batch, run, ti)
+                else:
                     self._ready[run.dag.dag_id].append(ti)
+
+    def _expand(self, batch: Batch, run: ActiveRun, ti: TI) -> None:
+        """A mapped task is ready: one instance per item, queued; none for no item."""
+        task = run.dag.tasks[ti.task_id]
+        upstream = {u: run.xcoms[u] for u in run.graph.upstream[ti.task_id] if u in run.xcoms}
+        try:
+            items = task.expand_items(upstream)  # type: ignore[attr-defined]
+        except (DagdError, LookupError, TypeError) as exc:
+            self._set_ti(batch, run, ti, TaskState.FAILED, reason=f"cannot expand: {exc}")
+            return
+        if not items:
+            self._set_ti(batch, run, ti, TaskState.SKIPPED, reason="mapped over no item")
+            return
+        self._set_ti(batch, run, ti, TaskState.RUNNING,
+                     reason=f"expanded into {len(items)} mapped instances")
+        children = []
+        for index in range(len(items)):
+            child_id = batch.create_ti(run_id=run.id, task_id=ti.task_id,
+                                       max_tries=task.max_tries, map_index=index)
+            child = TI(child_id, run.id, ti.task_id, TaskState.SCHEDULED, 0, task.max_tries,
+                       index)
+            children.append(child)
+            run.open += 1
+            self._set_ti(batch, run, child, TaskState.QUEUED)
+            self._ready[run.dag.dag_id].append(child)
+        run.children[ti.task_id] = children
+
+    def _child_ended(self, batch: Batch, run: ActiveRun, child: TI) -> None:
+        """When every instance of a mapped task has ended, so has the task: success if
+        none failed; its XCom is the list of their return values."""
+        children = run.children[child.task_id]
+        if any(c.state not in TASK_TERMINAL for c in children):
+            return
+        values = run.child_xcoms.get(child.task_id, {})
+        collected = [values.get(i) for i in range(len(children))]
+        run.xcoms[child.task_id] = collected
+        parent = run.tis[child.task_id]
+        batch.put_xcom(parent.id, orjson.dumps(collected, option=XCOM_OPTIONS).decode())
+        failed = sum(1 for c in children if c.state in TASK_FAILED)
+        if failed:
+            self._set_ti(batch, run, parent, TaskState.FAILED,
+                         reason=f"{failed} of {len(children)} mapped instances failed")
+        else:
+            self._set_ti(batch, run, parent, TaskState.SUCCESS)
 
     def _fill_slots(self, batch: Batch, dispatch: list[AttemptSpec]) -> None:
         slots = self.settings.parallelism - self._running_total
@@ -541,7 +483,9 @@ class Engine:
         ti.state = to
         if to in TASK_TERMINAL:
             run.open -= 1
-            if run.open == 0:
+            if ti.map_index >= 0:
+                self._child_ended(batch, run, ti)
+            elif run.open == 0:
                 self._finishing.add(run.id)
             elif propagate:
                 self._candidates[run.id].update(run.graph.downstream[ti.task_id])
@@ -569,27 +513,3 @@ class Engine:
         self.wake()
 
 
-def _stub_spec(run: ActiveRun, ti: TI) -> AttemptSpec:
-    """Enough of a spec to describe an attempt that a dead daemon left behind."""
-    context = Context(dag_id=run.dag.dag_id, task_id=ti.task_id, run_id=run.id,
-                      try_number=ti.try_number, attempt_id=0)
-    return AttemptSpec(
-        attempt_id=0, ti_id=ti.id, run_id=run.id, dag_id=run.dag.dag_id, task_id=ti.task_id,
-        try_number=ti.try_number, task=run.dag.tasks[ti.task_id], context=context,
-        dag_file="", log_path="", timeout=None, isolation="process",
-    )
-
-
-def _kill_leftover_worker(attempt: AttemptRow) -> None:
-    """A worker whose daemon died normally dies with it; make sure, by its pid's cmdline."""
-    if not attempt.pid:
-        return
-    try:
-        cmdline = Path(f"/proc/{attempt.pid}/cmdline").read_bytes()
-    except OSError:
-        return
-    if b"dagd.executors.worker" in cmdline:
-        try:
-            os.killpg(attempt.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass

@@ -1,0 +1,66 @@
+"""The scheduler's working copy of an active run: its task instances, XComs and mapped
+instances. Rebuilt from the rows at boot; the rows stay the truth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dagd.authoring.dag import DAG
+from dagd.scheduler.planner import Graph
+from dagd.states import TaskState
+
+
+@dataclass
+class TI:
+    id: int
+    run_id: int
+    task_id: str
+    state: TaskState
+    try_number: int
+    max_tries: int
+    map_index: int = -1
+    next_attempt_at: float | None = None
+
+
+@dataclass
+class ActiveRun:
+    id: int
+    dag: DAG
+    graph: Graph
+    conf: dict[str, Any]
+    logical_date: datetime | None
+    tis: dict[str, TI] = field(default_factory=dict)
+    xcoms: dict[str, Any] = field(default_factory=dict)
+    open: int = 0
+    # Mapped tasks: the instances of each (by map index) and their return values. The
+    # task's own instance (map index -1) stands for them all in the graph.
+    children: dict[str, list[TI]] = field(default_factory=dict)
+    child_xcoms: dict[str, dict[int, Any]] = field(default_factory=dict)
+
+    def ti(self, task_id: str, map_index: int = -1) -> TI:
+        return self.tis[task_id] if map_index < 0 else self.children[task_id][map_index]
+
+
+class States(Mapping[str, TaskState]):
+    """A read-only view of a run's task states, for the planner, without copying."""
+
+    def __init__(self, tis: dict[str, TI]) -> None:
+        self._tis = tis
+
+    def __getitem__(self, key: str) -> TaskState:
+        return self._tis[key].state
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tis)
+
+    def __len__(self) -> int:
+        return len(self._tis)
+
+
+def parse_date(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+

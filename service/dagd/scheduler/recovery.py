@@ -1,0 +1,149 @@
+"""Boot and recovery: settle what a dead daemon left behind and reload the active runs.
+
+A mixin of the Engine, run once before the daemon says it is ready. Attempts left
+`running` are recorded failed ("daemon restarted") and retried; queued task instances
+go back to their queues, retries keep their due time, and every running run is
+carried on to a final state. A run whose DAG is gone fails with that reason.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import signal
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dagd.authoring.context import Context
+from dagd.executors.base import AttemptResult, AttemptSpec
+from dagd.scheduler.model import TI, ActiveRun, parse_date
+from dagd.scheduler.planner import Graph
+from dagd.states import TASK_TERMINAL, RunState, TaskState
+from dagd.store.rows import AttemptRow, RunRow, TaskInstanceRow
+
+if TYPE_CHECKING:
+    from dagd.scheduler.loop import Engine
+    from dagd.store import Batch
+
+log = logging.getLogger(__name__)
+
+
+class Recovery:
+    """Run by Engine.boot(); it works on the engine's own state."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def boot(self) -> None:
+        """Settle what a dead daemon left running and load the active runs. Before ready."""
+        batch = self.engine.store.batch()
+        attempts = await self.engine.store.running_attempts()
+        for attempt in attempts:
+            _kill_leftover_worker(attempt)
+            batch.finish_attempt(attempt.id, success=False, error="daemon restarted")
+        tis_by_run: dict[int, list[Any]] = defaultdict(list)
+        for row in await self.engine.store.active_tis():
+            tis_by_run[row.run_id].append(row)
+        xcoms = await self.engine.store.active_xcoms()
+        for run in await self.engine.store.active_runs():
+            if run.state == RunState.QUEUED:
+                self.engine._queued[run.dag_id].append(run)
+            else:
+                self._recover_run(batch, run, tis_by_run[run.id], xcoms)
+        await self.engine.store.commit(batch)
+        if attempts:
+            log.warning("recovered %d attempt(s) left running by a previous daemon", len(attempts))
+
+    def _recover_run(
+        self, batch: Batch, run: RunRow, rows: list[Any], xcoms: dict[int, Any]
+    ) -> None:
+        dag = self.engine.dags.get(run.dag_id)
+        if dag is None:
+            _fail_orphan_run(batch, run, rows)
+            return
+        active = ActiveRun(run.id, dag, Graph.from_dag(dag), run.conf,
+                           parse_date(run.logical_date))
+        self.engine._runs[run.id] = active
+        self.engine._active_runs_by_dag[dag.dag_id] += 1
+        _load_rows(active, rows, xcoms)
+        for task_id in dag.tasks.keys() - active.tis.keys():
+            self.engine._add_ti(batch, active, task_id)
+        for ti in list(active.tis.values()):
+            if ti.task_id in active.children:
+                continue  # a mapped task's own instance: its instances are resumed below
+            self._resume_ti(batch, active, ti)
+        for children in active.children.values():
+            for child in children:
+                self._resume_ti(batch, active, child)
+        self.engine._candidates[run.id].update(dag.tasks)
+        if active.open == 0:
+            self.engine._finishing.add(run.id)
+
+    def _resume_ti(self, batch: Batch, run: ActiveRun, ti: TI) -> None:
+        if ti.task_id not in run.dag.tasks:
+            if ti.state not in TASK_TERMINAL:
+                self.engine._set_ti(batch, run, ti, TaskState.FAILED,
+                                    reason="task no longer in DAG")
+        elif ti.state == TaskState.RUNNING:
+            restarted = AttemptResult.failure(
+                _stub_spec(run, ti), error="daemon restarted", reason="daemon restarted"
+            )
+            self.engine._after_failure(batch, run, ti, restarted)
+        elif ti.state == TaskState.QUEUED:
+            self.engine._ready[run.dag.dag_id].append(ti)
+        elif ti.state == TaskState.UP_FOR_RETRY:
+            due = ti.next_attempt_at if ti.next_attempt_at is not None else self.engine.clock()
+            heapq.heappush(self.engine._retry_heap, (due, run.id, ti.task_id, ti.map_index))
+
+
+def _stub_spec(run: ActiveRun, ti: TI) -> AttemptSpec:
+    """Enough of a spec to describe an attempt that a dead daemon left behind."""
+    context = Context(dag_id=run.dag.dag_id, task_id=ti.task_id, run_id=run.id,
+                      try_number=ti.try_number, attempt_id=0)
+    return AttemptSpec(
+        attempt_id=0, ti_id=ti.id, run_id=run.id, dag_id=run.dag.dag_id, task_id=ti.task_id,
+        try_number=ti.try_number, task=run.dag.tasks[ti.task_id], context=context,
+        dag_file="", log_path="", timeout=None, isolation="process",
+    )
+
+
+def _kill_leftover_worker(attempt: AttemptRow) -> None:
+    """A worker whose daemon died normally dies with it; make sure, by its pid's cmdline."""
+    if not attempt.pid:
+        return
+    try:
+        cmdline = Path(f"/proc/{attempt.pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"dagd.executors.worker" in cmdline:
+        try:
+            os.killpg(attempt.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _fail_orphan_run(batch: Batch, run: RunRow, rows: list[TaskInstanceRow]) -> None:
+    for row in rows:
+        state = TaskState(row.state)
+        if state not in TASK_TERMINAL:
+            batch.transition_ti(run_id=run.id, ti_id=row.id, frm=state, to=TaskState.FAILED,
+                                try_number=row.try_number, reason="DAG is no longer defined")
+    batch.transition_run(run.id, RunState.RUNNING, RunState.FAILED, "DAG is no longer defined")
+
+
+def _load_rows(active: ActiveRun, rows: list[TaskInstanceRow], xcoms: dict[int, Any]) -> None:
+    for row in sorted(rows, key=lambda r: (r.task_id, r.map_index)):
+        ti = TI(row.id, active.id, row.task_id, TaskState(row.state), row.try_number,
+                row.max_tries, row.map_index, row.next_attempt_at)
+        if row.map_index >= 0:
+            active.children.setdefault(row.task_id, []).append(ti)
+            if row.id in xcoms:
+                active.child_xcoms.setdefault(row.task_id, {})[row.map_index] = xcoms[row.id]
+        else:
+            active.tis[row.task_id] = ti
+            if row.id in xcoms:
+                active.xcoms[row.task_id] = xcoms[row.id]
+        if ti.state not in TASK_TERMINAL:
+            active.open += 1
