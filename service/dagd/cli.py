@@ -201,7 +201,7 @@ async def cmd_tasks_list(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _attempt(store: Store, args: argparse.Namespace) -> Any:
     run = await store.get_run(args.run, args.dag)
-    ti = await store.get_ti(run.id, args.task)
+    ti = await store.get_ti(run.id, args.task, args.map_index)
     attempts = await store.list_attempts(ti.id)
     if not attempts:
         return None
@@ -362,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("task")
     logs.add_argument("--try", dest="try_number", type=int, help="try number (default: last)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+    logs.add_argument("--map-index", type=int, default=-1,
+                      help="which instance of a mapped task (default: the task itself)")
 
     events = sub.add_parser("events", help="the event ledger: why did (or didn't) it run?")
     esub = events.add_subparsers(dest="events_command", required=True)

@@ -51,8 +51,8 @@ def ti_table(title: str, tis: list[TaskInstanceRow]) -> Table:
         duration = ""
         if ti.started_at and ti.ended_at:
             duration = f"{ti.ended_at - ti.started_at:.2f}s"
-        table.add_row(ti.task_id, state_text(ti.state), f"{ti.try_number}/{ti.max_tries}",
-                      duration)
+        name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+        table.add_row(name, state_text(ti.state), f"{ti.try_number}/{ti.max_tries}", duration)
     return table
 
 
