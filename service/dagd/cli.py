@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -413,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             "port": getattr(args, "port", None),
         }
         settings = load_settings(args.config, overrides=overrides)
+        # DAG files may import plugins (`from dagd.plugins import ...`): say where they are.
+        os.environ.setdefault("DAGD_PLUGINS_FOLDER", str(settings.plugins_folder.resolve()))
         if args.command == "run":
             return cmd_run(settings, args)
         sub = getattr(args, f"{args.command}_command", None)

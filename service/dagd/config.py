@@ -30,6 +30,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 @dataclass(frozen=True)
 class Settings:
     dags_folder: Path = Path("dags")
+    plugins_folder: Path = Path("plugins")
     data_dir: Path = Path(".dagd")
     parallelism: int = 64
     default_isolation: str = "process"
@@ -66,6 +67,7 @@ class Settings:
 _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("core", "dags_folder"): ("dags_folder", Path),
     ("core", "data_dir"): ("data_dir", Path),
+    ("core", "plugins_folder"): ("plugins_folder", Path),
     ("core", "parallelism"): ("parallelism", int),
     ("core", "default_isolation"): ("default_isolation", str),
     ("core", "default_max_active_runs"): ("default_max_active_runs", int),

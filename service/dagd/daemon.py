@@ -20,12 +20,13 @@ from aiohttp import web
 from watchfiles import awatch
 
 import dagd
-from dagd import systemd
+from dagd import plugins, systemd
 from dagd.authoring.loader import DagBag, load_folder
 from dagd.config import Settings
 from dagd.errors import ConfigError
 from dagd.executors.logs import install_capture
 from dagd.lock import DataDirLock
+from dagd.notify.outbox import Outbox
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from dagd.triggers.service import TriggerService
@@ -76,7 +77,11 @@ class DagFolder:
 
     async def load(self) -> DagBag:
         async with self._lock:
+            # Plugins first: DAG files import what they offer. A broken one is reported
+            # beside the DAG files' import errors.
+            await anyio.to_thread.run_sync(plugins.load, self.settings.plugins_folder)
             new = await anyio.to_thread.run_sync(load_folder, self.settings.dags_folder)
+            new.errors.extend(plugins.errors)
             bag = keep_last_good(self.bag, new)
             known = {d.dag_id for d in await self.store.list_dags()}
             await sync_dags(self.store, bag, known)
@@ -93,7 +98,9 @@ class DagFolder:
         """Reload when a .py file in the folder is added, changed or deleted."""
         folder = self.settings.dags_folder
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-        async for changes in awatch(folder, debounce=100, step=20,
+        # rust_timeout: the watcher thread cannot be cancelled, only left when it returns;
+        # with the default (5 s) a stop, even a forced one, would wait that long.
+        async for changes in awatch(folder, debounce=100, step=20, rust_timeout=200,
                                     watch_filter=lambda _change, path: path.endswith(".py")):
             log.info("DAG files changed (%s): reloading",
                      ", ".join(sorted(Path(p).name for _, p in changes)))
@@ -132,6 +139,8 @@ class Daemon:
                      sys.version.split()[0], await store.sqlite_version(), settings.db_path)
             install_capture()
             engine = Engine(store, settings)
+            outbox = Outbox(store, lambda: engine.dags)
+            engine.notification_listeners.append(outbox.wake)
             triggers = TriggerService(engine)
             folder = DagFolder(settings, store, engine, triggers)
             await folder.load()
@@ -152,6 +161,8 @@ class Daemon:
             async with anyio.create_task_group() as tg:
                 await tg.start(engine.serve, name="scheduler")
                 tg.start_soon(self._signals, folder, engine, name="signals")
+                outbox_scope = anyio.CancelScope()
+                tg.start_soon(_scoped, outbox_scope, outbox.run, name="outbox")
                 # Triggers stop first at shutdown: no new event once stopping has begun.
                 trigger_scopes = (anyio.CancelScope(), anyio.CancelScope())
                 tg.start_soon(_scoped, trigger_scopes[0], triggers.run, name="triggers")
@@ -169,6 +180,8 @@ class Daemon:
                 await runner.cleanup()
                 runner = None
                 await engine.stop(0.0 if self._force else settings.shutdown_grace_period)
+                outbox_scope.cancel()
+                await outbox.flush(0.0 if self._force else 5.0)
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):

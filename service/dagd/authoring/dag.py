@@ -58,6 +58,7 @@ class DAG:
         triggers: Iterable[Any] = (),
         schedule: Any = None,
         catchup: bool = False,
+        notifiers: Iterable[Any] = (),
         default_args: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         max_active_runs: int | None = None,
@@ -83,6 +84,7 @@ class DAG:
             if timer is not None:
                 self.triggers.append(timer)
         self.catchup = bool(catchup)
+        self.notifiers = _check_notifiers(list(notifiers), dag_id)
         self.default_args = dict(default_args or {})
         unknown = set(self.default_args) - TASK_DEFAULT_KEYS
         if unknown:
@@ -201,6 +203,7 @@ class DAG:
             "max_active_tasks": self.max_active_tasks,
             "triggers": [describe_trigger(t) for t in self.triggers],
             "catchup": self.catchup,
+            "notifiers": [n.describe() for n in self.notifiers],
             "tasks": [self.tasks[tid].describe() for tid in order],
         }
 
@@ -236,3 +239,18 @@ def dag(
     if callable(dag_id):
         return wrap(dag_id)
     return wrap
+
+
+def _check_notifiers(notifiers: list[Any], dag_id: str) -> list[Any]:
+    from dagd.notify.base import Notifier
+
+    names: set[str] = set()
+    for n in notifiers:
+        if not isinstance(n, Notifier):
+            raise DagDefinitionError(f"notifiers must be Notifier instances, got {n!r}",
+                                     dag_id=dag_id, field="notifiers")
+        if n.name in names:
+            raise DagDefinitionError(f"two notifiers are named {n.name!r}: pass name=",
+                                     dag_id=dag_id, field="notifiers")
+        names.add(n.name)
+    return notifiers

@@ -16,7 +16,7 @@ import random
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 # Attempts started per tick at most. Smaller ticks let the database thread commit one
 # tick while the loop runs the attempts of the one before (two cores at work, not one).
 DISPATCH_PER_TICK = 500
+MAX_RETRY_AFTER = 3600.0
 
 
 class Engine:
@@ -96,6 +97,8 @@ class Engine:
         self._inbox: list[Pending] = []
         # Called with a run id once its final state is committed; must not block.
         self.run_end_listeners: list[Callable[[int], None]] = []
+        # Called once a batch that queued notifications is committed (the outbox).
+        self.notification_listeners: list[Callable[[], None]] = []
 
     # -- DAGs ----------------------------------------------------------------------------
     def set_dags(self, dags: dict[str, DAG], paused: set[str]) -> None:
@@ -228,11 +231,19 @@ class Engine:
         self._finish_runs(batch)
         ended, self._ended = self._ended, []
         await self.store.commit(batch)
-        for item in inbox:  # answered only once their events are committed
+        self._after_commit(batch, inbox, dispatch, ended)
+
+    def _after_commit(self, batch: Batch, inbox: list[Pending], dispatch: list[AttemptSpec],
+                      ended: list[int]) -> None:
+        """What a tick tells or starts, only once its batch is committed."""
+        for item in inbox:
             item.done.set()
+        if batch.rows["insert_notification"]:
+            for wake_outbox in self.notification_listeners:
+                wake_outbox()
         for spec in dispatch:
             self._spawn(spec)
-        for run_id in ended:  # told only once the final state is committed
+        for run_id in ended:
             self._runs.pop(run_id, None)
             self._ending.discard(run_id)
             waiter = self._waiters.pop(run_id, None)
@@ -283,14 +294,37 @@ class Engine:
             if result.reason in INFRASTRUCTURE_REASONS:
                 due = batch.now
             else:
-                due = batch.now + policy.delay(ti.try_number, self.rand)
+                # A server's Retry-After is a floor under the policy's own delay (capped
+                # at an hour: a server asking for a day must not park the task that long).
+                asked = min(result.retry_after or 0.0, MAX_RETRY_AFTER)
+                delay = max(policy.delay(ti.try_number, self.rand), asked)
+                due = batch.now + delay
             log.warning("%s failed (%s); retry in %.1fs", ref, result.error, due - batch.now)
             self._set_ti(batch, run, ti, TaskState.UP_FOR_RETRY, next_attempt_at=due,
                          reason=result.error)
             heapq.heappush(self._retry_heap, (due, run.id, ti.task_id, ti.map_index))
+            self._notify(batch, run, "task_retry", ti, result.error)
         else:
             log.error("%s failed: %s", ref, result.error)
             self._set_ti(batch, run, ti, TaskState.FAILED, reason=result.error)
+            self._notify(batch, run, "task_failed", ti, result.error)
+
+    def _notify(self, batch: Batch, run: ActiveRun, event: str, ti: TI | None = None,
+                error: str | None = None) -> None:
+        """Queue a notification for each of the DAG's notifiers that wants this event."""
+        for notifier in run.dag.notifiers:
+            if event not in notifier.on:
+                continue
+            payload = {
+                "dag_id": run.dag.dag_id, "run_id": run.id,
+                "task_id": ti.task_id if ti else None,
+                "try_number": ti.try_number if ti else None,
+                "state": ti.state.value if ti else event.removeprefix("run_"),
+                "error": error, "at": datetime.fromtimestamp(batch.now, UTC).isoformat(),
+            }
+            batch.queue_notification(dag_id=run.dag.dag_id, run_id=run.id,
+                                     ti_id=ti.id if ti else None, notifier=notifier.name,
+                                     event=event, payload=payload)
 
     def _release_retries(self, batch: Batch) -> None:
         while self._retry_heap and self._retry_heap[0][0] <= batch.now:
@@ -460,6 +494,7 @@ class Engine:
             outcome = run_outcome(ti.state for ti in run.tis.values())
             state = RunState.FAILED if outcome == TaskState.FAILED else RunState.SUCCESS
             batch.transition_run(run_id, RunState.RUNNING, state)
+            self._notify(batch, run, f"run_{state.value}")
             self._active_runs_by_dag[run.dag.dag_id] -= 1
             self._ended.append(run_id)
             if self._queued.get(run.dag.dag_id):

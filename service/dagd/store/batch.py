@@ -27,6 +27,7 @@ ORDER = (
     "finish_attempt",
     "put_xcom",
     "insert_history",
+    "insert_notification",
 )
 # Compare-and-set statements: every row must match exactly one row in the table.
 CAS = frozenset({"transition_run", "transition_ti", "finish_attempt"})
@@ -228,6 +229,16 @@ class Batch:
 
     def set_attempt_pid(self, attempt_id: int, pid: int) -> None:
         self.rows["set_attempt_pid"].append({"id": attempt_id, "pid": pid})
+
+    def queue_notification(
+        self, *, dag_id: str, run_id: int | None, ti_id: int | None, notifier: str,
+        event: str, payload: dict[str, Any],
+    ) -> None:
+        """A message owed to someone, sent by the outbox once this batch is committed."""
+        self.rows["insert_notification"].append(
+            {"dag_id": dag_id, "run_id": run_id, "ti_id": ti_id, "notifier": notifier,
+             "event": event, "payload": orjson.dumps(payload).decode(), "at": self.now}
+        )
 
     def put_xcom(self, ti_id: int, value_json: str) -> None:
         self.rows["put_xcom"].append({"ti_id": ti_id, "value": value_json})

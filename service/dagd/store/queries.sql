@@ -166,3 +166,32 @@ ORDER BY id LIMIT 1;
 -- A timer's last fire time: its dedup keys are UTC ISO timestamps, which sort as text.
 SELECT max(dedup_key) FROM event
 WHERE kind = :kind AND source = :source AND dag_id = :dag_id;
+
+-- name: insert_notification
+INSERT INTO notification (dag_id, run_id, ti_id, notifier, event, payload, next_attempt_at,
+                          created_at)
+VALUES (:dag_id, :run_id, :ti_id, :notifier, :event, :payload, :at, :at);
+
+-- name: due_notifications
+SELECT id, dag_id, run_id, ti_id, notifier, event, payload, state, attempts,
+       next_attempt_at, last_error, created_at, sent_at
+FROM notification WHERE state = 'pending' AND next_attempt_at <= :now
+ORDER BY next_attempt_at LIMIT :limit;
+
+-- name: next_notification_at
+SELECT min(next_attempt_at) FROM notification WHERE state = 'pending';
+
+-- name: notification_sent
+UPDATE notification SET state = 'sent', attempts = attempts + 1, sent_at = :at,
+    last_error = NULL
+WHERE id = :id AND state = 'pending';
+
+-- name: notification_failed
+UPDATE notification SET state = :state, attempts = attempts + 1, last_error = :error,
+    next_attempt_at = :next_attempt_at
+WHERE id = :id AND state = 'pending';
+
+-- name: list_notifications
+SELECT id, dag_id, run_id, ti_id, notifier, event, payload, state, attempts,
+       next_attempt_at, last_error, created_at, sent_at
+FROM notification WHERE (:dag_id IS NULL OR dag_id = :dag_id) ORDER BY id DESC LIMIT :limit;

@@ -160,3 +160,24 @@ class HistoryRow:
     @classmethod
     def from_row(cls, r: Any) -> HistoryRow:
         return cls(*r)
+
+
+@dataclass(frozen=True)
+class NotificationRow:
+    id: int
+    dag_id: str
+    run_id: int | None
+    ti_id: int | None
+    notifier: str
+    event: str
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    created_at: float
+    sent_at: float | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> NotificationRow:
+        return cls(r[0], r[1], r[2], r[3], r[4], r[5], _json(r[6]) or {}, *r[7:])

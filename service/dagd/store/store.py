@@ -28,6 +28,7 @@ from dagd.store.rows import (
     EventRow,
     HistoryRow,
     ImportErrorRow,
+    NotificationRow,
     RunRow,
     TaskInstanceRow,
 )
@@ -231,6 +232,34 @@ class Store:
     async def last_dedup_key(self, *, kind: str, source: str, dag_id: str) -> str | None:
         rows = await self._all(Q.last_dedup_key, {"kind": kind, "source": source, "dag_id": dag_id})
         return rows[0][0] if rows else None
+
+    async def due_notifications(self, now: float, *, limit: int = 100) -> list[NotificationRow]:
+        rows = await self._all(Q.due_notifications, {"now": now, "limit": limit})
+        return [NotificationRow.from_row(r) for r in rows]
+
+    async def next_notification_at(self) -> float | None:
+        rows = await self._all(Q.next_notification_at)
+        return rows[0][0] if rows else None
+
+    async def list_notifications(
+        self, dag_id: str | None = None, *, limit: int = 50
+    ) -> list[NotificationRow]:
+        rows = await self._all(Q.list_notifications, {"dag_id": dag_id, "limit": limit})
+        return [NotificationRow.from_row(r) for r in rows]
+
+    async def notification_sent(self, notification_id: int) -> None:
+        await self._write([(Q.notification_sent, {"id": notification_id, "at": time.time()})])
+
+    async def notification_failed(
+        self, notification_id: int, error: str, next_attempt_at: float | None
+    ) -> None:
+        """Record a failed send: retried at `next_attempt_at`, or given up if None."""
+        params = {
+            "id": notification_id, "error": error,
+            "state": "pending" if next_attempt_at is not None else "failed",
+            "next_attempt_at": next_attempt_at if next_attempt_at is not None else 0.0,
+        }
+        await self._write([(Q.notification_failed, params)])
 
     async def sqlite_version(self) -> str:
         rows = await self._all("SELECT sqlite_version()")

@@ -151,6 +151,15 @@ class FileVersion:
         }
 
 
+def _utf8(path: str) -> bool:
+    """False for a name with bytes that are not UTF-8 (decoded as lone surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def regular_stat(path: str) -> os.stat_result | None:
     """lstat of a regular file, or None (missing, symlink, FIFO, device, directory)."""
     try:
@@ -206,6 +215,7 @@ class FileWatcher:
         self._batch: list[FileVersion] = []
         self._last_complete = 0.0
         self._marker_seen = False
+        self._skipped: set[str] = set()
         self._wake = anyio.Event()
 
     async def run(self) -> None:
@@ -214,18 +224,37 @@ class FileWatcher:
             ready = anyio.Event()
             tg.start_soon(self._watch, ready, name=f"watch {self.root}")
             await ready.wait()
-            await anyio.to_thread.run_sync(self._rescan)
+            await self._rescan()
             await self._settle()
 
     # -- seeing changes ---------------------------------------------------------------
-    def _rescan(self) -> None:
-        """Every matching file present now is a candidate; old ones are stable already."""
+    def _listing(self) -> list[tuple[str, float]]:
+        """Each entry in the folder now, with the seconds since it last changed. Blocking."""
         pattern = "**/*" if self.drop.recursive else "*"
-        now = self.clock()
+        wall = time.time()
+        found = []
         for path in self.root.glob(pattern):
-            self._see(str(path), now - self.drop.stable_for)
+            st = regular_stat(str(path))
+            found.append((str(path), wall - st.st_mtime_ns / 1e9 if st is not None else 0.0))
+        return found
+
+    async def _rescan(self) -> None:
+        """Every matching file present now is a candidate. One not modified for the whole
+        window is stable already; a younger one (its writer may be pausing) waits for the
+        rest of the window, as if the watcher had seen its last write."""
+        listing = await anyio.to_thread.run_sync(self._listing)
+        now = self.clock()
+        for path, age in listing:
+            self._see(path, now - min(max(age, 0.0), self.drop.stable_for))
 
     def _see(self, path: str, now: float) -> None:
+        if not _utf8(path):
+            # It could not be stored, logged as JSON or passed on as a conf: skip it, once.
+            if path not in self._skipped:
+                self._skipped.add(path)
+                log.warning("ignoring %r in %s: its name is not valid UTF-8",
+                            os.path.basename(path), self.root)
+            return
         p = Path(path)
         if self.drop.marker and p.name == self.drop.marker and p.parent == self.root:
             if regular_stat(path) is not None:
@@ -244,17 +273,28 @@ class FileWatcher:
         self._wake.set()
 
     async def _watch(self, ready: anyio.Event) -> None:
-        watcher = awatch(self.root, recursive=self.drop.recursive, debounce=20, step=10,
-                         watch_filter=None, yield_on_timeout=True, rust_timeout=200,
-                         ignore_permission_denied=True)
-        async for changes in watcher:
-            ready.set()
-            now = self.clock()
-            for change, path in changes:
-                if change == Change.deleted:
-                    self._candidates.pop(path, None)
-                else:
-                    self._see(path, now)
+        while True:
+            watcher = awatch(self.root, recursive=self.drop.recursive, debounce=20, step=10,
+                             watch_filter=None, yield_on_timeout=True, rust_timeout=200,
+                             ignore_permission_denied=True)
+            try:
+                async for changes in watcher:
+                    ready.set()
+                    now = self.clock()
+                    for change, path in changes:
+                        if change == Change.deleted:
+                            self._candidates.pop(path, None)
+                        else:
+                            self._see(path, now)
+            except Exception as exc:
+                if not ready.is_set():
+                    raise
+                # watchfiles drops a whole batch of changes it cannot decode (a file name
+                # that is not UTF-8): watch again, and rescan for what that batch held.
+                log.warning("watching %s: %s; rescanning", self.root, exc)
+                await self._rescan()
+            else:
+                return
 
     # -- deciding a file is complete --------------------------------------------------
     async def _settle(self) -> None:

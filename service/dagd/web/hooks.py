@@ -23,7 +23,13 @@ from aiohttp import web
 
 from dagd.authoring.dag import DAG
 from dagd.errors import DagdError, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
-from dagd.scheduler.intake import NO_MATCHING_DAG, REJECTED, UNAUTHORIZED, Delivery
+from dagd.scheduler.intake import (
+    NO_MATCHING_DAG,
+    REJECTED,
+    UNAUTHORIZED,
+    Delivery,
+    IdempotencyConflict,
+)
 from dagd.scheduler.loop import Engine
 from dagd.triggers.webhooks import Webhook, WebhookAuthError, resolve_secret, verify
 
@@ -126,7 +132,13 @@ async def receive(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key") or delivery_id
     delivery = Delivery(kind="webhook", source=source, payload=payload, dedup_key=key,
                         digest=hashlib.sha256(body).hexdigest())
-    outcomes = await engine.intake.deliver(delivery, [dag.dag_id for dag, _ in found], payload)
+    try:
+        outcomes = await engine.intake.deliver(delivery, [dag.dag_id for dag, _ in found],
+                                               payload)
+    except IdempotencyConflict as exc:  # the key's earlier delivery had another body
+        await engine.intake.record_rejection(kind="webhook", source=source, dag_id=about,
+                                             outcome=REJECTED, detail=str(exc))
+        raise
     runs = [{"dag_id": o.dag_id, "run_id": o.run_id, "event_id": o.event_id,
              "outcome": o.outcome} for o in outcomes]
     first = next((o.run_id for o in outcomes if o.run_id is not None), None)

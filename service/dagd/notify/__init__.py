@@ -1,0 +1,1 @@
+"""Notifications: notifiers (where a message goes) and the outbox (what is owed)."""
