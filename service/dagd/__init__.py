@@ -7,20 +7,47 @@
         def extract(): ...
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dagd.authoring.context import Context, get_current_context
 from dagd.authoring.dag import DAG, dag
 from dagd.authoring.groups import TaskGroup
 from dagd.authoring.tasks import BaseTask, PythonTask, XComArg, chain, task
 from dagd.errors import CycleError, DagDefinitionError, DagdError
-from dagd.kinds.http import HttpTask
-from dagd.kinds.shell import ShellTask
-from dagd.kinds.sql import SqlTask
 from dagd.retry import RetryPolicy
-from dagd.triggers.files import FileDrop
-from dagd.triggers.timers import Cron, Interval
-from dagd.triggers.webhooks import Webhook
+
+if TYPE_CHECKING:
+    from dagd.kinds.http import HttpTask
+    from dagd.kinds.shell import ShellTask
+    from dagd.kinds.sql import SqlTask
+    from dagd.triggers.files import FileDrop
+    from dagd.triggers.timers import Cron, Interval
+    from dagd.triggers.webhooks import Webhook
 
 __version__ = "0.1.0"
+
+# Imported on first use: a worker process imports `dagd` for every sync task, and
+# these pull in aiohttp, croniter and watchfiles, which most DAG files never need.
+_LAZY = {
+    "HttpTask": "dagd.kinds.http",
+    "ShellTask": "dagd.kinds.shell",
+    "SqlTask": "dagd.kinds.sql",
+    "FileDrop": "dagd.triggers.files",
+    "Cron": "dagd.triggers.timers",
+    "Interval": "dagd.triggers.timers",
+    "Webhook": "dagd.triggers.webhooks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dagd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DAG",

@@ -42,7 +42,8 @@ class TaskGroup:
         if dag is None:
             raise DagDefinitionError(f"TaskGroup {group_id!r} is created outside a DAG",
                                      file=file, line=line, field="group_id")
-        check_id(group_id, "group_id", dag_id=dag.dag_id, file=file, line=line)
+        check_id(group_id, "group_id", dag_id=dag.dag_id, field="group_id", file=file,
+                 line=line)
         self.parent: TaskGroup | None = current_group()
         self.group_id: str = group_id
         self.qualified_id: str = (

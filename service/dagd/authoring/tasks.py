@@ -323,6 +323,9 @@ def _as_tasks(other: Any, owner: BaseTask, *, upstream: bool = True) -> list[Bas
         if isinstance(item, XComArg):
             item = item.task
         if isinstance(item, TaskGroup):
+            if not item.tasks:
+                # Linking to nothing would silently drop the dependency.
+                raise item._empty()
             # Upstream of a task: the group's last tasks; downstream: its first ones.
             out.extend(item.leaves if upstream else item.roots)
             continue
@@ -406,6 +409,13 @@ class PythonTask(BaseTask):
                     raise DagDefinitionError(
                         f"expand({name}=...) needs a list or another task's output, "
                         f"got {type(values).__name__}",
+                        dag_id=self.dag.dag_id, task_id=self.task_id, field=name,
+                    )
+                if name in self.op_kwargs:
+                    # Each instance's item would silently replace the fixed value.
+                    raise DagDefinitionError(
+                        f"{name!r} is given both as a fixed argument (partial) and to "
+                        "expand(); give it to one of them",
                         dag_id=self.dag.dag_id, task_id=self.task_id, field=name,
                     )
         xcom_args = list(_find_xcom_args([self.op_args, self.op_kwargs, self.mapped or {}]))

@@ -219,8 +219,11 @@ class SqlTask(BaseTask):
 
     # -- SQLite ----------------------------------------------------------------------------
     async def _run_sqlite(self, target: Target, bound: list[tuple[Statement, str, Any]]) -> Any:
-        db = await aiosqlite.connect(target.sqlite_path, isolation_level=None,
-                                     timeout=SQLITE_BUSY_TIMEOUT)
+        try:
+            db = await aiosqlite.connect(target.sqlite_path, isolation_level=None,
+                                         timeout=SQLITE_BUSY_TIMEOUT)
+        except sqlite3.Error as exc:
+            raise self.fail(f"cannot open {target.url}: {exc}") from exc
         # interrupt() stops only a statement already running; this flag, checked every
         # PROGRESS_OPS steps, also stops one that starts after the cancel.
         stop = threading.Event()
@@ -250,7 +253,8 @@ class SqlTask(BaseTask):
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_DEADLINE):
                 if not done:
-                    pass
+                    stop.set()
+                    await db.interrupt()
                     # Queued behind the interrupted statement: runs once it has stopped.
                     await db.set_progress_handler(lambda: 0, PROGRESS_OPS)
                     try:
@@ -268,7 +272,11 @@ class SqlTask(BaseTask):
         except ImportError:
             raise self.fail("PostgreSQL needs the optional extra: pip install "
                             "'dagd[postgres]'") from None
-        conn = await asyncpg.connect(target.url, password=target.password)
+        try:
+            conn = await asyncpg.connect(target.url, password=target.password)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self.fail(f"cannot connect to {_display(target.url)}: "
+                            f"{type(exc).__name__}: {exc}") from exc
         transaction = None
         done = False
         try:
@@ -292,8 +300,7 @@ class SqlTask(BaseTask):
             # On a cancel, asyncpg has already sent the server a cancel request; rollback
             # and close wait for the query to be gone.
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_DEADLINE) as scope:
-                conn.terminate()
-                if False:
+                if transaction is not None and not done:
                     try:
                         await transaction.rollback()
                         self._log("rolled back")

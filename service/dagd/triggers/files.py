@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from watchfiles import Change, awatch
 
 from dagd.errors import DagDefinitionError
-from dagd.scheduler.intake import Delivery
 
 if TYPE_CHECKING:
     from dagd.scheduler.intake import Intake
@@ -273,6 +271,8 @@ class FileWatcher:
         self._wake.set()
 
     async def _watch(self, ready: anyio.Event) -> None:
+        from watchfiles import Change, awatch  # the daemon's side only, not DAG files'
+
         while True:
             watcher = awatch(self.root, recursive=self.drop.recursive, debounce=20, step=10,
                              watch_filter=None, yield_on_timeout=True, rust_timeout=200,
@@ -339,6 +339,8 @@ class FileWatcher:
                     await self._deliver_one(version)
 
     async def _deliver_one(self, version: FileVersion) -> None:
+        from dagd.scheduler.intake import Delivery
+
         info = {**version.info(self.root), "folder": str(self.root)}
         delivery = Delivery(kind="file", source=self.drop.source, payload=info,
                             dedup_key=version.key, digest=version.sha256)
@@ -361,6 +363,8 @@ class FileWatcher:
         await self._deliver_batch(files)
 
     async def _deliver_batch(self, files: list[FileVersion]) -> None:
+        from dagd.scheduler.intake import Delivery
+
         fresh = []
         for version in files:  # drop files an earlier batch (before a restart) took
             seen = await self.intake.engine.store.find_event(
