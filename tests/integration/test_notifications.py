@@ -104,6 +104,12 @@ async def test_a_failure_and_its_retry_are_posted_in_slack_format(
         run_id, state = await h.run("noisy")
         assert state == "failed"
         await wait_until(lambda: len(server.received) >= 2, what="two posts")
+
+        async def recorded() -> bool:
+            rows = await h.store.list_notifications("noisy")
+            return len(rows) == 2 and all(r.state == "sent" for r in rows)
+
+        await wait_until(recorded, what="both sends recorded")
         rows = await h.store.list_notifications("noisy")
         assert sorted(r.event for r in rows) == ["run_failed", "task_retry"]
         assert all(r.state == "sent" and r.run_id == run_id for r in rows)
@@ -132,6 +138,11 @@ async def test_a_chat_server_that_is_down_is_retried_until_it_answers(
         _, state = await h.run("quiet")
         assert state == "success"
         await wait_until(lambda: len(server.received) == 1, deadline=15, what="a post")
+
+        async def recorded() -> bool:  # the server has it; the outbox then records it
+            return (await h.store.list_notifications("quiet"))[0].state == "sent"
+
+        await wait_until(recorded, what="the send recorded")
         [row] = await h.store.list_notifications("quiet")
         assert row.state == "sent" and row.attempts == 2
         assert row.last_error is None

@@ -25,8 +25,9 @@ def attempt_log_path(
     logs_dir: Path | str, dag_id: str, run_id: int, task_id: str, try_number: int,
     map_index: int = -1,
 ) -> str:
-    """LOGS/DAG/run_RUN/TASK[.MAP]/attempt_TRY.log (a str: built once per attempt)."""
-    task_dir = task_id if map_index < 0 else f"{task_id}.{map_index}"
+    """LOGS/DAG/run_RUN/TASK[MAP]/attempt_TRY.log (a str: built once per attempt)."""
+    # "[i]" cannot appear in a task id, so a mapped instance never meets another task.
+    task_dir = task_id if map_index < 0 else f"{task_id}[{map_index}]"
     return f"{logs_dir}/{dag_id}/run_{run_id}/{task_dir}/attempt_{try_number}.log"
 
 

@@ -36,4 +36,19 @@ def to_skip(task: BaseTask, value: Any) -> tuple[set[str], str | None]:
             return set(), (f"branch returned {item!r}, which is not a task directly "
                            f"downstream of {task.task_id!r} (choices: {choices})")
         resolved.add(tid)
-    return downstream - resolved, None
+    # A task that the chosen path leads to stays (Airflow's "empty branch":
+    # `branch >> [a, join]; a >> join` returning "a" keeps `join`).
+    reached = _descendants(task, resolved)
+    return downstream - resolved - reached, None
+
+
+def _descendants(task: BaseTask, starts: set[str]) -> set[str]:
+    tasks = task.dag.tasks
+    seen: set[str] = set()
+    todo = list(starts)
+    while todo:
+        for down in tasks[todo.pop()].downstream_ids:
+            if down not in seen:
+                seen.add(down)
+                todo.append(down)
+    return seen
