@@ -153,12 +153,6 @@ def test_dag_files_added_broken_fixed_and_deleted_while_running(
     assert daemon.healthy()
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="BUG in executors/worker.py: a worker process imports the DAG file from disk, "
-    "so after a broken edit the last good version's sync tasks fail (see the report)",
-)
 def test_a_broken_edit_keeps_the_last_good_version_of_a_sync_task_runnable(
     dagd: Dagd, write_dag: Callable[..., Path]
 ) -> None:

@@ -100,6 +100,7 @@ class DAG:
         self.tags = list(tags)
         self.doc = doc
         self.tasks: dict[str, BaseTask] = {}
+        self.source: str | None = None  # the file's text, set by the loader
         if _collector is not None:
             _collector.append(self)
 

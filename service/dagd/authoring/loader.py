@@ -8,10 +8,10 @@ daemon calls it from a worker thread.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import sys
 import threading
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,8 +65,13 @@ def _failure(path: Path, exc: BaseException) -> ImportFailure:
     return ImportFailure(file=str(path), line=line, message=message, traceback=tb)
 
 
-def load_file(path: Path) -> tuple[list[DAG], ImportFailure | None]:
-    """Import one DAG file; return its DAGs, or the failure that stopped it."""
+def load_file(path: Path, source: str | None = None) -> tuple[list[DAG], ImportFailure | None]:
+    """Import one DAG file; return its DAGs, or the failure that stopped it.
+
+    The file is read once and its text kept on each DAG (`dag.source`), so a worker
+    process can run exactly the version the scheduler loaded, even after the file on
+    disk was edited into something broken. `source` gives that text instead of the disk.
+    """
     path = path.resolve()
     name = module_name(path)
     with _lock:
@@ -75,18 +80,19 @@ def load_file(path: Path) -> tuple[list[DAG], ImportFailure | None]:
             sys.path.insert(0, folder)
         dag_module.start_collecting()
         try:
-            spec = importlib.util.spec_from_file_location(name, path)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot import {path}")
-            module = importlib.util.module_from_spec(spec)
+            text = path.read_text(encoding="utf-8") if source is None else source
+            module = types.ModuleType(name)
+            module.__file__ = str(path)
             sys.modules[name] = module
-            spec.loader.exec_module(module)
+            # Compiled with the real path: tracebacks and __file__ read as usual.
+            exec(compile(text, str(path), "exec"), module.__dict__)
             found = dag_module.stop_collecting()
             for value in vars(module).values():
                 if isinstance(value, DAG) and value not in found:
                     found.append(value)
             for d in found:
                 d.validate()
+                d.source = text
         except KeyboardInterrupt:
             dag_module.stop_collecting()
             raise
@@ -130,9 +136,10 @@ def load_folder(folder: Path) -> DagBag:
     return bag
 
 
-def find_dag(path: Path, dag_id: str) -> DAG:
-    """Used by worker processes: import one file and return one of its DAGs."""
-    dags, failure = load_file(path)
+def find_dag(path: Path, dag_id: str, source: str | None = None) -> DAG:
+    """Used by worker processes: import one file (or the text the daemon loaded from it)
+    and return one of its DAGs."""
+    dags, failure = load_file(path, source)
     if failure is not None:
         raise DagdError(f"cannot load DAG file: {failure.message}", file=failure.file)
     for d in dags:

@@ -127,6 +127,9 @@ class LocalExecutor:
         payload = orjson.dumps(
             {
                 "dag_file": spec.dag_file,
+                # The text the scheduler loaded: the worker runs that version, not
+                # whatever the file on disk says now.
+                "dag_source": spec.task.dag.source,
                 "dag_id": spec.dag_id,
                 "task_id": spec.task_id,
                 "context": spec.context.to_json(),

@@ -54,7 +54,7 @@ def main() -> int:
     from dagd.retry import exception_names
 
     try:
-        dag = find_dag(Path(spec["dag_file"]), spec["dag_id"])
+        dag = find_dag(Path(spec["dag_file"]), spec["dag_id"], spec.get("dag_source"))
         task = dag.get_task(spec["task_id"])
         ctx = Context.from_json(spec["context"])
         set_current_context(ctx)
