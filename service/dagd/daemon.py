@@ -74,6 +74,7 @@ class DagFolder:
         self.triggers = triggers
         self.bag: DagBag | None = None
         self._lock = anyio.Lock()
+        self.stop_watching = anyio.Event()
 
     async def load(self) -> DagBag:
         async with self._lock:
@@ -100,7 +101,10 @@ class DagFolder:
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
         # rust_timeout: the watcher thread cannot be cancelled, only left when it returns;
         # with the default (5 s) a stop, even a forced one, would wait that long.
-        async for changes in awatch(folder, debounce=100, step=20, rust_timeout=200,
+        # Our own stop event: the watcher's thread sees it within `step` ms at shutdown,
+        # so no timeout needs to wake it while idle.
+        async for changes in awatch(folder, debounce=100, step=100, rust_timeout=60_000,
+                                    stop_event=self.stop_watching,
                                     watch_filter=lambda _change, path: path.endswith(".py")):
             log.info("DAG files changed (%s): reloading",
                      ", ".join(sorted(Path(p).name for _, p in changes)))
@@ -173,6 +177,8 @@ class Daemon:
                     on_ready(self)
                 await self._stop.wait()
                 systemd.notify("STOPPING=1")
+                folder.stop_watching.set()
+                triggers.stop_watching()
                 for scope in trigger_scopes:
                     scope.cancel()
                 log.info("stopping: web server, then up to %.0fs for running tasks",

@@ -21,7 +21,6 @@ import anyio
 import pytest
 
 from dagd.store.rows import RunRow
-from dagd.triggers.files import FileDrop, FileWatcher
 from dagd.triggers.service import TriggerService
 from integration.harness import Harness, StartEngine, wait_until
 
@@ -245,11 +244,11 @@ async def test_a_marker_file_closes_the_batch(
     drop_dag(write_dag, inbox, pattern="*.csv", batch=True, marker="_SUCCESS",
              quiet_period=0.1)
     async with start_engine() as h:
-        dag = h.bag.dags["drops"]
-        [drop] = [t for t in dag.triggers if isinstance(t, FileDrop)]
-        watcher = FileWatcher(drop, ["drops"], h.engine.intake)
+        service = TriggerService(h.engine)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watcher.run)
+            await tg.start(service.run)
+            await wait_until(lambda: bool(service._watchers), 10, "the watcher")
+            [(_, watcher)] = service._watchers.values()
             for n in range(3):
                 (inbox / f"day-{n}.csv").write_text(f"{n}\n")
             # Complete and held: far past the quiet period, still no run without the marker.

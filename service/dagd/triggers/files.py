@@ -217,13 +217,19 @@ class FileWatcher:
         self._wake = anyio.Event()
 
     async def run(self) -> None:
+        """Find what is there already, then settle what the hub reports (see `feed`)."""
         await anyio.Path(self.root).mkdir(parents=True, exist_ok=True)
-        async with anyio.create_task_group() as tg:
-            ready = anyio.Event()
-            tg.start_soon(self._watch, ready, name=f"watch {self.root}")
-            await ready.wait()
-            await self._rescan()
-            await self._settle()
+        await self.rescan()
+        await self._settle()
+
+    def feed(self, changes: set[tuple[Any, str]]) -> None:
+        """Changes seen by the shared watcher (one for all folders) under this folder."""
+        now = self.clock()
+        for change, path in changes:
+            if int(change) == 3:  # watchfiles.Change.deleted
+                self._candidates.pop(path, None)
+            else:
+                self._see(path, now)
 
     # -- seeing changes ---------------------------------------------------------------
     def _listing(self) -> list[tuple[str, float]]:
@@ -236,7 +242,7 @@ class FileWatcher:
             found.append((str(path), wall - st.st_mtime_ns / 1e9 if st is not None else 0.0))
         return found
 
-    async def _rescan(self) -> None:
+    async def rescan(self) -> None:
         """Every matching file present now is a candidate. One not modified for the whole
         window is stable already; a younger one (its writer may be pausing) waits for the
         rest of the window, as if the watcher had seen its last write."""
@@ -269,32 +275,6 @@ class FileWatcher:
             return
         self._candidates[path] = _Candidate(st.st_size, st.st_mtime_ns, now)
         self._wake.set()
-
-    async def _watch(self, ready: anyio.Event) -> None:
-        from watchfiles import Change, awatch  # the daemon's side only, not DAG files'
-
-        while True:
-            watcher = awatch(self.root, recursive=self.drop.recursive, debounce=20, step=10,
-                             watch_filter=None, yield_on_timeout=True, rust_timeout=200,
-                             ignore_permission_denied=True)
-            try:
-                async for changes in watcher:
-                    ready.set()
-                    now = self.clock()
-                    for change, path in changes:
-                        if change == Change.deleted:
-                            self._candidates.pop(path, None)
-                        else:
-                            self._see(path, now)
-            except Exception as exc:
-                if not ready.is_set():
-                    raise
-                # watchfiles drops a whole batch of changes it cannot decode (a file name
-                # that is not UTF-8): watch again, and rescan for what that batch held.
-                log.warning("watching %s: %s; rescanning", self.root, exc)
-                await self._rescan()
-            else:
-                return
 
     # -- deciding a file is complete --------------------------------------------------
     async def _settle(self) -> None:

@@ -11,10 +11,12 @@ never fires one twice.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -78,7 +80,11 @@ class TriggerService:
         self.engine = engine
         self.clock = clock or (lambda: datetime.now(UTC))
         self._changed = anyio.Event()
-        self._watchers: dict[tuple[FileDrop, tuple[str, ...]], anyio.CancelScope] = {}
+        self._watchers: dict[tuple[FileDrop, tuple[str, ...]],
+                             tuple[anyio.CancelScope, FileWatcher]] = {}
+        self._hub_folders: frozenset[Path] = frozenset()
+        self._hub_scope: anyio.CancelScope | None = None
+        self._hub_stop = anyio.Event()
         self._ended: list[int] = []
         self._ended_event = anyio.Event()
         engine.run_end_listeners.append(self._run_ended)
@@ -93,7 +99,7 @@ class TriggerService:
             task_status.started()
             while True:
                 self._changed = anyio.Event()
-                self._sync_watchers(tg)
+                await self._sync_watchers(tg)
                 timers = anyio.CancelScope()
                 tg.start_soon(self._timers_until_changed, timers, name="timers")
                 await self._changed.wait()
@@ -109,25 +115,90 @@ class TriggerService:
                 await anyio.sleep(1.0)
 
     # -- file drops -----------------------------------------------------------------------
-    def _sync_watchers(self, tg: Any) -> None:
+    async def _sync_watchers(self, tg: Any) -> None:
+        """One FileWatcher per FileDrop (kept across reloads while unchanged), all fed by
+        one shared file-system watcher over their folders: one thread for them all."""
         wanted = {(drop, tuple(ids)) for drop, ids in file_drops(self.engine.dags).items()}
         for key in list(self._watchers):
             if key not in wanted:
-                self._watchers.pop(key).cancel()
-        for key in wanted - self._watchers.keys():
-            scope = anyio.CancelScope()
-            self._watchers[key] = scope
-            tg.start_soon(self._watch, key, scope, name=f"file drop {key[0].folder}")
+                scope, _ = self._watchers.pop(key)
+                scope.cancel()
+        new = [key for key in wanted if key not in self._watchers]
+        for key in new:
+            self._watchers[key] = (anyio.CancelScope(),
+                                   FileWatcher(key[0], list(key[1]), self.engine.intake))
+        folders = frozenset(w.root for _, w in self._watchers.values())
+        if folders != self._hub_folders:
+            if self._hub_scope is not None:
+                self._hub_stop.set()
+                self._hub_scope.cancel()
+            self._hub_stop = anyio.Event()
+            self._hub_folders = folders
+            self._hub_scope = anyio.CancelScope()
+            if folders:
+                armed = anyio.Event()
+                tg.start_soon(self._hub, folders, self._hub_scope, self._hub_stop, armed,
+                              name="file watcher")
+                await armed.wait()
+                for key, (_, watcher) in self._watchers.items():
+                    if key not in new:  # the old hub is gone: look for what it missed
+                        await watcher.rescan()
+        for key in new:
+            scope, watcher = self._watchers[key]
+            tg.start_soon(self._watch, watcher, scope, name=f"file drop {key[0].folder}")
 
-    async def _watch(self, key: tuple[FileDrop, tuple[str, ...]], scope: anyio.CancelScope) -> None:
-        drop, dag_ids = key
+    def stop_watching(self) -> None:
+        """Before cancelling: let the file watcher's thread return at once."""
+        self._hub_stop.set()
+
+    async def _hub(self, folders: frozenset[Path], scope: anyio.CancelScope,
+                   stop: anyio.Event, armed: anyio.Event) -> None:
+        from watchfiles import awatch
+
+        with scope:
+            missed = False
+            while True:
+                for folder in folders:
+                    await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+                try:
+                    # yield_on_timeout: the first (empty) yield says the watch is armed;
+                    # later ones cost one wake-up a second. `stop` ends it at once.
+                    async for changes in awatch(*folders, recursive=True, debounce=20, step=25,
+                                                watch_filter=None, yield_on_timeout=True,
+                                                rust_timeout=1000, stop_event=stop,
+                                                ignore_permission_denied=True):
+                        armed.set()
+                        if missed:  # armed again: now look for what the failed pass lost
+                            missed = False
+                            for _, watcher in list(self._watchers.values()):
+                                await watcher.rescan()
+                        if changes:
+                            self._dispatch(changes)
+                    return  # stopped
+                except Exception as exc:
+                    # watchfiles drops a batch it cannot decode (a name that is not UTF-8):
+                    # watch again, then rescan for what that batch held.
+                    log.warning("watching %s: %s; watching again, then rescanning",
+                                sorted(map(str, folders)), exc)
+                    missed = True
+                    armed.set()  # never leave the service waiting on a watcher that failed
+                    await anyio.sleep(0.05)
+
+    def _dispatch(self, changes: set[tuple[Any, str]]) -> None:
+        for _, watcher in list(self._watchers.values()):
+            prefix = f"{watcher.root}{os.sep}"
+            mine = {(c, p) for c, p in changes if p.startswith(prefix)}
+            if mine:
+                watcher.feed(mine)
+
+    async def _watch(self, watcher: FileWatcher, scope: anyio.CancelScope) -> None:
         with scope:
             while True:
                 try:
-                    await FileWatcher(drop, list(dag_ids), self.engine.intake).run()
+                    await watcher.run()
                 except Exception:
                     log.exception("file drop watcher for %s failed; restarting in 1 s",
-                                  drop.folder)
+                                  watcher.drop.folder)
                 await anyio.sleep(1.0)
 
     def _run_ended(self, run_id: int) -> None:
