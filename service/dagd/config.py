@@ -169,6 +169,7 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 # Connection key -> what its value must be. Secrets only ever by environment variable name.
 _CONNECTION_KEYS = {
+    "url": "a database URL (sqlite:///path.db, postgresql://user@host/db), with no password",
     "base_url": "an http:// or https:// URL",
     "headers": "a table of header names to strings",
     "headers_env": "a table of header names to environment variable names",
@@ -200,7 +201,11 @@ def _read_connections(table: dict[str, Any], file: str) -> Mapping[str, Mapping[
             if not _connection_value_ok(key, value):
                 raise ConfigError(f"{where}.{key} must be {_CONNECTION_KEYS[key]}, got {value!r}",
                                   file=file, field=f"{where}.{key}")
-        if ("username" in conn) != ("password_env" in conn):
+        if "url" in conn and "base_url" in conn:
+            raise ConfigError(f"[{where}] sets both url (a database) and base_url (HTTP): "
+                              "one connection is one or the other", file=file, field=where)
+        # A database URL carries its user; HTTP basic auth needs both halves here.
+        if "url" not in conn and ("username" in conn) != ("password_env" in conn):
             raise ConfigError(f"[{where}] needs both username and password_env for basic auth",
                               file=file, field=where)
         if "username" in conn and "token_env" in conn:
@@ -221,6 +226,13 @@ def _connection_value_ok(key: str, value: Any) -> bool:
         return False
     if key == "base_url":
         return value.startswith(("http://", "https://"))
+    if key == "url":
+        from dagd.kinds.sqltext import check_url
+
+        try:
+            check_url(value)
+        except ValueError:
+            return False
     return True
 
 
