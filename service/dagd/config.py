@@ -199,7 +199,9 @@ def _read_connections(table: dict[str, Any], file: str) -> Mapping[str, Mapping[
                 raise ConfigError(f"unknown key {where}.{key}{hint}", file=file,
                                   field=f"{where}.{key}")
             if not _connection_value_ok(key, value):
-                raise ConfigError(f"{where}.{key} must be {_CONNECTION_KEYS[key]}, got {value!r}",
+                # A bad URL may hold a password: never echo it back.
+                got = "" if key == "url" else f", got {value!r}"
+                raise ConfigError(f"{where}.{key} must be {_CONNECTION_KEYS[key]}{got}",
                                   file=file, field=f"{where}.{key}")
         if "url" in conn and "base_url" in conn:
             raise ConfigError(f"[{where}] sets both url (a database) and base_url (HTTP): "
