@@ -57,11 +57,12 @@ _lock = threading.RLock()
 def _offers(module: Any) -> list[type]:
     from dagd.authoring.tasks import BaseTask
     from dagd.notify.base import Notifier
+    from dagd.triggers.base import Trigger
 
     found = []
     for value in vars(module).values():
         if (inspect.isclass(value) and value.__module__ == module.__name__
-                and issubclass(value, BaseTask | Notifier)):
+                and issubclass(value, BaseTask | Notifier | Trigger)):
             found.append(value)
     return found
 

@@ -23,6 +23,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from dagd.scheduler.intake import Delivery
+from dagd.triggers.base import Trigger
 from dagd.triggers.files import FileDrop, FileWatcher, move_files
 
 if TYPE_CHECKING:
@@ -75,6 +76,16 @@ def file_drops(dags: dict[str, DAG]) -> dict[FileDrop, list[str]]:
     return found
 
 
+def custom_triggers(dags: dict[str, DAG]) -> list[tuple[Trigger, list[str]]]:
+    """Plugin triggers, each with the DAGs that list it (the same object in several)."""
+    found: dict[int, tuple[Trigger, list[str]]] = {}
+    for d in dags.values():
+        for t in d.triggers:
+            if isinstance(t, Trigger):
+                found.setdefault(id(t), (t, []))[1].append(d.dag_id)
+    return list(found.values())
+
+
 class TriggerService:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
         self.engine = engine
@@ -100,19 +111,38 @@ class TriggerService:
             while True:
                 self._changed = anyio.Event()
                 await self._sync_watchers(tg)
-                timers = anyio.CancelScope()
-                tg.start_soon(self._timers_until_changed, timers, name="timers")
+                scheduled = anyio.CancelScope()
+                tg.start_soon(self._until_changed, scheduled, name="timers and plugin triggers")
                 await self._changed.wait()
-                timers.cancel()
+                scheduled.cancel()
 
-    async def _timers_until_changed(self, scope: anyio.CancelScope) -> None:
+    async def _until_changed(self, scope: anyio.CancelScope) -> None:
+        """Timers and plugin triggers, for the DAGs loaded now (restarted on reload)."""
         with scope:
-            while True:
-                try:
-                    await self._timers(timer_specs(self.engine.dags))
-                except Exception:  # a timer bug must not take the daemon down
-                    log.exception("timers failed; restarting them in 1 s")
-                await anyio.sleep(1.0)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._keep_running, "timers",
+                              lambda: self._timers(timer_specs(self.engine.dags)))
+                for trigger, dag_ids in custom_triggers(self.engine.dags):
+                    tg.start_soon(self._keep_running, f"trigger {trigger.source}",
+                                  lambda t=trigger, ids=dag_ids: self._custom(t, ids))
+
+    async def _keep_running(self, what: str, start: Callable[[], Any]) -> None:
+        while True:
+            try:
+                await start()
+            except Exception:  # a trigger's bug must not take the daemon down
+                log.exception("%s failed; starting again in 1 s", what)
+            await anyio.sleep(1.0)
+
+    async def _custom(self, trigger: Trigger, dag_ids: list[str]) -> None:
+        async def emit(payload: dict[str, Any] | None = None, *,
+                       dedup_key: str | None = None) -> list[Any]:
+            conf = dict(payload or {})
+            delivery = Delivery(kind=trigger.kind, source=trigger.source, payload=conf,
+                                dedup_key=dedup_key)
+            return await self.engine.intake.deliver(delivery, dag_ids, conf)
+
+        await trigger.watch(emit)
 
     # -- file drops -----------------------------------------------------------------------
     async def _sync_watchers(self, tg: Any) -> None:
