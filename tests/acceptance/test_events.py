@@ -118,16 +118,18 @@ def test_the_ledger_explains_every_delivery_and_replays_them(
     rows = events_list(dagd, "--dag", "ledger")
     assert [(r["kind"], r["outcome"]) for r in rows] == [
         ("webhook", "run_created"),
-        ("webhook", "unauthorized"),  # the duplicate is not stored again
+        ("webhook", "duplicate"),  # the repeat, pointing at the first delivery's run
+        ("webhook", "unauthorized"),
         ("file", "run_created"),
         ("webhook", "dag_paused"),
         ("file", "dag_paused"),
     ]
     assert {r["dag"] for r in rows} == {"ledger"}
-    assert rows[0]["run"] == str(first["run_id"])
-    assert rows[1]["run"] == "" and "bearer token mismatch" in rows[1]["detail"]
-    assert rows[2]["source"] == f"file:{inbox}"
-    assert rows[3]["run"] == rows[4]["run"] == ""
+    assert rows[0]["run"] == rows[1]["run"] == str(first["run_id"])
+    assert "duplicate of event" in rows[1]["detail"]
+    assert rows[2]["run"] == "" and "bearer token mismatch" in rows[2]["detail"]
+    assert rows[3]["source"] == f"file:{inbox}"
+    assert rows[4]["run"] == rows[5]["run"] == ""
     runs_before = dagd.run_states()
     assert len(runs_before) == 2  # the first delivery and the first file
 
@@ -136,8 +138,8 @@ def test_the_ledger_explains_every_delivery_and_replays_them(
     # Replaying a run's event: a new run with the same conf.
     replay = replayed_run(dagd.cli("events", "replay", rows[0]["event"]), rows[0]["event"])
     # Replaying what was held while paused: its delivery, run now.
-    held_replay = replayed_run(dagd.cli("events", "replay", rows[3]["event"]),
-                               rows[3]["event"])
+    held_replay = replayed_run(dagd.cli("events", "replay", rows[4]["event"]),
+                               rows[4]["event"])
     assert replay not in runs_before and held_replay not in runs_before
     dagd.wait_runs({replay: "success", held_replay: "success"}, timeout=20)
     for run_id, conf in ((replay, {"n": 1}), (held_replay, {"n": 2})):
@@ -153,5 +155,5 @@ def test_the_ledger_explains_every_delivery_and_replays_them(
     replays = [r for r in everything if r["kind"] == "replay"]
     assert [(r["source"], r["outcome"], r["run"]) for r in replays] == [
         (f"event {rows[0]['event']}", "run_created", str(replay)),
-        (f"event {rows[3]['event']}", "run_created", str(held_replay)),
+        (f"event {rows[4]['event']}", "run_created", str(held_replay)),
     ]

@@ -381,7 +381,7 @@ def test_connections_are_read_from_the_config_file(tmp_path: Path) -> None:
     [
         ('token = "abc"', "unknown key connections.api.token; secrets never go in the config "
                           "file: use token_env"),
-        ('base_uri = "http://x"', "unknown key connections.api.base_uri; use base_url"),
+        ('base_uri = "http://x"', "unknown key connections.api.base_uri; use url, base_url"),
         ('base_url = "ftp://x"', "connections.api.base_url must be an http:// or https:// URL"),
         ('username = "etl"', "[connections.api] needs both username and password_env"),
     ],

@@ -287,7 +287,7 @@ async def test_github_signatures_published_example_and_our_own(
         assert run["conf"] == {"action": "opened", "number": 7}
         outcomes = [e["outcome"] for e in await c.events("github_dag")]
         assert outcomes == ["rejected", "rejected", "unauthorized", "unauthorized",
-                            "run_created"]
+                            "run_created", "duplicate"]  # the repeated delivery id
 
 
 async def test_standard_webhooks_refuse_a_replayed_timestamp(
@@ -315,7 +315,8 @@ async def test_standard_webhooks_refuse_a_replayed_timestamp(
 
         assert [r["conf"] for r in await c.runs("standard_dag")] == [{"test": 2432232314}]
         outcomes = [e["outcome"] for e in await c.events("standard_dag")]
-        assert outcomes == ["unauthorized", "run_created", "unauthorized"]
+        # the re-signed delivery repeated its webhook-id: ledgered as a duplicate
+        assert outcomes == ["unauthorized", "run_created", "duplicate", "unauthorized"]
 
 
 # -- idempotency -----------------------------------------------------------------------
@@ -361,6 +362,13 @@ async def test_an_idempotency_key_starts_one_run_at_once_concurrently_and_after_
         assert (status, after["run_id"], after["duplicate"]) == (202, run_ids.pop(), True)
         assert len(await c.runs("bearer_dag")) == 2
         events = await c.events("bearer_dag")
+        # Each repeat is ledgered as a duplicate pointing at the first delivery's run.
+        duplicates = [e for e in events if e["outcome"] == "duplicate"]
+        assert len(duplicates) == 1 + 99 + 2  # a repeat, the burst's twins, two after restart
+        assert {e["run_id"] for e in duplicates} == {first["run_id"], *{
+            b["run_id"] for _, b in answers}}
+        assert all(e["dedup_key"] is None for e in duplicates)
+        events = [e for e in events if e["outcome"] != "duplicate"]
         assert [(e["outcome"], e["dedup_key"]) for e in events] == [
             ("run_created", "order-1234"), ("rejected", None), ("run_created", "burst-1")]
         assert "different body" in events[1]["detail"]

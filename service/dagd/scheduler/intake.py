@@ -33,6 +33,8 @@ NO_MATCHING_DAG = "no_matching_dag"
 UNAUTHORIZED = "unauthorized"
 REJECTED = "rejected"
 IN_BATCH = "in_batch"
+# Kinds whose repeated deliveries are recorded (with the outcome `duplicate`).
+LEDGER_DUPLICATES = frozenset({"webhook"})
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,21 @@ class Intake:
                     self._inflight.pop(_key(delivery, item.dag_id), None)
         if not dag_ids:
             return [item.outcome for item in mine if item.outcome is not None]
-        return [_settled(r, mine) for r in results]
+        outcomes = [_settled(r, mine) for r in results]
+        if delivery.kind in LEDGER_DUPLICATES:
+            await self._ledger_duplicates(delivery, outcomes)
+        return outcomes
+
+    async def _ledger_duplicates(self, delivery: Delivery, outcomes: list[Outcome]) -> None:
+        """A repeated delivery from another system is worth a row ("why no new run?");
+        a file seen again at a rescan, or a timer, is not."""
+        for o in outcomes:
+            if o.duplicate_of is not None:
+                await self.record_rejection(
+                    kind=delivery.kind, source=delivery.source, dag_id=o.dag_id,
+                    outcome=DUPLICATE, payload=delivery.payload, run_id=o.run_id,
+                    detail=f"duplicate of event {o.duplicate_of} (key {delivery.dedup_key!r})",
+                )
 
     async def _earlier(self, delivery: Delivery, dag_id: str) -> Outcome | Pending | None:
         if delivery.dedup_key is None:
@@ -264,15 +280,15 @@ class Intake:
 
     async def record_rejection(
         self, *, kind: str, source: str, dag_id: str | None, outcome: str, detail: str,
-        payload: Any = None,
+        payload: Any = None, run_id: int | None = None,
     ) -> int:
-        """Ledger a delivery that was refused (bad signature, bad body), for `dagd events`."""
-        async with self._lock:
-            batch = self.engine.store.batch()
-            event_id = batch.record_event(kind=kind, source=source, dag_id=dag_id,
-                                          payload=payload or {}, outcome=outcome,
-                                          detail=detail)
-            await self.engine.store.commit(batch)
+        """Ledger a delivery that started nothing (refused, or a duplicate), for
+        `dagd events`. No dedup key: it never stands in for the delivery it repeats."""
+        batch = self.engine.store.batch()
+        event_id = batch.record_event(kind=kind, source=source, dag_id=dag_id,
+                                      payload=payload or {}, outcome=outcome,
+                                      detail=detail, run_id=run_id)
+        await self.engine.store.commit(batch)
         return event_id
 
 
