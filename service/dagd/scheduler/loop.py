@@ -93,6 +93,7 @@ class Engine:
         self._stopped = anyio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.intake = Intake(self)
+        self._logs_dir = str(settings.logs_dir)  # a str: joined once per attempt
         self.serving = False
         self._inbox: list[Pending] = []
         # Called with a run id once its final state is committed; must not block.
@@ -462,13 +463,15 @@ class Engine:
         task = dag.tasks[ti.task_id]
         ti.try_number += 1
         self._set_ti(batch, run, ti, TaskState.RUNNING)
-        path = attempt_log_path(self.settings.logs_dir, dag.dag_id, run.id, ti.task_id,
+        path = attempt_log_path(self._logs_dir, dag.dag_id, run.id, ti.task_id,
                                 ti.try_number, ti.map_index)
         attempt_id = batch.start_attempt(ti_id=ti.id, try_number=ti.try_number,
                                          log_path=path)
         self._running_total += 1
         self._running_by_dag[dag.dag_id] += 1
-        params = {**dag.params, **{k: v for k, v in run.conf.items() if k in dag.params}}
+        if run.params is None:  # the DAG's params, overridden by the run's conf
+            run.params = {**dag.params, **{k: v for k, v in run.conf.items() if k in dag.params}}
+        params = run.params
         upstream = {u: run.xcoms[u] for u in run.graph.upstream[ti.task_id] if u in run.xcoms}
         context = Context(
             dag_id=dag.dag_id, task_id=ti.task_id, run_id=run.id, try_number=ti.try_number,

@@ -35,6 +35,7 @@ class ActiveRun:
     tis: dict[str, TI] = field(default_factory=dict)
     xcoms: dict[str, Any] = field(default_factory=dict)
     open: int = 0
+    params: dict[str, Any] | None = None
     # Mapped tasks: the instances of each (by map index) and their return values. The
     # task's own instance (map index -1) stands for them all in the graph.
     children: dict[str, list[TI]] = field(default_factory=dict)

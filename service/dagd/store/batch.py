@@ -152,7 +152,7 @@ class Batch:
             "run_id": run_id,
             "task_id": task_id,
             "map_index": map_index,
-            "state": TaskState.SCHEDULED.value,
+            "state": "scheduled",
             "try_number": 0,
             "max_tries": max_tries,
             "next_attempt_at": None,
