@@ -38,6 +38,7 @@ class Settings:
     default_max_active_tasks: int = 32
     host: str = "127.0.0.1"
     port: int = 8080
+    max_body: int = 1024 * 1024  # bytes: a webhook body past this is refused with 413
     log_max_bytes: int = 10 * 1024 * 1024
     xcom_max_bytes: int = 1024 * 1024
     synchronous: str = "full"
@@ -76,6 +77,7 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("core", "log_level"): ("log_level", str),
     ("server", "host"): ("host", str),
     ("server", "port"): ("port", int),
+    ("server", "max_body"): ("max_body", int),
     ("logs", "max_bytes"): ("log_max_bytes", int),
     ("xcom", "max_bytes"): ("xcom_max_bytes", int),
     ("database", "synchronous"): ("synchronous", str),
@@ -247,6 +249,7 @@ def _validate(s: Settings, path: Path | None) -> None:
         (s.default_isolation in ISOLATIONS, "core.default_isolation",
          f"must be one of {ISOLATIONS}"),
         (0 <= s.port <= 65535, "server.port", "must be between 0 and 65535"),
+        (s.max_body >= 1, "server.max_body", "must be at least 1"),
         (s.log_max_bytes >= 1024, "logs.max_bytes", "must be at least 1024"),
         (s.xcom_max_bytes >= 1024, "xcom.max_bytes", "must be at least 1024"),
         (s.synchronous in SYNCHRONOUS, "database.synchronous", f"must be one of {SYNCHRONOUS}"),

@@ -13,7 +13,7 @@ import hmac
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -398,3 +398,17 @@ async def test_a_paused_dags_delivery_is_recorded_and_not_run(
         assert status == 202, body
         await c.wait_run(body["run_id"])
         assert [r["conf"] for r in await c.runs("open_dag")] == [{"n": 2}]
+
+
+async def test_the_configured_body_limit_applies_to_webhooks_without_their_own(
+    hook_dags: None, settings: Settings
+) -> None:
+    async with daemon(replace(settings, max_body=64)) as c:
+        status, body = await c.hook("open-hook", {"pad": "x" * 100}, token=None)
+        assert status == 413 and body["error"] == "too_large", body
+        assert "64-byte limit" in body["message"]
+        status, body = await c.hook("open-hook", {"small": 1}, token=None)
+        assert status == 202, body
+        # A webhook's own max_body (2048 for bearer-hook) wins over the server's.
+        status, body = await c.hook("bearer-hook", {"pad": "x" * 1000})
+        assert status == 202, body

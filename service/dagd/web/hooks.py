@@ -35,7 +35,6 @@ from dagd.triggers.webhooks import Webhook, WebhookAuthError, resolve_secret, ve
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY = 1024 * 1024
 
 
 def listeners(engine: Engine, name: str) -> list[tuple[DAG, Webhook]]:
@@ -113,7 +112,7 @@ async def receive(request: web.Request) -> web.Response:
     # A refusal is filed under the DAG when only one listens, for `dagd events --dag`.
     about = found[0][0].dag_id if len(found) == 1 else None
     try:
-        body = await _read_body(request, webhook.max_body or DEFAULT_MAX_BODY)
+        body = await _read_body(request, webhook.max_body or engine.settings.max_body)
         secret = await anyio.to_thread.run_sync(
             resolve_secret, webhook, os.environ, lambda p: Path(p).read_bytes())
         delivery_id = verify(webhook, request.headers, body, secret=secret, now=time.time())
