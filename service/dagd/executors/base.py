@@ -46,7 +46,9 @@ def retry_after_of(exc: BaseException) -> float | None:
     return max(float(value), 0.0)
 
 
-@dataclass(frozen=True)
+# Internal messages between the scheduler and the executors, one of each per attempt:
+# slotted and not frozen, which makes them several times cheaper to build.
+@dataclass(slots=True)
 class AttemptSpec:
     attempt_id: int
     ti_id: int
@@ -68,7 +70,7 @@ class AttemptSpec:
         return f"{self.dag_id}.{self.task_id}[run {self.run_id} #{self.try_number}]"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AttemptResult:
     spec: AttemptSpec
     ok: bool

@@ -16,6 +16,8 @@ from dagd.authoring.tasks import BaseTask
 def to_skip(task: BaseTask, value: Any) -> tuple[set[str], str | None]:
     """(downstream task ids to skip, error) after `task` returned `value`."""
     mode = getattr(task, "mode", "normal")
+    if mode == "normal":  # nearly every task: nothing to decide
+        return set(), None
     downstream = set(task.downstream_ids)
     if mode == "short_circuit":
         return (set() if value else downstream), None

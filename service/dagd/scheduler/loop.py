@@ -95,6 +95,7 @@ class Engine:
         self.intake = Intake(self)
         self._logs_dir = str(settings.logs_dir)  # a str: joined once per attempt
         self.serving = False
+        self._scope_class: type[anyio.CancelScope] = anyio.CancelScope
         self._inbox: list[Pending] = []
         # Called with a run id once its final state is committed; must not block.
         self.run_end_listeners: list[Callable[[int], None]] = []
@@ -157,6 +158,9 @@ class Engine:
 
     # -- the loop --------------------------------------------------------------------
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        # The running backend's own CancelScope class: `anyio.CancelScope()` looks the
+        # backend up on every call, a cost each attempt would pay.
+        self._scope_class = type(anyio.CancelScope())
         self.serving = True
         task_status.started()
         try:
@@ -535,7 +539,7 @@ class Engine:
 
     async def _execute(self, spec: AttemptSpec) -> None:
         result: AttemptResult | None = None
-        with anyio.CancelScope() as scope:
+        with self._scope_class() as scope:
             self._scopes[spec.attempt_id] = scope
             try:
                 result = await self.executor.execute(spec)
