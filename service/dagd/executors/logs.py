@@ -72,6 +72,8 @@ class AttemptLog:
 
     def close(self) -> None:
         """Close the file; a later write opens it again (for the executor's own notes)."""
+        if self._file is None:  # most attempts never wrote: nothing to close
+            return
         with self._lock:
             self._close()
 
