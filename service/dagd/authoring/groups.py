@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dagd.authoring.tasks import Linkable
 from dagd.errors import DagDefinitionError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def reset_groups() -> None:
     _stack.clear()
 
 
-class TaskGroup:
+class TaskGroup(Linkable):
     def __init__(self, group_id: str, *, tooltip: str = "") -> None:
         from dagd.authoring.dag import current_dag
         from dagd.authoring.tasks import caller_location, check_id
@@ -92,22 +93,6 @@ class TaskGroup:
             raise self._empty()
         for root in self.roots:
             root.set_upstream(other)
-
-    def __rshift__(self, other: Any) -> Any:
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other: Any) -> Any:
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other: Any) -> TaskGroup:
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other: Any) -> TaskGroup:
-        self.set_downstream(other)
-        return self
 
     def __repr__(self) -> str:
         return f"<TaskGroup {self.dag.dag_id}.{self.qualified_id} ({len(self.tasks)} tasks)>"

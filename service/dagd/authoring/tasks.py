@@ -90,7 +90,36 @@ def _timeout(value: Any, **where: Any) -> float | None:
     return float(value)
 
 
-class BaseTask:
+class Linkable:
+    """`>>` and `<<`, with a task, a group or a list on either side, in terms of
+    `set_upstream` and `set_downstream`; the right-hand side is returned for chaining."""
+
+    def set_upstream(self, other: Any) -> None:
+        raise NotImplementedError
+
+    def set_downstream(self, other: Any) -> None:
+        raise NotImplementedError
+
+    def __rshift__(self, other: Any) -> Any:
+        self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: Any) -> Any:
+        self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: Any) -> Any:
+        # [a, b] >> self
+        self.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: Any) -> Any:
+        # [a, b] << self
+        self.set_downstream(other)
+        return self
+
+
+class BaseTask(Linkable):
     """One node of a DAG. Subclasses set `kind` and implement how they run."""
 
     kind: ClassVar[str] = "base"
@@ -218,24 +247,6 @@ class BaseTask:
         """This task must finish before `other` starts."""
         self._relate(other, upstream=False)
 
-    def __rshift__(self, other: Any) -> Any:
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other: Any) -> Any:
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other: Any) -> BaseTask:
-        # [a, b] >> self
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other: Any) -> BaseTask:
-        # [a, b] << self
-        self.set_downstream(other)
-        return self
-
     # -- running ----------------------------------------------------------------------
     @property
     def runs_in_loop(self) -> bool:
@@ -273,7 +284,7 @@ class BaseTask:
         return f"<{type(self).__name__} {self.dag.dag_id}.{self.task_id}>"
 
 
-class XComArg:
+class XComArg(Linkable):
     """The (future) return value of a task, usable as another task's argument."""
 
     def __init__(self, task: BaseTask, path: tuple[Any, ...] = ()) -> None:
@@ -288,18 +299,6 @@ class XComArg:
         for key in self.path:
             value = value[key]
         return value
-
-    def __rshift__(self, other: Any) -> Any:
-        return self.task >> other
-
-    def __lshift__(self, other: Any) -> Any:
-        return self.task << other
-
-    def __rrshift__(self, other: Any) -> Any:
-        return self.task.__rrshift__(other)
-
-    def __rlshift__(self, other: Any) -> Any:
-        return self.task.__rlshift__(other)
 
     def set_upstream(self, other: Any) -> None:
         self.task.set_upstream(other)
