@@ -173,6 +173,7 @@ def file_latency(quick: bool, window: float = 0.05) -> dict[str, Any]:
     lat = [(s - stamps[orjson.loads(c)["path"]]) * 1000 for c, s in rows
            if orjson.loads(c)["path"] in stamps]
     return {"window_ms": window * 1000, "p50_ms": statistics.median(lat),
+            "max_ms": max(lat),
             "p99_ms": pct(lat, 0.99), "over_window_p50_ms": statistics.median(lat) - window * 1000,
             "files": len(lat)}
 

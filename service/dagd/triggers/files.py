@@ -273,7 +273,12 @@ class FileWatcher:
             return
         if (path, st.st_size, st.st_mtime_ns) in self._done:
             return
-        self._candidates[path] = _Candidate(st.st_size, st.st_mtime_ns, now)
+        # The window runs from the last write (its mtime), not from when the watcher saw
+        # it: what the watcher's batching already waited counts (never more than the
+        # window, and never from an mtime in the future).
+        age = time.time() - st.st_mtime_ns / 1e9
+        since = min(now, self.clock() - min(max(age, 0.0), self.drop.stable_for))
+        self._candidates[path] = _Candidate(st.st_size, st.st_mtime_ns, since)
         self._wake.set()
 
     # -- deciding a file is complete --------------------------------------------------
