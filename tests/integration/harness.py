@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,3 +127,24 @@ def worker_children() -> list[int]:
         if fields[1] == me and fields[0] != "Z" and b"dagd.executors.worker" in cmdline:
             found.append(int(entry.name))
     return found
+
+
+@asynccontextmanager
+async def watching(
+    start_engine: StartEngine, settings: Settings | None = None, *, capture: bool = False
+) -> AsyncIterator[Harness]:
+    """An engine over the DAGs folder, with the trigger service watching its drops."""
+    from dagd.triggers.service import TriggerService
+
+    async with start_engine(settings, capture=capture) as h:
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(TriggerService(h.engine).run)
+                try:
+                    yield h
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # show the test's own error unwrapped
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise

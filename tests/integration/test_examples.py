@@ -22,20 +22,17 @@ import logging
 import shutil
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from dagd.authoring.loader import load_file, load_folder
 from dagd.config import Settings
 from dagd.store.rows import RunRow, TaskInstanceRow
-from dagd.triggers.service import TriggerService
-from integration.harness import Harness, StartEngine, read_text, wait_until
+from integration.harness import Harness, StartEngine, read_text, wait_until, watching
 
 pytestmark = pytest.mark.anyio
 
@@ -56,23 +53,6 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def examples_settings(settings: Settings, data: Path) -> Settings:
     return replace(settings, dags_folder=EXAMPLES)
-
-
-@asynccontextmanager
-async def watching(start_engine: StartEngine, settings: Settings) -> AsyncIterator[Harness]:
-    """An engine over examples/, with the trigger service watching the drop folders."""
-    async with start_engine(settings, capture=True) as h:
-        try:
-            async with anyio.create_task_group() as tg:
-                await tg.start(TriggerService(h.engine).run)
-                try:
-                    yield h
-                finally:
-                    tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:  # show the test's own error unwrapped
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
 
 
 def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -134,7 +114,7 @@ async def test_etl_loads_a_dropped_csv_reports_bad_rows_and_reloads_idempotently
     incoming = data / "incoming"
     incoming.mkdir()
     warehouse = data / "warehouse.db"
-    async with watching(start_engine, examples_settings) as h:
+    async with watching(start_engine, examples_settings, capture=True) as h:
         shutil.copyfile(SALES_SAMPLE, incoming / SALES_SAMPLE.name)
         run = await next_run(h, "etl_sales", 0)
         assert run.conf["path"] == str(incoming / SALES_SAMPLE.name)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 
 from dagd.store.rows import RunRow
 from dagd.triggers.service import TriggerService
-from integration.harness import Harness, StartEngine, wait_until
+from integration.harness import Harness, StartEngine, wait_until, watching
 
 pytestmark = pytest.mark.anyio
 
@@ -56,23 +55,6 @@ def inbox(tmp_path: Path) -> Path:
     folder = tmp_path / "incoming"
     folder.mkdir()
     return folder
-
-
-@asynccontextmanager
-async def watching(start_engine: StartEngine) -> AsyncIterator[Harness]:
-    """An engine over the DAGs folder, with the trigger service watching its drops."""
-    async with start_engine() as h:
-        try:
-            async with anyio.create_task_group() as tg:
-                await tg.start(TriggerService(h.engine).run)
-                try:
-                    yield h
-                finally:
-                    tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:  # show the test's own error unwrapped
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
 
 
 async def runs_of(h: Harness, dag_id: str = "drops") -> list[RunRow]:
