@@ -225,11 +225,11 @@ class FileWatcher:
     def feed(self, changes: set[tuple[Any, str]]) -> None:
         """Changes seen by the shared watcher (one for all folders) under this folder."""
         now = self.clock()
-        for change, path in changes:
-            if int(change) == 3:  # watchfiles.Change.deleted
-                self._candidates.pop(path, None)
-            else:
-                self._see(path, now)
+        # The kind of change is not trusted: one batch (a set, in no order) may hold a
+        # path's deletion and its re-creation. What is on disk now decides: `_see` stats
+        # the path and forgets it if it is gone.
+        for path in sorted({path for _, path in changes}):
+            self._see(path, now)
 
     # -- seeing changes ---------------------------------------------------------------
     def _listing(self) -> list[tuple[str, float]]:
