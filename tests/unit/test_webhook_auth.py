@@ -415,6 +415,13 @@ def test_standard_secret_without_prefix_is_used_as_raw_bytes() -> None:
     assert verify(hook("standard"), headers, b"{}", secret=SECRET, now=NOW) == "msg_1"
 
 
+def test_standard_base64_secret_without_prefix_is_decoded_like_the_reference() -> None:
+    key = b"\x00\x01binary key\xff"
+    headers = sw_headers(key, body=b'{"n": 1}')
+    secret = base64.b64encode(key)  # pasted without its whsec_ prefix
+    assert verify(hook("standard"), headers, b'{"n": 1}', secret=secret, now=NOW) == "msg_1"
+
+
 @pytest.mark.parametrize("secret", [b"whsec_not base64!", b"whsec_"])
 def test_standard_broken_whsec_secret_fails_closed_with_401(secret: bytes) -> None:
     error = refused(hook("standard"), sw_headers(SECRET), secret=secret)

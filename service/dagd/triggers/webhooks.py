@@ -304,10 +304,15 @@ def resolve_secret(
 
 
 def _standard_key(webhook: Webhook, secret: bytes) -> bytes:
-    """The HMAC key: base64 after a ``whsec_`` prefix, else the secret's raw bytes."""
+    """The HMAC key: the base64 after a ``whsec_`` prefix. Without the prefix, base64 is
+    decoded too when the secret is valid base64 (as the reference libraries do, so a
+    secret pasted without its prefix still matches the sender's), else the raw bytes."""
     prefix = STANDARD_SECRET_PREFIX.encode()
     if not secret.startswith(prefix):
-        return secret
+        try:
+            return base64.b64decode(secret, validate=True) or secret
+        except binascii.Error:
+            return secret
     try:
         key = base64.b64decode(secret[len(prefix) :], validate=True)
     except binascii.Error:
