@@ -39,6 +39,15 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body: int = 1024 * 1024  # bytes: a webhook body past this is refused with 413
+    # Email notifications ([smtp]); the password only ever by environment variable name.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_sender: str = "dagd@localhost"
+    smtp_username: str = ""
+    smtp_password_env: str = ""
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_timeout: float = 30.0
     log_max_bytes: int = 10 * 1024 * 1024
     xcom_max_bytes: int = 1024 * 1024
     synchronous: str = "full"
@@ -78,6 +87,14 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("server", "host"): ("host", str),
     ("server", "port"): ("port", int),
     ("server", "max_body"): ("max_body", int),
+    ("smtp", "host"): ("smtp_host", str),
+    ("smtp", "port"): ("smtp_port", int),
+    ("smtp", "sender"): ("smtp_sender", str),
+    ("smtp", "username"): ("smtp_username", str),
+    ("smtp", "password_env"): ("smtp_password_env", str),
+    ("smtp", "starttls"): ("smtp_starttls", bool),
+    ("smtp", "tls"): ("smtp_tls", bool),
+    ("smtp", "timeout"): ("smtp_timeout", float),
     ("logs", "max_bytes"): ("log_max_bytes", int),
     ("xcom", "max_bytes"): ("xcom_max_bytes", int),
     ("database", "synchronous"): ("synchronous", str),
@@ -89,6 +106,10 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} must be a non-empty path string, got {value!r}")
         return Path(value).expanduser()
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be a whole number, got {value!r}")
@@ -250,6 +271,9 @@ def _validate(s: Settings, path: Path | None) -> None:
          f"must be one of {ISOLATIONS}"),
         (0 <= s.port <= 65535, "server.port", "must be between 0 and 65535"),
         (s.max_body >= 1, "server.max_body", "must be at least 1"),
+        (0 < s.smtp_port <= 65535, "smtp.port", "must be between 1 and 65535"),
+        (not (s.smtp_tls and s.smtp_starttls), "smtp.tls",
+         "and smtp.starttls cannot both be true"),
         (s.log_max_bytes >= 1024, "logs.max_bytes", "must be at least 1024"),
         (s.xcom_max_bytes >= 1024, "xcom.max_bytes", "must be at least 1024"),
         (s.synchronous in SYNCHRONOUS, "database.synchronous", f"must be one of {SYNCHRONOUS}"),

@@ -26,6 +26,7 @@ from dagd.config import Settings
 from dagd.errors import ConfigError
 from dagd.executors.logs import install_capture
 from dagd.lock import DataDirLock
+from dagd.notify import email
 from dagd.notify.outbox import Outbox
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
@@ -143,6 +144,7 @@ class Daemon:
                      sys.version.split()[0], await store.sqlite_version(), settings.db_path)
             install_capture()
             engine = Engine(store, settings)
+            email.configure(settings)
             outbox = Outbox(store, lambda: engine.dags)
             engine.notification_listeners.append(outbox.wake)
             triggers = TriggerService(engine)
