@@ -179,10 +179,20 @@ def test_a_known_key_in_the_wrong_section_is_unknown(tmp_path: Path) -> None:
 
 
 def test_unknown_section_is_refused(tmp_path: Path) -> None:
-    path = write_config(tmp_path, '[smtp]\nhost = "mail"\n')
+    path = write_config(tmp_path, '[mailer]\nhost = "mail"\n')
     exc = config_error(path)
-    assert exc.field == "smtp.host"
-    assert "unknown key smtp.host" in str(exc)
+    assert exc.field == "mailer.host"
+    assert "unknown key mailer.host" in str(exc)
+
+
+def test_smtp_settings_are_read_and_checked(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[smtp]\nhost = "mail"\nport = 587\nstarttls = true\n')
+    s = load_settings(path, environ={})
+    assert (s.smtp_host, s.smtp_port, s.smtp_starttls) == ("mail", 587, True)
+    exc = config_error(write_config(tmp_path, '[smtp]\nstarttls = "yes"\n'))
+    assert exc.field == "smtp.starttls" and "true or false" in str(exc)
+    exc = config_error(write_config(tmp_path, "[smtp]\nstarttls = true\ntls = true\n"))
+    assert exc.field == "smtp.tls"
 
 
 def test_a_key_outside_any_section_is_refused(tmp_path: Path) -> None:
