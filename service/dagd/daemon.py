@@ -128,7 +128,8 @@ class Daemon:
     async def run(self, *, on_ready: Callable[[Daemon], None] | None = None) -> None:
         settings = self.settings
         lock = DataDirLock(settings.lock_path)
-        lock.acquire()
+        # A CLI command may hold the lock for a moment (an offline trigger, a probe).
+        await anyio.to_thread.run_sync(lambda: lock.acquire(patience=5.0))
         try:
             await self._run(lock, on_ready)
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -29,13 +30,25 @@ class DataDirLock:
         self.path = path
         self._file: IO[bytes] | None = None
 
-    def acquire(self) -> None:
-        """Take the lock or raise AlreadyRunning; touches nothing else."""
+    def acquire(self, *, patience: float = 0.0) -> None:
+        """Take the lock or raise AlreadyRunning; touches nothing else.
+
+        `patience`: seconds to keep trying while the holder is not a daemon (a CLI
+        command writing with no daemon, or probing for one, holds it for a moment).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.path, "a+b")
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # flock offers no wake-up for a blocking try with a deadline: look again
+                # every 20 ms, only while a short-lived CLI command may be the holder.
+                if read_holder(self.path) is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
             f.close()
             holder = read_holder(self.path)
             who = f"pid {holder.pid}, serving http://{holder.host}:{holder.port}" if holder else "?"
