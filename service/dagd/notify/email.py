@@ -15,39 +15,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
 
+from dagd.config import Settings
 from dagd.errors import DagDefinitionError
 from dagd.notify.base import Notification, Notifier
 
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str = "127.0.0.1"
-    port: int = 25
-    sender: str = "dagd@localhost"
-    username: str = ""
-    password_env: str = ""
-    starttls: bool = False
-    tls: bool = False
-    timeout: float = 30.0
+# The `[smtp]` part of the daemon's Settings (its smtp_* fields), set at start.
+_settings = Settings()
 
 
-_smtp = SmtpSettings()
-
-
-def configure(settings: Any) -> None:
-    """Take `[smtp]` from the daemon's Settings (called at start)."""
-    global _smtp
-    _smtp = SmtpSettings(
-        host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_sender,
-        username=settings.smtp_username, password_env=settings.smtp_password_env,
-        starttls=settings.smtp_starttls, tls=settings.smtp_tls, timeout=settings.smtp_timeout,
-    )
+def configure(settings: Settings) -> None:
+    """Use these Settings' `[smtp]` for every email (called by the daemon at start)."""
+    global _settings
+    _settings = settings
 
 
 class EmailNotifier(Notifier):
@@ -83,18 +67,18 @@ class EmailNotifier(Notifier):
         return msg
 
     async def send(self, notification: Notification) -> None:
-        smtp = _smtp
+        s = _settings
         password = None
-        if smtp.password_env:
-            password = os.environ.get(smtp.password_env)
+        if s.smtp_password_env:
+            password = os.environ.get(s.smtp_password_env)
             if not password:
-                raise RuntimeError(f"environment variable {smtp.password_env} "
+                raise RuntimeError(f"environment variable {s.smtp_password_env} "
                                    "(the SMTP password) is not set")
         await aiosmtplib.send(
-            self.message(notification, smtp.sender),
-            hostname=smtp.host, port=smtp.port, username=smtp.username or None,
-            password=password, use_tls=smtp.tls, start_tls=smtp.starttls,
-            timeout=smtp.timeout,
+            self.message(notification, s.smtp_sender),
+            hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username or None,
+            password=password, use_tls=s.smtp_tls, start_tls=s.smtp_starttls,
+            timeout=s.smtp_timeout,
         )
 
     def describe(self) -> dict[str, Any]:
