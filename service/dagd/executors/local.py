@@ -21,15 +21,14 @@ from typing import Any
 
 import anyio
 import orjson
-from anyio.abc import ByteReceiveStream, Process
+from anyio.abc import Process
 
 from dagd.authoring.context import reset_current_context, set_current_context
 from dagd.executors.base import AttemptResult, AttemptSpec, XComError, encode_xcom
 from dagd.executors.logs import AttemptLog, reset_current_log, set_current_log
+from dagd.executors.procgroup import pump, stop_group
 
 log = logging.getLogger(__name__)
-
-KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a timed-out worker
 
 
 class LocalExecutor:
@@ -154,21 +153,21 @@ class LocalExecutor:
         try:
             async with anyio.create_task_group() as tg:
                 assert process.stdin is not None and process.stdout is not None
-                tg.start_soon(_pump, process.stdout, attempt_log, pumped)
+                tg.start_soon(pump, process.stdout, attempt_log, pumped)
                 await process.stdin.send(payload)
                 await process.stdin.aclose()
                 with anyio.move_on_after(spec.timeout) as scope:
                     await process.wait()
                 if scope.cancelled_caught:
                     timed_out = True
-                    await _kill_group(process)
+                    await stop_group(process)
                 # A grandchild may hold the pipe open: do not wait for it for long.
                 with anyio.move_on_after(1.0):
                     await pumped.wait()
                 tg.cancel_scope.cancel()
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await _kill_group(process)
+                await stop_group(process)
             raise
         finally:
             attempt_log.close()
@@ -177,35 +176,6 @@ class LocalExecutor:
             attempt_log.close()
             return AttemptResult.timeout(spec)
         return await _read_result(spec, process, result_path, attempt_log)
-
-
-async def _pump(stream: ByteReceiveStream, attempt_log: AttemptLog, done: anyio.Event) -> None:
-    try:
-        async for chunk in stream:
-            if not attempt_log.truncated:
-                await anyio.to_thread.run_sync(attempt_log.write, chunk)
-            # past the cap, keep reading so the worker never blocks on a full pipe
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-        pass
-    finally:
-        done.set()
-
-
-def signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-async def _kill_group(process: Process) -> None:
-    """SIGTERM the worker's process group, SIGKILL it after a short grace."""
-    signal_group(process.pid, signal.SIGTERM)
-    with anyio.move_on_after(KILL_GRACE):
-        await process.wait()
-    signal_group(process.pid, signal.SIGKILL)  # also any grandchildren left in the group
-    with anyio.move_on_after(5.0):
-        await process.wait()
 
 
 async def _read_result(

@@ -6,10 +6,10 @@ also finds the run in its environment (DAGD_DAG_ID, DAGD_RUN_ID, DAGD_TASK_ID,
 DAGD_TRY_NUMBER, DAGD_DS, DAGD_CONF, ...). A non-zero exit fails the attempt with
 `ShellCommandFailed`; the last non-blank line of stdout becomes the XCom.
 
-Stopping: at the timeout (or when the daemon stops) the group gets SIGTERM, then SIGKILL
-after `KILL_GRACE` seconds. When the command exits by itself, processes it left running
-in its group are stopped the same way: a task's work ends with its attempt (start a
-process with `setsid` if it must outlive the task).
+Stopping (`dagd.executors.procgroup`): at the timeout (or when the daemon stops) the
+group gets SIGTERM, then SIGKILL after `KILL_GRACE` seconds. When the command exits by
+itself, processes it left running in its group are stopped the same way: a task's work
+ends with its attempt (start a process with `setsid` if it must outlive the task).
 """
 
 from __future__ import annotations
@@ -19,19 +19,20 @@ import shlex
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import anyio
 import orjson
-from anyio.abc import ByteReceiveStream, Process
+from anyio.abc import Process
 
 from dagd.authoring.context import Context
 from dagd.authoring.tasks import BaseTask
 from dagd.errors import DagDefinitionError
 from dagd.executors.logs import AttemptLog, current_log
+from dagd.executors.procgroup import group_alive, pump, stop_group
 from dagd.templating import render
 
-KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 PIPE_GRACE = 1.0  # seconds to drain output after exit; a setsid'd grandchild may hold it
 LINE_CAP = 1024 * 1024  # bytes of one stdout line kept for the XCom; XCom has its own cap
 DEFAULT_SHELL = "/bin/sh"
@@ -160,7 +161,7 @@ class ShellTask(BaseTask):
             # work must not outlive the attempt. Shielded, or the cancellation would stop
             # the clean-up too.
             with anyio.CancelScope(shield=True):
-                await stop_group(process)
+                await stop_group(process, members=True)
                 _note(attempt_log, f"[dagd] process group {process.pid} stopped\n")
             raise
         finally:
@@ -231,97 +232,22 @@ def _note(attempt_log: AttemptLog | None, text: str) -> None:
         attempt_log.write(text)
 
 
-async def _pump(
-    stream: ByteReceiveStream | None,
-    attempt_log: AttemptLog | None,
-    tail: LastLine | None,
-    done: anyio.Event,
-) -> None:
-    try:
-        if stream is None:
-            return
-        async for chunk in stream:
-            if tail is not None:
-                tail.feed(chunk)
-            if attempt_log is not None and not attempt_log.truncated:
-                await anyio.to_thread.run_sync(attempt_log.write, chunk)
-            # past the log's cap, keep reading so the command never blocks on a full pipe
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-        pass
-    finally:
-        done.set()
-
-
 async def _supervise(process: Process, attempt_log: AttemptLog | None, tail: LastLine) -> int:
     """Stream the output while the command runs; its exit code once it is done."""
     out_done, err_done = anyio.Event(), anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_pump, process.stdout, attempt_log, tail, out_done)
-        tg.start_soon(_pump, process.stderr, attempt_log, None, err_done)
+        tg.start_soon(partial(pump, tail=tail.feed), process.stdout, attempt_log, out_done)
+        tg.start_soon(pump, process.stderr, attempt_log, err_done)
         code = await process.wait()
         if await anyio.to_thread.run_sync(group_alive, process.pid):
             _note(attempt_log, "[dagd] the command left processes running in its group: "
                                "stopping them\n")
-            await stop_group(process)
+            await stop_group(process, members=True)
         with anyio.move_on_after(PIPE_GRACE):
             await out_done.wait()
             await err_done.wait()
         tg.cancel_scope.cancel()
     return code
-
-
-def group_alive(pgid: int) -> bool:
-    """True while a live (not zombie) process is in the group. Blocking: reads /proc."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    # A zombie also answers signal 0, and where PID 1 does not reap orphans (some
-    # containers) it stays forever: look at the members' states where /proc exists.
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return True
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as file:
-                stat = file.read()
-        except OSError:
-            continue
-        fields = stat.rsplit(b")", 1)[-1].split()
-        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
-            return True
-    return False
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-async def stop_group(process: Process, grace: float = KILL_GRACE) -> None:
-    """SIGTERM the command's process group; SIGKILL whatever is left after `grace`."""
-    pgid = process.pid
-    _signal_group(pgid, signal.SIGTERM)
-    with anyio.move_on_after(grace):
-        await process.wait()
-        await _group_gone(pgid)
-    _signal_group(pgid, signal.SIGKILL)
-    with anyio.move_on_after(5.0):
-        await process.wait()
-
-
-async def _group_gone(pgid: int) -> None:
-    # The other members of the group are not our children: no exit notification exists
-    # for them, so look every 50 ms (the caller bounds the wait).
-    while True:
-        if not await anyio.to_thread.run_sync(group_alive, pgid):
-            return
-        await anyio.sleep(0.05)
 
 
 async def _close_streams(process: Process) -> None:

@@ -1,0 +1,111 @@
+"""Process groups: stopping a child of dagd together with everything it started, and
+reading its output while it runs.
+
+A child that dagd starts (a worker process, a shell command) runs in a session of its
+own, so its pid is also its process group's id. Stopping it means SIGTERM to the whole
+group, then SIGKILL to whatever is left after `KILL_GRACE` seconds. Its output is
+pumped into the attempt's log until the pipe closes; past the log's cap the pump keeps
+reading, so that the child never blocks on a full pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import ByteReceiveStream, Process
+
+from dagd.executors.logs import AttemptLog
+
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+REAP_WAIT = 5.0  # seconds to wait for the process to exit after SIGKILL
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send `sig` to every process of the group; a group already gone is no error."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def stop_group(
+    process: Process, *, grace: float = KILL_GRACE, members: bool = False
+) -> None:
+    """SIGTERM the process's group; SIGKILL whatever is left after `grace` seconds.
+
+    The grace ends early when the process exits; with `members`, only once every member
+    of its group has exited too (they get the same grace as the process itself).
+    """
+    pgid = process.pid
+    signal_group(pgid, signal.SIGTERM)
+    with anyio.move_on_after(grace):
+        await process.wait()
+        if members:
+            await _group_gone(pgid)
+    signal_group(pgid, signal.SIGKILL)  # also anything the process left in its group
+    with anyio.move_on_after(REAP_WAIT):
+        await process.wait()
+
+
+def group_alive(pgid: int) -> bool:
+    """True while a live (not zombie) process is in the group. Blocking: reads /proc."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # A zombie also answers signal 0, and where PID 1 does not reap orphans (some
+    # containers) it stays forever: look at the members' states where /proc exists.
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as file:
+                stat = file.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
+            return True
+    return False
+
+
+async def _group_gone(pgid: int) -> None:
+    # The other members of the group are not our children: no exit notification exists
+    # for them, so look every 50 ms (the caller bounds the wait).
+    while True:
+        if not await anyio.to_thread.run_sync(group_alive, pgid):
+            return
+        await anyio.sleep(0.05)
+
+
+async def pump(
+    stream: ByteReceiveStream | None,
+    attempt_log: AttemptLog | None,
+    done: anyio.Event,
+    *,
+    tail: Callable[[bytes], None] | None = None,
+) -> None:
+    """Copy a child's output into its attempt's log until the pipe closes, then set `done`.
+
+    `tail`, if given, sees every chunk (the whole output, even past the log's cap).
+    """
+    try:
+        if stream is None:
+            return
+        async for chunk in stream:
+            if tail is not None:
+                tail(chunk)
+            if attempt_log is not None and not attempt_log.truncated:
+                await anyio.to_thread.run_sync(attempt_log.write, chunk)
+            # past the log's cap, keep reading so the child never blocks on a full pipe
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
+    finally:
+        done.set()
