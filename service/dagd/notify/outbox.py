@@ -18,6 +18,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from dagd.notify.base import Notification, Notifier
+from dagd.retry import RetryPolicy
 from dagd.store.rows import NotificationRow
 
 if TYPE_CHECKING:
@@ -30,10 +31,12 @@ MAX_ATTEMPTS = 8
 SEND_TIMEOUT = 30.0
 IDLE_CHECK = 60.0
 
-
-def retry_delay(attempts: int) -> float:
-    """Seconds before the next try after `attempts` failed ones: 2, 4, 8 ... 300."""
-    return float(min(2 ** attempts, 300))
+# A failed send waits 2, 4, 8 ... seconds (at most 300) before the next of MAX_ATTEMPTS
+# tries: the tasks' own backoff formula, without jitter.
+SEND_RETRY = RetryPolicy.build(
+    retries=MAX_ATTEMPTS - 1, retry_delay=2.0, retry_exponential_backoff=True,
+    max_retry_delay=300.0,
+)
 
 
 class Outbox:
@@ -93,12 +96,12 @@ class Outbox:
         except Exception as exc:
             attempts = row.attempts + 1
             error = f"{type(exc).__name__}: {exc}"
-            if attempts >= MAX_ATTEMPTS:
+            if not SEND_RETRY.should_retry(attempts, []):
                 log.error("notification %d (%s to %s) given up after %d tries: %s", row.id,
                           row.event, row.notifier, attempts, error)
                 await self.store.notification_failed(row.id, error, None)
             else:
-                delay = retry_delay(attempts)
+                delay = SEND_RETRY.delay(attempts)
                 log.warning("notification %d (%s to %s) failed, retry in %.0fs: %s", row.id,
                             row.event, row.notifier, delay, error)
                 await self.store.notification_failed(row.id, error, self.clock() + delay)
