@@ -1,7 +1,12 @@
-"""Frozen dataclasses that the store maps its rows to."""
+"""Frozen dataclasses that the store maps its rows to.
+
+Each `from_row` reads its columns by name (the store's read connection returns
+`sqlite3.Row`s), so the order of the columns in a SELECT of `queries.sql` is free.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,17 +30,17 @@ class DagRow:
     last_run_id: int | None = None
 
     @classmethod
-    def from_row(cls, r: Any) -> DagRow:
+    def from_row(cls, r: sqlite3.Row) -> DagRow:
         return cls(
-            dag_id=r[0],
-            fileloc=r[1],
-            description=r[2],
-            is_paused=bool(r[3]),
-            is_active=bool(r[4]),
-            spec=_json(r[5]) or {},
-            updated_at=r[6],
-            last_run_state=r[7],
-            last_run_id=r[8],
+            dag_id=r["dag_id"],
+            fileloc=r["fileloc"],
+            description=r["description"],
+            is_paused=bool(r["is_paused"]),
+            is_active=bool(r["is_active"]),
+            spec=_json(r["spec"]) or {},
+            updated_at=r["updated_at"],
+            last_run_state=r["last_run_state"],
+            last_run_id=r["last_run_id"],
         )
 
 
@@ -48,8 +53,14 @@ class ImportErrorRow:
     created_at: float
 
     @classmethod
-    def from_row(cls, r: Any) -> ImportErrorRow:
-        return cls(*r)
+    def from_row(cls, r: sqlite3.Row) -> ImportErrorRow:
+        return cls(
+            file=r["file"],
+            line=r["line"],
+            message=r["message"],
+            traceback=r["traceback"],
+            created_at=r["created_at"],
+        )
 
 
 @dataclass(frozen=True)
@@ -66,18 +77,18 @@ class RunRow:
     ended_at: float | None
 
     @classmethod
-    def from_row(cls, r: Any) -> RunRow:
+    def from_row(cls, r: sqlite3.Row) -> RunRow:
         return cls(
-            id=r[0],
-            dag_id=r[1],
-            state=r[2],
-            run_type=r[3],
-            event_id=r[4],
-            logical_date=r[5],
-            conf=_json(r[6]) or {},
-            created_at=r[7],
-            started_at=r[8],
-            ended_at=r[9],
+            id=r["id"],
+            dag_id=r["dag_id"],
+            state=r["state"],
+            run_type=r["run_type"],
+            event_id=r["event_id"],
+            logical_date=r["logical_date"],
+            conf=_json(r["conf"]) or {},
+            created_at=r["created_at"],
+            started_at=r["started_at"],
+            ended_at=r["ended_at"],
         )
 
 
@@ -96,8 +107,20 @@ class TaskInstanceRow:
     updated_at: float
 
     @classmethod
-    def from_row(cls, r: Any) -> TaskInstanceRow:
-        return cls(*r)
+    def from_row(cls, r: sqlite3.Row) -> TaskInstanceRow:
+        return cls(
+            id=r["id"],
+            run_id=r["run_id"],
+            task_id=r["task_id"],
+            map_index=r["map_index"],
+            state=r["state"],
+            try_number=r["try_number"],
+            max_tries=r["max_tries"],
+            next_attempt_at=r["next_attempt_at"],
+            started_at=r["started_at"],
+            ended_at=r["ended_at"],
+            updated_at=r["updated_at"],
+        )
 
 
 @dataclass(frozen=True)
@@ -113,8 +136,18 @@ class AttemptRow:
     log_path: str
 
     @classmethod
-    def from_row(cls, r: Any) -> AttemptRow:
-        return cls(*r)
+    def from_row(cls, r: sqlite3.Row) -> AttemptRow:
+        return cls(
+            id=r["id"],
+            ti_id=r["ti_id"],
+            try_number=r["try_number"],
+            state=r["state"],
+            started_at=r["started_at"],
+            ended_at=r["ended_at"],
+            pid=r["pid"],
+            error=r["error"],
+            log_path=r["log_path"],
+        )
 
 
 @dataclass(frozen=True)
@@ -132,19 +165,19 @@ class EventRow:
     digest: str | None = None
 
     @classmethod
-    def from_row(cls, r: Any) -> EventRow:
+    def from_row(cls, r: sqlite3.Row) -> EventRow:
         return cls(
-            id=r[0],
-            kind=r[1],
-            source=r[2],
-            dag_id=r[3],
-            payload=_json(r[4]),
-            dedup_key=r[5],
-            outcome=r[6],
-            detail=r[7],
-            run_id=r[8],
-            created_at=r[9],
-            digest=r[10],
+            id=r["id"],
+            kind=r["kind"],
+            source=r["source"],
+            dag_id=r["dag_id"],
+            payload=_json(r["payload"]),
+            dedup_key=r["dedup_key"],
+            outcome=r["outcome"],
+            detail=r["detail"],
+            run_id=r["run_id"],
+            created_at=r["created_at"],
+            digest=r["digest"],
         )
 
 
@@ -158,8 +191,15 @@ class HistoryRow:
     reason: str | None
 
     @classmethod
-    def from_row(cls, r: Any) -> HistoryRow:
-        return cls(*r)
+    def from_row(cls, r: sqlite3.Row) -> HistoryRow:
+        return cls(
+            run_id=r["run_id"],
+            ti_id=r["ti_id"],
+            from_state=r["from_state"],
+            to_state=r["to_state"],
+            at=r["at"],
+            reason=r["reason"],
+        )
 
 
 @dataclass(frozen=True)
@@ -179,5 +219,19 @@ class NotificationRow:
     sent_at: float | None
 
     @classmethod
-    def from_row(cls, r: Any) -> NotificationRow:
-        return cls(r[0], r[1], r[2], r[3], r[4], r[5], _json(r[6]) or {}, *r[7:])
+    def from_row(cls, r: sqlite3.Row) -> NotificationRow:
+        return cls(
+            id=r["id"],
+            dag_id=r["dag_id"],
+            run_id=r["run_id"],
+            ti_id=r["ti_id"],
+            notifier=r["notifier"],
+            event=r["event"],
+            payload=_json(r["payload"]) or {},
+            state=r["state"],
+            attempts=r["attempts"],
+            next_attempt_at=r["next_attempt_at"],
+            last_error=r["last_error"],
+            created_at=r["created_at"],
+            sent_at=r["sent_at"],
+        )

@@ -46,6 +46,7 @@ class Store:
         writer: sqlite3.Connection | None = None,
     ) -> None:
         self.conn = conn  # reads, through aiosqlite
+        conn.row_factory = sqlite3.Row  # rows.py maps columns by name
         self.path = path
         self.readonly = writer is None
         self._writer = writer
@@ -74,7 +75,7 @@ class Store:
         store = cls(conn, path, writer=writer)
         await store._run(_migrate, writer, path)
         row = await store._run(_fetchone, writer, Q.max_ids)
-        store.ids = IdCounter({"run": row[0], "ti": row[1], "attempt": row[2], "event": row[3]})
+        store.ids = IdCounter({name: row[name] for name in ("run", "ti", "attempt", "event")})
         return store
 
     async def close(self) -> None:
@@ -171,7 +172,7 @@ class Store:
 
     async def get_run(self, run_id: int, dag_id: str | None = None) -> RunRow:
         rows = await self._all(Q.get_run, {"id": run_id})
-        if not rows or (dag_id is not None and rows[0][1] != dag_id):
+        if not rows or (dag_id is not None and rows[0]["dag_id"] != dag_id):
             raise NotFound(f"no run {run_id}", dag_id=dag_id)
         return RunRow.from_row(rows[0])
 
@@ -186,11 +187,11 @@ class Store:
         return [TaskInstanceRow.from_row(r) for r in await self._all(Q.active_tis)]
 
     async def active_xcoms(self) -> dict[int, Any]:
-        return {r[0]: orjson.loads(r[1]) for r in await self._all(Q.active_xcoms)}
+        return {r["ti_id"]: orjson.loads(r["value"]) for r in await self._all(Q.active_xcoms)}
 
     async def get_xcom(self, ti_id: int) -> Any:
         rows = await self._all(Q.get_xcom, {"ti_id": ti_id})
-        return orjson.loads(rows[0][0]) if rows else None
+        return orjson.loads(rows[0]["value"]) if rows else None
 
     async def get_ti(self, run_id: int, task_id: str, map_index: int = -1) -> TaskInstanceRow:
         rows = await self._all(
@@ -277,8 +278,11 @@ def _open_writer(path: Path, synchronous: str) -> sqlite3.Connection:
     return db
 
 
-def _fetchone(db: sqlite3.Connection, sql: str) -> Any:
-    return db.execute(sql).fetchone()
+def _fetchone(db: sqlite3.Connection, sql: str) -> sqlite3.Row | None:
+    cur = db.cursor()
+    cur.row_factory = sqlite3.Row  # by name, like the reads; the writer keeps tuples
+    row: sqlite3.Row | None = cur.execute(sql).fetchone()
+    return row
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
