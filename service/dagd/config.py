@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from dagd.dburl import check_url
 from dagd.errors import ConfigError
 
 DEFAULT_PATHS = (Path("config/dagd.toml"), Path("/etc/dagd/dagd.toml"))
@@ -252,8 +253,6 @@ def _connection_value_ok(key: str, value: Any) -> bool:
     if key == "base_url":
         return value.startswith(("http://", "https://"))
     if key == "url":
-        from dagd.kinds.sqltext import check_url
-
         try:
             check_url(value)
         except ValueError:

@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import SplitResult, quote, urlsplit
+from urllib.parse import quote
 
 import orjson
 
+from dagd.dburl import check_url
 from dagd.kinds.connections import get_connection
-
-_POSTGRES_SCHEMES = ("postgresql", "postgres")
-
 
 # -- statements and placeholders ---------------------------------------------------
 # One pass over the text finds what matters outside quotes and comments: the `;` between
@@ -188,24 +186,6 @@ class Target:
     @property
     def sqlite_path(self) -> str:
         return self.url[len("sqlite:///"):]
-
-
-def check_url(url: str) -> SplitResult:
-    """Refuse an unknown scheme, a malformed SQLite URL, or a password in the URL."""
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
-            raise ValueError(f"a SQLite URL is sqlite:///relative/path.db or "
-                             f"sqlite:////absolute/path.db, got {url!r}")
-    elif parts.scheme in _POSTGRES_SCHEMES:
-        if parts.password is not None:
-            raise ValueError("the URL holds a password: put the URL in a named connection "
-                             "([connections.NAME] url=..., password_env=VAR) and the password "
-                             "in that environment variable")
-    else:
-        raise ValueError(f"unsupported database URL scheme {parts.scheme!r}: use sqlite:/// "
-                         "or postgresql://")
-    return parts
 
 
 def resolve_target(conn: str, environ: Mapping[str, str]) -> Target:
