@@ -7,7 +7,7 @@ calls it when a file has been imported, so a bad DAG never reaches the scheduler
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from dagd.authoring.tasks import TASK_DEFAULT_KEYS, BaseTask, caller_location, check_id
@@ -74,6 +74,7 @@ class DAG:
         self.description = description
         self.triggers = list(triggers)
         if schedule is not None:
+            # Here, not at the top: `import dagd` must not pull in croniter (see dagd/__init__).
             from dagd.triggers.timers import schedule_to_trigger
 
             try:
@@ -242,12 +243,24 @@ def dag(
     return wrap
 
 
-def _check_notifiers(notifiers: list[Any], dag_id: str) -> list[Any]:
-    from dagd.notify.base import Notifier
+def _is_notifier(value: Any) -> bool:
+    """A notifier by its shape: a `name`, the events it wants (`on`), `send` and `describe`.
+    (`dagd.notify.base.Notifier` is one; authoring need not know it.)"""
+    on = getattr(value, "on", None)
+    return (
+        isinstance(getattr(value, "name", None), str)
+        and isinstance(on, Collection)
+        and not isinstance(on, str)
+        and all(isinstance(event, str) for event in on)
+        and callable(getattr(value, "send", None))
+        and callable(getattr(value, "describe", None))
+    )
 
+
+def _check_notifiers(notifiers: list[Any], dag_id: str) -> list[Any]:
     names: set[str] = set()
     for n in notifiers:
-        if not isinstance(n, Notifier):
+        if not _is_notifier(n):
             raise DagDefinitionError(f"notifiers must be Notifier instances, got {n!r}",
                                      dag_id=dag_id, field="notifiers")
         if n.name in names:
