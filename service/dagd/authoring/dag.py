@@ -10,7 +10,8 @@ import functools
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from dagd.authoring.tasks import TASK_DEFAULT_KEYS, BaseTask, caller_location, check_id
+from dagd.authoring.settings import TASK_DEFAULT_KEYS, check_id
+from dagd.authoring.tasks import BaseTask, caller_location
 from dagd.errors import CycleError, DagDefinitionError
 
 _context_stack: list[DAG] = []

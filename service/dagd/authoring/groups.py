@@ -36,7 +36,8 @@ def reset_groups() -> None:
 class TaskGroup(Linkable):
     def __init__(self, group_id: str, *, tooltip: str = "") -> None:
         from dagd.authoring.dag import current_dag
-        from dagd.authoring.tasks import caller_location, check_id
+        from dagd.authoring.settings import check_id
+        from dagd.authoring.tasks import caller_location
 
         file, line = caller_location()
         dag = current_dag()

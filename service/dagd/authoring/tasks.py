@@ -10,49 +10,29 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dagd.authoring.context import INJECTABLE, Context
+from dagd.authoring.settings import (
+    TRIGGER_RULES as TRIGGER_RULES,  # re-exported: still found here
+)
+from dagd.authoring.settings import (
+    build_retry_policy,
+    check_id,
+    check_isolation,
+    check_timeout,
+    check_trigger_rule,
+    with_defaults,
+)
 from dagd.errors import DagDefinitionError
-from dagd.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from dagd.authoring.dag import DAG
 
-TRIGGER_RULES = frozenset(
-    {
-        "none_failed_min_one_success",
-        "all_success",
-        "all_failed",
-        "all_done",
-        "one_success",
-        "one_failed",
-        "none_failed",
-        "none_skipped",
-    }
-)
-ISOLATIONS = frozenset({"process", "thread"})
 PYTHON_MODES = ("normal", "branch", "short_circuit")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,249}$")
-
-# Settings a DAG's default_args may give to each of its tasks.
-TASK_DEFAULT_KEYS = frozenset(
-    {
-        "retries",
-        "retry_delay",
-        "retry_exponential_backoff",
-        "max_retry_delay",
-        "retry_jitter",
-        "retry_on",
-        "execution_timeout",
-        "trigger_rule",
-        "isolation",
-    }
-)
 
 
 def caller_location() -> tuple[str | None, int | None]:
@@ -67,27 +47,26 @@ def caller_location() -> tuple[str | None, int | None]:
     return None, None
 
 
-def check_id(value: Any, what: str, **where: Any) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
-        raise DagDefinitionError(
-            f"{what} must be 1-250 letters, digits, '_', '.' or '-', got {value!r}", **where
-        )
-    return value
+def _owner(task_id: Any, dag: DAG | None, **where: Any) -> DAG:
+    """The DAG a new task belongs to: the one given, or the innermost `with DAG()`."""
+    from dagd.authoring.dag import current_dag
 
-
-def _timeout(value: Any, **where: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    owner = dag or current_dag()
+    if owner is None:
         raise DagDefinitionError(
-            f"execution_timeout must be a positive number of seconds or a timedelta, "
-            f"got {value!r}",
-            field="execution_timeout",
+            f"task {task_id!r} is created outside a DAG: use `with DAG(...):` or pass dag=",
+            task_id=str(task_id),
             **where,
         )
-    return float(value)
+    return owner
+
+
+def _qualified_id(task_id: Any, owner: DAG) -> str:
+    """The task id checked, with the prefix of the groups it is created in."""
+    from dagd.authoring.groups import group_prefix
+
+    checked = check_id(task_id, "task_id", dag_id=owner.dag_id, task_id=str(task_id))
+    return group_prefix() + checked
 
 
 class Linkable:
@@ -140,77 +119,38 @@ class BaseTask(Linkable):
         isolation: str | None = None,
         doc: str | None = None,
     ) -> None:
-        from dagd.authoring.dag import current_dag
+        from dagd.authoring.groups import current_group
 
         self.fileloc, self.lineno = caller_location()
-        owner = dag or current_dag()
-        if owner is None:
-            raise DagDefinitionError(
-                f"task {task_id!r} is created outside a DAG: use `with DAG(...):` or pass dag=",
-                task_id=str(task_id),
-                file=self.fileloc,
-                line=self.lineno,
-            )
-        from dagd.authoring.groups import current_group, group_prefix
-
-        where: dict[str, Any] = {"dag_id": owner.dag_id, "task_id": str(task_id)}
-        check_id(task_id, "task_id", **where)
-        self.task_id: str = group_prefix() + task_id
-        where["task_id"] = self.task_id
+        owner = _owner(task_id, dag, file=self.fileloc, line=self.lineno)
+        self.task_id: str = _qualified_id(task_id, owner)
         self.group = current_group()
         self.dag: DAG = owner
         self.doc = doc
-        given: dict[str, Any] = {
-            "retries": retries,
-            "retry_delay": retry_delay,
-            "retry_exponential_backoff": retry_exponential_backoff,
-            "max_retry_delay": max_retry_delay,
-            "retry_jitter": retry_jitter,
-            "retry_on": retry_on,
-            "execution_timeout": execution_timeout,
-            "trigger_rule": trigger_rule,
-            "isolation": isolation,
-        }
-        defaults = owner.default_args
-        settings: dict[str, Any] = {
-            k: (v if v is not None else defaults.get(k)) for k, v in given.items()
-        }
-        try:
-            self.retry_policy = RetryPolicy.build(
-                retries=settings["retries"] or 0,
-                retry_delay=(
-                    settings["retry_delay"] if settings["retry_delay"] is not None else 300.0
-                ),
-                retry_exponential_backoff=bool(settings["retry_exponential_backoff"]),
-                max_retry_delay=settings["max_retry_delay"],
-                jitter=settings["retry_jitter"] or 0.0,
-                retry_on=settings["retry_on"],
-            )
-        except DagDefinitionError as exc:
-            # RetryPolicy calls it `jitter`; the user wrote `retry_jitter`.
-            if exc.field == "jitter":
-                raise DagDefinitionError(
-                    f"retry_{exc.message}", field="retry_jitter", **where
-                ) from None
-            raise DagDefinitionError(exc.message, field=exc.field, **where) from None
-        self.execution_timeout = _timeout(settings["execution_timeout"], **where)
-        rule = settings["trigger_rule"] or "all_success"
-        if rule not in TRIGGER_RULES:
-            raise DagDefinitionError(
-                f"unknown trigger rule {rule!r}; use one of {', '.join(sorted(TRIGGER_RULES))}",
-                field="trigger_rule",
-                **where,
-            )
-        self.trigger_rule: str = rule
-        iso = settings["isolation"]
-        if iso is not None and iso not in ISOLATIONS:
-            raise DagDefinitionError(
-                f"isolation must be 'process' or 'thread', got {iso!r}", field="isolation", **where
-            )
-        self.isolation: str | None = iso
+        where: dict[str, Any] = {"dag_id": owner.dag_id, "task_id": self.task_id}
+        settings = with_defaults(
+            owner.default_args,
+            retries=retries,
+            retry_delay=retry_delay,
+            retry_exponential_backoff=retry_exponential_backoff,
+            max_retry_delay=max_retry_delay,
+            retry_jitter=retry_jitter,
+            retry_on=retry_on,
+            execution_timeout=execution_timeout,
+            trigger_rule=trigger_rule,
+            isolation=isolation,
+        )
+        self.retry_policy = build_retry_policy(settings, **where)
+        self.execution_timeout = check_timeout(settings["execution_timeout"], **where)
+        self.trigger_rule: str = check_trigger_rule(settings["trigger_rule"], **where)
+        self.isolation: str | None = check_isolation(settings["isolation"], **where)
         self.upstream_ids: set[str] = set()
         self.downstream_ids: set[str] = set()
-        owner.add_task(self)
+        self._register()
+
+    def _register(self) -> None:
+        """Add the task to its DAG (which refuses a duplicate id), then to its groups."""
+        self.dag.add_task(self)
         if self.group is not None:
             self.group.add(self)
 

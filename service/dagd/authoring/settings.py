@@ -1,0 +1,114 @@
+"""What a DAG file may declare, checked: ids, and each setting of a task. Pure.
+
+Every check raises `DagDefinitionError` naming the field; `where` (dag_id, task_id, ...)
+is passed through so the error says which task it is about.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from dagd.errors import DagDefinitionError
+from dagd.retry import RetryPolicy
+
+TRIGGER_RULES = frozenset(
+    {
+        "none_failed_min_one_success",
+        "all_success",
+        "all_failed",
+        "all_done",
+        "one_success",
+        "one_failed",
+        "none_failed",
+        "none_skipped",
+    }
+)
+ISOLATIONS = frozenset({"process", "thread"})
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,249}$")
+
+# Settings a DAG's default_args may give to each of its tasks.
+TASK_DEFAULT_KEYS = frozenset(
+    {
+        "retries",
+        "retry_delay",
+        "retry_exponential_backoff",
+        "max_retry_delay",
+        "retry_jitter",
+        "retry_on",
+        "execution_timeout",
+        "trigger_rule",
+        "isolation",
+    }
+)
+
+
+def check_id(value: Any, what: str, **where: Any) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise DagDefinitionError(
+            f"{what} must be 1-250 letters, digits, '_', '.' or '-', got {value!r}", **where
+        )
+    return value
+
+
+def with_defaults(defaults: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """Each setting as the task gave it, or else (given as None) the DAG's default."""
+    return {k: (v if v is not None else defaults.get(k)) for k, v in given.items()}
+
+
+def build_retry_policy(settings: dict[str, Any], **where: Any) -> RetryPolicy:
+    """The task's RetryPolicy; its errors name the task and the field the user wrote."""
+    try:
+        return RetryPolicy.build(
+            retries=settings["retries"] or 0,
+            retry_delay=(
+                settings["retry_delay"] if settings["retry_delay"] is not None else 300.0
+            ),
+            retry_exponential_backoff=bool(settings["retry_exponential_backoff"]),
+            max_retry_delay=settings["max_retry_delay"],
+            jitter=settings["retry_jitter"] or 0.0,
+            retry_on=settings["retry_on"],
+        )
+    except DagDefinitionError as exc:
+        # RetryPolicy calls it `jitter`; the user wrote `retry_jitter`.
+        if exc.field == "jitter":
+            raise DagDefinitionError(
+                f"retry_{exc.message}", field="retry_jitter", **where
+            ) from None
+        raise DagDefinitionError(exc.message, field=exc.field, **where) from None
+
+
+def check_timeout(value: Any, **where: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise DagDefinitionError(
+            f"execution_timeout must be a positive number of seconds or a timedelta, "
+            f"got {value!r}",
+            field="execution_timeout",
+            **where,
+        )
+    return float(value)
+
+
+def check_trigger_rule(value: Any, **where: Any) -> str:
+    rule = value or "all_success"
+    if rule not in TRIGGER_RULES:
+        raise DagDefinitionError(
+            f"unknown trigger rule {rule!r}; use one of {', '.join(sorted(TRIGGER_RULES))}",
+            field="trigger_rule",
+            **where,
+        )
+    return rule
+
+
+def check_isolation(value: Any, **where: Any) -> str | None:
+    if value is not None and value not in ISOLATIONS:
+        raise DagDefinitionError(
+            f"isolation must be 'process' or 'thread', got {value!r}", field="isolation",
+            **where,
+        )
+    return value
