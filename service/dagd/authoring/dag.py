@@ -10,17 +10,15 @@ import functools
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from dagd.authoring import scope
+from dagd.authoring.scope import caller_location
+from dagd.authoring.scope import current_dag as current_dag  # re-exported: still found here
 from dagd.authoring.settings import TASK_DEFAULT_KEYS, check_id
-from dagd.authoring.tasks import BaseTask, caller_location
+from dagd.authoring.tasks import BaseTask
 from dagd.errors import CycleError, DagDefinitionError
 
-_context_stack: list[DAG] = []
 # While the loader imports a file, every DAG built is collected here.
 _collector: list[DAG] | None = None
-
-
-def current_dag() -> DAG | None:
-    return _context_stack[-1] if _context_stack else None
 
 
 def start_collecting() -> None:
@@ -31,10 +29,7 @@ def start_collecting() -> None:
 def stop_collecting() -> list[DAG]:
     global _collector
     collected, _collector = _collector or [], None
-    _context_stack.clear()
-    from dagd.authoring.groups import reset_groups
-
-    reset_groups()
+    scope.reset()
     return collected
 
 
@@ -107,12 +102,11 @@ class DAG:
             _collector.append(self)
 
     def __enter__(self) -> DAG:
-        _context_stack.append(self)
+        scope.enter_dag(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if _context_stack and _context_stack[-1] is self:
-            _context_stack.pop()
+        scope.exit_dag(self)
 
     def add_task(self, task: BaseTask) -> None:
         if task.task_id in self.tasks:

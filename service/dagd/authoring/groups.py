@@ -8,37 +8,24 @@ upstream of `load`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dagd.authoring.tasks import Linkable
+from dagd.authoring.scope import (
+    DagScope,
+    GroupScope,
+    caller_location,
+    current_dag,
+    current_group,
+    enter_group,
+    exit_group,
+)
+from dagd.authoring.settings import check_id
+from dagd.authoring.tasks import BaseTask, Linkable
 from dagd.errors import DagDefinitionError
-
-if TYPE_CHECKING:
-    from dagd.authoring.dag import DAG
-    from dagd.authoring.tasks import BaseTask
-
-_stack: list[TaskGroup] = []
-
-
-def current_group() -> TaskGroup | None:
-    return _stack[-1] if _stack else None
-
-
-def group_prefix() -> str:
-    group = current_group()
-    return f"{group.qualified_id}." if group else ""
-
-
-def reset_groups() -> None:
-    _stack.clear()
 
 
 class TaskGroup(Linkable):
     def __init__(self, group_id: str, *, tooltip: str = "") -> None:
-        from dagd.authoring.dag import current_dag
-        from dagd.authoring.settings import check_id
-        from dagd.authoring.tasks import caller_location
-
         file, line = caller_location()
         dag = current_dag()
         if dag is None:
@@ -46,28 +33,27 @@ class TaskGroup(Linkable):
                                      file=file, line=line, field="group_id")
         check_id(group_id, "group_id", dag_id=dag.dag_id, field="group_id", file=file,
                  line=line)
-        self.parent: TaskGroup | None = current_group()
+        self.parent: GroupScope[BaseTask] | None = current_group()
         self.group_id: str = group_id
         self.qualified_id: str = (
             f"{self.parent.qualified_id}.{group_id}" if self.parent else group_id
         )
-        self.dag: DAG = dag
+        self.dag: DagScope[BaseTask] = dag
         self.tooltip = tooltip
         self.tasks: list[BaseTask] = []
 
     def __enter__(self) -> TaskGroup:
-        _stack.append(self)
+        enter_group(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if _stack and _stack[-1] is self:
-            _stack.pop()
+        exit_group(self)
 
     def add(self, task: BaseTask) -> None:
-        group: TaskGroup | None = self
-        while group is not None:
-            group.tasks.append(task)
-            group = group.parent
+        """A task made in this group is in every group around it too."""
+        self.tasks.append(task)
+        if self.parent is not None:
+            self.parent.add(task)
 
     @property
     def roots(self) -> list[BaseTask]:
@@ -82,6 +68,13 @@ class TaskGroup(Linkable):
     def _empty(self) -> DagDefinitionError:
         return DagDefinitionError(f"TaskGroup {self.qualified_id!r} has no task to link",
                                   dag_id=self.dag.dag_id, field="group_id")
+
+    def _link_ends(self, *, upstream: bool) -> list[BaseTask]:
+        if not self.tasks:
+            # Linking to nothing would silently drop the dependency.
+            raise self._empty()
+        # Upstream of a task: the group's last tasks; downstream: its first ones.
+        return self.leaves if upstream else self.roots
 
     def set_downstream(self, other: Any) -> None:
         if not self.tasks:

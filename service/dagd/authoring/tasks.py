@@ -2,7 +2,9 @@
 
 Pure: building a task validates its settings and registers it on its DAG; nothing
 here runs anything. `a >> b`, `a << b`, lists on either side, `set_upstream`,
-`set_downstream` and `chain` all end in `BaseTask._relate`.
+`set_downstream` and `chain` all end in `BaseTask._relate`. A task finds its DAG and
+group through `scope`, and a group is linked through `Linkable._link_ends`: this module
+imports neither `dag` nor `groups`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,17 @@ import itertools
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from dagd.authoring.context import INJECTABLE, Context
+from dagd.authoring.scope import (
+    DagScope,
+    GroupScope,
+    caller_location,
+    current_dag,
+    current_group,
+    group_prefix,
+)
 from dagd.authoring.settings import (
     TRIGGER_RULES as TRIGGER_RULES,  # re-exported: still found here
 )
@@ -29,28 +39,11 @@ from dagd.authoring.settings import (
 )
 from dagd.errors import DagDefinitionError
 
-if TYPE_CHECKING:
-    from dagd.authoring.dag import DAG
-
 PYTHON_MODES = ("normal", "branch", "short_circuit")
 
 
-def caller_location() -> tuple[str | None, int | None]:
-    """File and line of the first frame outside the dagd package: where the user wrote it."""
-    frame = sys._getframe(1)
-    package_dir = __file__.rsplit("/authoring/", 1)[0]
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith(package_dir):
-            return filename, frame.f_lineno
-        frame = frame.f_back  # type: ignore[assignment]
-    return None, None
-
-
-def _owner(task_id: Any, dag: DAG | None, **where: Any) -> DAG:
+def _owner(task_id: Any, dag: DagScope[BaseTask] | None, **where: Any) -> DagScope[BaseTask]:
     """The DAG a new task belongs to: the one given, or the innermost `with DAG()`."""
-    from dagd.authoring.dag import current_dag
-
     owner = dag or current_dag()
     if owner is None:
         raise DagDefinitionError(
@@ -61,10 +54,8 @@ def _owner(task_id: Any, dag: DAG | None, **where: Any) -> DAG:
     return owner
 
 
-def _qualified_id(task_id: Any, owner: DAG) -> str:
+def _qualified_id(task_id: Any, owner: DagScope[BaseTask]) -> str:
     """The task id checked, with the prefix of the groups it is created in."""
-    from dagd.authoring.groups import group_prefix
-
     checked = check_id(task_id, "task_id", dag_id=owner.dag_id, task_id=str(task_id))
     return group_prefix() + checked
 
@@ -78,6 +69,11 @@ class Linkable:
 
     def set_downstream(self, other: Any) -> None:
         raise NotImplementedError
+
+    def _link_ends(self, *, upstream: bool) -> list[BaseTask] | None:
+        """The tasks a link to this thing ends at: upstream of a task (its last ones)
+        or downstream of it (its first ones). None: not something a task links to."""
+        return None
 
     def __rshift__(self, other: Any) -> Any:
         self.set_downstream(other)
@@ -107,7 +103,7 @@ class BaseTask(Linkable):
         self,
         *,
         task_id: str,
-        dag: DAG | None = None,
+        dag: DagScope[BaseTask] | None = None,
         retries: int | None = None,
         retry_delay: float | timedelta | None = None,
         retry_exponential_backoff: bool | None = None,
@@ -119,13 +115,11 @@ class BaseTask(Linkable):
         isolation: str | None = None,
         doc: str | None = None,
     ) -> None:
-        from dagd.authoring.groups import current_group
-
         self.fileloc, self.lineno = caller_location()
         owner = _owner(task_id, dag, file=self.fileloc, line=self.lineno)
         self.task_id: str = _qualified_id(task_id, owner)
-        self.group = current_group()
-        self.dag: DAG = owner
+        self.group: GroupScope[BaseTask] | None = current_group()
+        self.dag: DagScope[BaseTask] = owner
         self.doc = doc
         where: dict[str, Any] = {"dag_id": owner.dag_id, "task_id": self.task_id}
         settings = with_defaults(
@@ -178,6 +172,9 @@ class BaseTask(Linkable):
             up, down = (item, self) if upstream else (self, item)
             up.downstream_ids.add(down.task_id)
             down.upstream_ids.add(up.task_id)
+
+    def _link_ends(self, *, upstream: bool) -> list[BaseTask]:
+        return [self]
 
     def set_upstream(self, other: TaskLike | Sequence[TaskLike]) -> None:
         """`other` must finish before this task starts."""
@@ -240,6 +237,9 @@ class XComArg(Linkable):
             value = value[key]
         return value
 
+    def _link_ends(self, *, upstream: bool) -> list[BaseTask]:
+        return [self.task]
+
     def set_upstream(self, other: Any) -> None:
         self.task.set_upstream(other)
 
@@ -254,27 +254,17 @@ TaskLike = BaseTask | XComArg
 
 
 def _as_tasks(other: Any, owner: BaseTask, *, upstream: bool = True) -> list[BaseTask]:
-    from dagd.authoring.groups import TaskGroup
-
     items = other if isinstance(other, list | tuple | set) else [other]
     out: list[BaseTask] = []
     for item in items:
-        if isinstance(item, XComArg):
-            item = item.task
-        if isinstance(item, TaskGroup):
-            if not item.tasks:
-                # Linking to nothing would silently drop the dependency.
-                raise item._empty()
-            # Upstream of a task: the group's last tasks; downstream: its first ones.
-            out.extend(item.leaves if upstream else item.roots)
-            continue
-        if not isinstance(item, BaseTask):
+        ends = item._link_ends(upstream=upstream) if isinstance(item, Linkable) else None
+        if ends is None:
             raise DagDefinitionError(
                 f"can only link tasks (or lists of tasks), got {item!r}",
                 dag_id=owner.dag.dag_id,
                 task_id=owner.task_id,
             )
-        out.append(item)
+        out.extend(ends)
     return out
 
 
@@ -468,9 +458,6 @@ class _TaskDecorator:
         return self._create(args, {**self.fixed, **kwargs})
 
     def _create(self, args: Any, kwargs: dict[str, Any], **extra: Any) -> XComArg:
-        from dagd.authoring.dag import current_dag
-        from dagd.authoring.groups import group_prefix
-
         options = dict(self.options)
         base_id = options.pop("task_id", None) or self.fn.__name__
         dag = options.get("dag") or current_dag()
