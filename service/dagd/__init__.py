@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from dagd.triggers.timers import Cron, Interval
     from dagd.triggers.webhooks import Webhook
 
-__version__ = "0.1.0"
+from dagd.version import __version__ as __version__
 
 # Imported on first use: a worker process imports `dagd` for every sync task, and
 # these pull in aiohttp, croniter and watchfiles, which most DAG files never need.

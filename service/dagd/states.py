@@ -54,6 +54,9 @@ TASK_TERMINAL = frozenset(
 TASK_ACTIVE = frozenset(
     {TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING, TaskState.UP_FOR_RETRY}
 )
+# States in which a task instance's current try has ended: its `ended_at` is set (a
+# task up for retry has ended a try, though the instance is still active).
+TASK_TRY_ENDED = TASK_TERMINAL | {TaskState.UP_FOR_RETRY}
 # States that count as "failed" for trigger rules and for the run's outcome.
 TASK_FAILED = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED})
 

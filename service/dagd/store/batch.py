@@ -8,12 +8,14 @@ rows; `Store.commit` writes them all with `BEGIN IMMEDIATE` and compare-and-set 
 from __future__ import annotations
 
 import time
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from dagd.states import RunState, TaskState, check_run, check_task
+from dagd.changes import ATTEMPT, EVENT, RUN, TI, Change
+from dagd.states import RUN_TERMINAL, TASK_TRY_ENDED, RunState, TaskState, check_run, check_task
 
 # The order in which the queued rows are written: parents before children.
 ORDER = (
@@ -56,8 +58,10 @@ class Batch:
         return any(self.rows.values())
 
     def _history(
-        self, run_id: int, ti_id: int | None, frm: str | None, to: str, reason: str | None
+        self, run_id: int, ti_id: int | None, frm: str | None, to: str, reason: str | None,
+        dag_id: str | None = None, detail: Mapping[str, Any] | None = None,
     ) -> None:
+        # dag_id and detail are not columns: they ride along for `changes()`.
         self.rows["insert_history"].append(
             {
                 "run_id": run_id,
@@ -66,6 +70,8 @@ class Batch:
                 "to_state": to,
                 "at": self.now,
                 "reason": reason,
+                "dag_id": dag_id,
+                "detail": detail,
             }
         )
 
@@ -127,12 +133,16 @@ class Batch:
                 if event["id"] == event_id:
                     event["run_id"] = run_id
                     break
-        self._history(run_id, None, None, "queued", f"{run_type} run created")
+        self._history(run_id, None, None, "queued", f"{run_type} run created", dag_id)
         return run_id
 
     def transition_run(
-        self, run_id: int, frm: RunState, to: RunState, reason: str | None = None
+        self, run_id: int, frm: RunState, to: RunState, reason: str | None = None, *,
+        dag_id: str | None = None, run_type: str | None = None,
+        conf: Mapping[str, Any] | None = None,
     ) -> None:
+        """A run's state change. dag_id, and for a final state the run's type and conf,
+        go to the changes published after the commit (the file mover needs them)."""
         check_run(frm, to)
         self.rows["transition_run"].append(
             {
@@ -140,10 +150,12 @@ class Batch:
                 "from_state": frm.value,
                 "to_state": to.value,
                 "started_at": self.now if to == RunState.RUNNING else None,
-                "ended_at": self.now if to in (RunState.SUCCESS, RunState.FAILED) else None,
+                "ended_at": self.now if to in RUN_TERMINAL else None,
             }
         )
-        self._history(run_id, None, frm.value, to.value, reason)
+        detail = ({"run_type": run_type, "conf": conf}
+                  if to in RUN_TERMINAL and run_type is not None else None)
+        self._history(run_id, None, frm.value, to.value, reason, dag_id, detail)
 
     def create_ti(self, *, run_id: int, task_id: str, max_tries: int, map_index: int = -1) -> int:
         ti_id = self.ids.next("ti")
@@ -175,10 +187,12 @@ class Batch:
         try_number: int,
         next_attempt_at: float | None = None,
         reason: str | None = None,
+        dag_id: str | None = None,
+        task_id: str | None = None,
     ) -> None:
         check_task(frm, to)
         started_at = self.now if to == TaskState.RUNNING else None
-        ended_at = self.now if to in _ENDED else None
+        ended_at = self.now if to in TASK_TRY_ENDED else None
         pending = self._ti_rows.get(ti_id)
         if pending is not None:
             # Already written in this batch: fold this change into that row (the history
@@ -202,7 +216,8 @@ class Batch:
             }
             self.rows["transition_ti"].append(row)
             self._ti_rows[ti_id] = (row, "to_state")
-        self._history(run_id, ti_id, frm._value_, to._value_, reason)
+        self._history(run_id, ti_id, frm._value_, to._value_, reason, dag_id,
+                      {"task_id": task_id, "try_number": try_number} if task_id else None)
 
     def start_attempt(self, *, ti_id: int, try_number: int, log_path: str) -> int:
         attempt_id = self.ids.next("attempt")
@@ -243,13 +258,33 @@ class Batch:
     def put_xcom(self, ti_id: int, value_json: str) -> None:
         self.rows["put_xcom"].append({"ti_id": ti_id, "value": value_json})
 
-
-_ENDED = frozenset(
-    {
-        TaskState.SUCCESS,
-        TaskState.FAILED,
-        TaskState.SKIPPED,
-        TaskState.UPSTREAM_FAILED,
-        TaskState.UP_FOR_RETRY,
-    }
-)
+    def changes(self, kinds: Container[str]) -> list[Change]:
+        """What this batch changed, once committed, for the changes port: only `kinds`."""
+        rows = self.rows
+        out: list[Change] = []
+        if EVENT in kinds:
+            out.extend(Change(EVENT, r["id"], r["run_id"], r["dag_id"], r["outcome"], r["at"],
+                              {"kind": r["kind"], "source": r["source"]})
+                       for r in rows["insert_event"])
+        if TI in kinds:
+            out.extend(Change(TI, r["id"], r["run_id"], None, "scheduled", r["at"],
+                              {"task_id": r["task_id"], "map_index": r["map_index"]})
+                       for r in rows["insert_ti"])
+        want_runs, want_tis = RUN in kinds, TI in kinds
+        if want_runs or want_tis:
+            for h in rows["insert_history"]:
+                if h["ti_id"] is None:
+                    if want_runs:
+                        out.append(Change(RUN, h["run_id"], h["run_id"], h["dag_id"],
+                                          h["to_state"], h["at"], h["detail"]))
+                elif want_tis:
+                    out.append(Change(TI, h["ti_id"], h["run_id"], h["dag_id"], h["to_state"],
+                                      h["at"], {**(h["detail"] or {}), "reason": h["reason"]}))
+        if ATTEMPT in kinds:
+            out.extend(Change(ATTEMPT, r["id"], None, None, "running", r["at"],
+                              {"ti_id": r["ti_id"], "try_number": r["try_number"]})
+                       for r in rows["insert_attempt"])
+            out.extend(Change(ATTEMPT, r["id"], None, None, r["state"], r["at"],
+                              {"error": r["error"]})
+                       for r in rows["finish_attempt"])
+        return out

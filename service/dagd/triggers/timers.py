@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
@@ -39,7 +39,8 @@ from croniter import CroniterBadDateError, croniter
 
 from dagd.errors import DagDefinitionError
 
-__all__ = ["ALIASES", "EPOCH", "Cron", "Interval", "Timer", "schedule_to_trigger"]
+__all__ = ["ALIASES", "EPOCH", "Cron", "Interval", "Timer", "fire_conf", "resume_from",
+           "schedule_to_trigger", "timers_of"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -88,6 +89,19 @@ class _Timer:
 
     def describe(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    @property
+    def kind(self) -> str:
+        """"cron" or "interval": the kind of the events this timer fires."""
+        return str(self.describe()["kind"])
+
+    @property
+    def source(self) -> str:
+        """Names the timer in the event ledger: "cron:0 2 * * * Europe/Paris"."""
+        d = self.describe()
+        what = d.get("expression") or d.get("period")
+        tz = d.get("timezone")
+        return f"{self.kind}:{what}" + (f" {tz}" if tz and tz != "UTC" else "")
 
     def fires_between(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
         """Fire times t with start < t <= end, oldest first, at most `limit` of them."""
@@ -431,6 +445,35 @@ class Interval(_Timer):
 
 
 Timer: TypeAlias = Cron | Interval
+
+
+def timers_of(triggers: Iterable[Any]) -> list[Timer]:
+    """The Cron and Interval triggers among a DAG's triggers."""
+    return [t for t in triggers if isinstance(t, _Timer)]  # type: ignore[misc]
+
+
+def resume_from(timer: Timer, stored: datetime | None, now: datetime, *,
+                catchup: bool, limit: int) -> datetime:
+    """The fire time a timer counts from when it starts: what `due` takes as `last_fire`.
+
+    `stored` is the last fire time acted on (from the ledger). Never fired: from `now`
+    on. Fires missed while the daemon was down are all due with `catchup`; without it,
+    only the latest missed one is.
+    """
+    if stored is None:
+        return _utc(now, "now")
+    if not catchup:
+        missed = timer.fires_between(stored, now, limit)
+        if len(missed) > 1:
+            return missed[-2]
+    return stored
+
+
+def fire_conf(timer: Timer, fire: datetime) -> dict[str, str]:
+    """The conf of the run a fire starts: its logical date and data interval (ISO)."""
+    start, end = timer.data_interval(fire)
+    return {"logical_date": start.isoformat(), "data_interval_start": start.isoformat(),
+            "data_interval_end": end.isoformat()}
 
 
 def schedule_to_trigger(schedule: str | timedelta | Timer | None) -> Timer | None:
