@@ -22,14 +22,16 @@ from watchfiles import awatch
 import dagd
 from dagd import plugins, systemd
 from dagd.authoring.loader import DagBag, load_folder
-from dagd.config import Settings
-from dagd.errors import ConfigError
+from dagd.config import Settings, load_settings
+from dagd.errors import ConfigError, DagdError
 from dagd.executors.logs import install_capture
+from dagd.kinds.connections import set_connections
 from dagd.lock import DataDirLock
 from dagd.notify import email
 from dagd.notify.outbox import Outbox
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
+from dagd.supervise import Supervisor
 from dagd.triggers.service import TriggerService
 from dagd.web.app import create_app
 
@@ -144,16 +146,19 @@ class Daemon:
             log.info("dagd %s, Python %s, SQLite %s, database %s", dagd.__version__,
                      sys.version.split()[0], await store.sqlite_version(), settings.db_path)
             install_capture()
+            set_connections(settings.connections)  # for tasks that name a connection
             engine = Engine(store, settings)
             email.configure(settings)
             outbox = Outbox(store, lambda: engine.dags)
             engine.notification_listeners.append(outbox.wake)
-            triggers = TriggerService(engine)
+            supervisor = Supervisor()
+            triggers = TriggerService(engine.intake, engine.changes, supervisor=supervisor)
             folder = DagFolder(settings, store, engine, triggers)
             await folder.load()
             await engine.boot()
             reader = await Store.open(settings.db_path, readonly=True)
-            runner = web.AppRunner(create_app(engine, reader), access_log=None)
+            runner = web.AppRunner(create_app(engine, reader, supervisor=supervisor),
+                                   access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.host, settings.port)
             try:
@@ -206,7 +211,8 @@ class Daemon:
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     systemd.notify("RELOADING=1")
-                    log.info("SIGHUP: reloading DAGs")
+                    log.info("SIGHUP: reloading the connections and the DAGs")
+                    await self._reload_connections()
                     await folder.load()
                     systemd.notify("READY=1")
                 elif not self._stop.is_set():
@@ -217,6 +223,20 @@ class Daemon:
                     log.warning("%s again: forcing stop", signal.Signals(signum).name)
                     self._force = True
                     engine.interrupt()
+
+
+    async def _reload_connections(self) -> None:
+        """The config file's [connections] again; a broken file keeps the loaded ones."""
+        path = self.settings.config_file
+        if path is None:
+            return
+        try:
+            fresh = await anyio.to_thread.run_sync(load_settings, path)
+        except DagdError as exc:
+            log.error("SIGHUP: %s; keeping the connections loaded before", exc)
+            return
+        set_connections(fresh.connections)
+        log.info("connections: %s", ", ".join(sorted(fresh.connections)) or "none")
 
 
 async def _scoped(scope: anyio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:

@@ -21,6 +21,7 @@ from dagd.authoring.loader import load_folder
 from dagd.config import Settings
 from dagd.errors import NotFound
 from dagd.executors.logs import install_capture
+from dagd.kinds.connections import set_connections
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from dagd.store.rows import TaskInstanceRow
@@ -70,6 +71,7 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
         store = await Store.open(test_settings.db_path, synchronous="normal")
         try:
             install_capture()
+            set_connections(test_settings.connections)
             engine = Engine(store, test_settings)
             engine.set_dags({dag_id: bag.dags[dag_id]}, set())
             async with anyio.create_task_group() as tg:

@@ -22,6 +22,7 @@ from dagd.authoring.loader import load_folder
 from dagd.config import Settings
 from dagd.daemon import sync_dags
 from dagd.executors import logs
+from dagd.kinds.connections import set_connections
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from integration.harness import Harness, StartEngine, worker_children
@@ -89,6 +90,7 @@ def start_engine(settings: Settings, template_db: Path) -> StartEngine:
         store = await Store.open(s.db_path, synchronous=s.synchronous)
         try:
             await sync_dags(store, bag, set())
+            set_connections(s.connections)  # what the daemon does at start
             engine = Engine(store, s)
             engine.set_dags(bag.dags, set())
             await engine.boot()

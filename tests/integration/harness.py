@@ -139,7 +139,7 @@ async def watching(
     async with start_engine(settings, capture=capture) as h:
         try:
             async with anyio.create_task_group() as tg:
-                await tg.start(TriggerService(h.engine).run)
+                await tg.start(TriggerService(h.engine.intake, h.engine.changes).run)
                 try:
                     yield h
                 finally:

@@ -154,7 +154,8 @@ async def test_a_file_half_written_when_the_watcher_starts_is_not_taken_early(
             await f.write(b"first half\n" * 100)
             await f.flush()
             async with anyio.create_task_group() as tg:
-                await tg.start(TriggerService(h.engine).run)  # rescans within ~0.2 s
+                # rescans within ~0.2 s
+                await tg.start(TriggerService(h.engine.intake, h.engine.changes).run)
                 await anyio.sleep(stable * 0.6)  # the writer's pause, inside the window
                 await f.write(b"second half\n" * 100)
                 await f.aclose()
@@ -226,7 +227,7 @@ async def test_a_marker_file_closes_the_batch(
     drop_dag(write_dag, inbox, pattern="*.csv", batch=True, marker="_SUCCESS",
              quiet_period=0.1)
     async with start_engine() as h:
-        service = TriggerService(h.engine)
+        service = TriggerService(h.engine.intake, h.engine.changes)
         async with anyio.create_task_group() as tg:
             await tg.start(service.run)
             await wait_until(lambda: bool(service._watchers), 10, "the watcher")

@@ -66,7 +66,7 @@ async def test_a_plugin_trigger_starts_runs_once_per_event_across_restarts(
     write_dag("counted.py", DAG_FILE)
     for round_ in (1, 2):  # the second engine, on the same database, emits the same events
         async with start_engine() as h, anyio.create_task_group() as tg:
-            await tg.start(TriggerService(h.engine).run)
+            await tg.start(TriggerService(h.engine.intake, h.engine.changes).run)
 
             async def finished(expected: int = 3 + round_) -> bool:
                 return len(await h.store.list_events("counted")) == expected

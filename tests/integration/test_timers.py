@@ -77,7 +77,7 @@ async def test_a_seconds_level_cron_fires_every_second_without_duplicates(
     monkeypatch.setattr(trigger_service, "CLOCK_CHECK", 30.0)  # the real clock, real sleeps
     write_dag("ticking.py", EVERY_SECOND)
     async with start_engine() as h, anyio.create_task_group() as tg:
-        await tg.start(TriggerService(h.engine).run)
+        await tg.start(TriggerService(h.engine.intake, h.engine.changes).run)
 
         async def three_runs() -> bool:
             return len(await h.store.list_runs("ticking")) >= 3
@@ -98,7 +98,7 @@ async def test_the_wall_clock_set_forward_then_back_neither_misses_nor_repeats(
     write_dag("quarter.py", QUARTERLY.replace("{catchup}", "False"))
     clock = FakeClock(T0)
     async with start_engine() as h, anyio.create_task_group() as tg:
-        await tg.start(TriggerService(h.engine, clock=clock).run)
+        await tg.start(TriggerService(h.engine.intake, h.engine.changes, clock=clock).run)
         await clock.passes()
         assert await logical_dates(h, "quarter") == []  # a new timer does not run the past
         clock.now = T0 + timedelta(hours=1)  # set forward an hour, while running
@@ -132,7 +132,7 @@ async def test_after_a_restart_missed_fires_follow_catchup_and_none_repeats(
     write_dag("quarter.py", QUARTERLY.replace("{catchup}", str(catchup)))
     clock = FakeClock(T0 + timedelta(minutes=15))
     async with start_engine() as h, anyio.create_task_group() as tg:
-        await tg.start(TriggerService(h.engine, clock=clock).run)
+        await tg.start(TriggerService(h.engine.intake, h.engine.changes, clock=clock).run)
         await clock.passes()
         clock.now = T0 + timedelta(minutes=30)  # one fire while running
 
@@ -143,7 +143,7 @@ async def test_after_a_restart_missed_fires_follow_catchup_and_none_repeats(
         tg.cancel_scope.cancel()
     clock.now = T0 + timedelta(hours=1, minutes=30)  # down for an hour: four fires missed
     async with start_engine() as h, anyio.create_task_group() as tg:
-        await tg.start(TriggerService(h.engine, clock=clock).run)
+        await tg.start(TriggerService(h.engine.intake, h.engine.changes, clock=clock).run)
 
         async def caught_up() -> bool:
             return len(await h.store.list_runs("quarter")) == 1 + expected

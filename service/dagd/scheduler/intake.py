@@ -9,57 +9,55 @@ A paused DAG's events are recorded with the outcome `dag_paused`, not run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
 from dagd.errors import InvalidInput, NotFound
+from dagd.events import (
+    DAG_PAUSED,
+    DUPLICATE,
+    IN_BATCH,
+    NO_MATCHING_DAG,
+    RUN_CREATED,
+    Conf,
+    Delivery,
+    IdempotencyConflict,
+    Outcome,
+)
 from dagd.store.rows import RunRow
+from dagd.triggers.timers import fire_conf, timers_of
 
 if TYPE_CHECKING:
-    from dagd.scheduler.loop import Engine
-    from dagd.store import Batch
+    from dagd.authoring.dag import DAG
+    from dagd.store import Batch, Store
 
 log = logging.getLogger(__name__)
 
-# Outcomes stored in the event ledger.
-RUN_CREATED = "run_created"
-DUPLICATE = "duplicate"
-DAG_PAUSED = "dag_paused"
-NO_MATCHING_DAG = "no_matching_dag"
-UNAUTHORIZED = "unauthorized"
-REJECTED = "rejected"
-IN_BATCH = "in_batch"
 # Kinds whose repeated deliveries are recorded (with the outcome `duplicate`).
 LEDGER_DUPLICATES = frozenset({"webhook"})
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One firing of a trigger, before it is recorded."""
+class Desk(Protocol):
+    """What the intake needs of the engine: its DAGs, and where deliveries go."""
 
-    kind: str  # manual, cron, interval, file, webhook, replay, backfill
-    source: str  # which trigger: "cli", "webhook:new-data", "file:/data/in", ...
-    payload: Any  # stored in the ledger
-    dedup_key: str | None = None
-    digest: str | None = None
-    logical_date: datetime | None = None
+    store: Store
+    serving: bool
 
+    @property
+    def dags(self) -> dict[str, DAG]: ...
 
-@dataclass(frozen=True)
-class Outcome:
-    event_id: int
-    dag_id: str | None
-    outcome: str
-    run_id: int | None
-    duplicate_of: int | None = None
+    @property
+    def paused(self) -> set[str]: ...
 
+    def clock(self) -> float: ...
 
-class IdempotencyConflict(InvalidInput):
-    """The same idempotency key arrived again with a different body."""
+    def submit(self, items: list[Pending]) -> None: ...
+
+    def enqueue(self, row: RunRow) -> None: ...
 
 
 @dataclass
@@ -95,11 +93,12 @@ class Pending:
                      dag_id, d.kind, d.source)
             self.outcome = Outcome(event_id, dag_id, DAG_PAUSED, None)
         else:
-            when = (d.logical_date or datetime.now(UTC)).isoformat()
+            when = (d.logical_date or datetime.fromtimestamp(batch.now, UTC)).isoformat()
             run_id = batch.create_run(dag_id=dag_id, run_type=d.kind, conf=self.conf,
                                       event_id=event_id, logical_date=when)
-            row = RunRow(run_id, dag_id, "queued", d.kind, event_id, when, self.conf,
-                         batch.now, None, None)
+            row = RunRow(id=run_id, dag_id=dag_id, state="queued", run_type=d.kind,
+                         event_id=event_id, logical_date=when, conf=self.conf,
+                         created_at=batch.now, started_at=None, ended_at=None)
             log.info("%s[run %d] queued (%s from %s)", dag_id, run_id, d.kind, d.source)
             self.outcome = Outcome(event_id, dag_id, RUN_CREATED, run_id)
         for member in self.members:
@@ -113,7 +112,7 @@ class Pending:
 
 
 class Intake:
-    """Deduplicates deliveries and hands them to the engine.
+    """Deduplicates deliveries and hands them to the engine: the events port (`Events`).
 
     With the engine serving, a delivery is written by the scheduler's next tick, in the
     same transaction that starts its run's first tasks: one commit from event to task
@@ -121,7 +120,7 @@ class Intake:
     intake commits them itself and the runs wait, queued, for the daemon.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Desk) -> None:
         self.engine = engine
         # Dedup check and registration must not interleave between two deliveries.
         self._lock = anyio.Lock()
@@ -131,7 +130,7 @@ class Intake:
         self,
         delivery: Delivery,
         dag_ids: Sequence[str],
-        conf: Callable[[str], dict[str, Any]] | dict[str, Any],
+        conf: Conf,
         *,
         members: Sequence[Delivery] = (),
         ignore_pause: bool = False,
@@ -203,9 +202,20 @@ class Intake:
         _check_digest(delivery, earlier.digest, earlier.id, dag_id)
         return Outcome(earlier.id, dag_id, DUPLICATE, earlier.run_id, earlier.id)
 
+    def dags(self) -> Mapping[str, DAG]:
+        return self.engine.dags
+
+    async def seen(self, *, kind: str, source: str, dag_id: str, dedup_key: str) -> bool:
+        return await self.engine.store.find_event(
+            kind=kind, source=source, dag_id=dag_id, dedup_key=dedup_key) is not None
+
+    async def last_key(self, *, kind: str, source: str, dag_id: str) -> str | None:
+        return await self.engine.store.last_dedup_key(kind=kind, source=source, dag_id=dag_id)
+
     async def _commit_now(self, items: list[Pending]) -> None:
         engine = self.engine
         batch = engine.store.batch()
+        batch.now = engine.clock()
         rows = [item.record(batch, engine.paused) for item in items]
         await engine.store.commit(batch)
         for row in rows:
@@ -251,28 +261,24 @@ class Intake:
         starts nothing new. A paused DAG's backfill runs are recorded and wait, queued,
         until it is unpaused: it is an explicit request.
         """
-        from dagd.triggers.service import TimerSpec, timer_specs
-
         dag = self.engine.dags.get(dag_id)
         if dag is None:
             raise NotFound("no such DAG", dag_id=dag_id)
         first, last = _when(start, "start"), _when(end, "end")
         if last < first:
             raise InvalidInput("end is before start", dag_id=dag_id, field="end")
-        specs = timer_specs({dag_id: dag})
-        if not specs:
+        timers = timers_of(dag.triggers)
+        if not timers:
             raise InvalidInput("the DAG has no Cron or Interval trigger to backfill",
                                dag_id=dag_id, field="triggers")
-        spec: TimerSpec = specs[0]
-        fires = spec.trigger.fires_between(first - timedelta(microseconds=1), last, 10_000)
+        timer = timers[0]
+        fires = timer.fires_between(first - timedelta(microseconds=1), last, 10_000)
         run_ids: list[int] = []
         for fire in fires:
-            begin, finish = spec.trigger.data_interval(fire)
-            conf = {"logical_date": begin.isoformat(), "data_interval_start": begin.isoformat(),
-                    "data_interval_end": finish.isoformat(), "backfill": True}
-            delivery = Delivery(kind="backfill", source=f"backfill:{spec.source}",
+            conf: dict[str, Any] = {**fire_conf(timer, fire), "backfill": True}
+            delivery = Delivery(kind="backfill", source=f"backfill:{timer.source}",
                                 payload=conf, dedup_key=fire.astimezone(UTC).isoformat(),
-                                logical_date=begin)
+                                logical_date=timer.data_interval(fire)[0])
             for outcome in await self.deliver(delivery, [dag_id], conf, ignore_pause=True):
                 if outcome.run_id is not None:
                     run_ids.append(outcome.run_id)
@@ -285,6 +291,7 @@ class Intake:
         """Ledger a delivery that started nothing (refused, or a duplicate), for
         `dagd events`. No dedup key: it never stands in for the delivery it repeats."""
         batch = self.engine.store.batch()
+        batch.now = self.engine.clock()
         event_id = batch.record_event(kind=kind, source=source, dag_id=dag_id,
                                       payload=payload or {}, outcome=outcome,
                                       detail=detail, run_id=run_id)

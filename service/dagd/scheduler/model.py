@@ -40,6 +40,7 @@ class ActiveRun:
     # task's own instance (map index -1) stands for them all in the graph.
     children: dict[str, list[TI]] = field(default_factory=dict)
     child_xcoms: dict[str, dict[int, Any]] = field(default_factory=dict)
+    run_type: str = "manual"  # what started it: manual, cron, file, webhook, ...
 
     def ti(self, task_id: str, map_index: int = -1) -> TI:
         return self.tis[task_id] if map_index < 0 else self.children[task_id][map_index]

@@ -1,16 +1,15 @@
 """Boot and recovery: settle what a dead daemon left behind and reload the active runs.
 
-A mixin of the Engine, run once before the daemon says it is ready. Attempts left
-`running` are recorded failed ("daemon restarted") and retried; queued task instances
-go back to their queues, retries keep their due time, and every running run is
-carried on to a final state. A run whose DAG is gone fails with that reason.
+A boot step, run once before the daemon says it is ready, through the public verbs of
+the engine's working copy (`Runs`). Attempts left `running` are recorded failed
+("daemon restarted") and retried; queued task instances go back to their queues,
+retries keep their due time, and every running run is carried on to a final state. A
+run whose DAG is gone fails with that reason.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
-import os
 import signal
 from collections import defaultdict
 from pathlib import Path
@@ -18,84 +17,77 @@ from typing import TYPE_CHECKING, Any
 
 from dagd.authoring.context import Context
 from dagd.executors.base import AttemptResult, AttemptSpec
+from dagd.executors.procgroup import signal_group
 from dagd.scheduler.model import TI, ActiveRun, parse_date
 from dagd.scheduler.planner import Graph
 from dagd.states import TASK_TERMINAL, RunState, TaskState
 from dagd.store.rows import AttemptRow, RunRow, TaskInstanceRow
 
 if TYPE_CHECKING:
-    from dagd.scheduler.loop import Engine
-    from dagd.store import Batch
+    from dagd.scheduler.runs import Runs
+    from dagd.store import Batch, Store
 
 log = logging.getLogger(__name__)
 
 
-class Recovery:
-    """Run by Engine.boot(); it works on the engine's own state."""
+async def boot(store: Store, runs: Runs) -> None:
+    """Settle what a dead daemon left running and load the active runs into `runs`."""
+    batch = store.batch()
+    batch.now = runs.clock()
+    attempts = await store.running_attempts()
+    for attempt in attempts:
+        _kill_leftover_worker(attempt)
+        batch.finish_attempt(attempt.id, success=False, error="daemon restarted")
+    tis_by_run: dict[int, list[Any]] = defaultdict(list)
+    for row in await store.active_tis():
+        tis_by_run[row.run_id].append(row)
+    xcoms = await store.active_xcoms()
+    for run in await store.active_runs():
+        if run.state == RunState.QUEUED:
+            runs.queue(run)
+        else:
+            _recover_run(runs, batch, run, tis_by_run[run.id], xcoms)
+    await store.commit(batch)
+    if attempts:
+        log.warning("recovered %d attempt(s) left running by a previous daemon", len(attempts))
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
 
-    async def boot(self) -> None:
-        """Settle what a dead daemon left running and load the active runs. Before ready."""
-        batch = self.engine.store.batch()
-        attempts = await self.engine.store.running_attempts()
-        for attempt in attempts:
-            _kill_leftover_worker(attempt)
-            batch.finish_attempt(attempt.id, success=False, error="daemon restarted")
-        tis_by_run: dict[int, list[Any]] = defaultdict(list)
-        for row in await self.engine.store.active_tis():
-            tis_by_run[row.run_id].append(row)
-        xcoms = await self.engine.store.active_xcoms()
-        for run in await self.engine.store.active_runs():
-            if run.state == RunState.QUEUED:
-                self.engine._queued[run.dag_id].append(run)
-            else:
-                self._recover_run(batch, run, tis_by_run[run.id], xcoms)
-        await self.engine.store.commit(batch)
-        if attempts:
-            log.warning("recovered %d attempt(s) left running by a previous daemon", len(attempts))
+def _recover_run(runs: Runs, batch: Batch, run: RunRow, rows: list[Any],
+                 xcoms: dict[int, Any]) -> None:
+    dag = runs.dags.get(run.dag_id)
+    if dag is None:
+        _fail_orphan_run(batch, run, rows)
+        return
+    active = ActiveRun(run.id, dag, Graph.from_dag(dag), run.conf,
+                       parse_date(run.logical_date), run_type=run.run_type)
+    runs.adopt(active)
+    _load_rows(active, rows, xcoms)
+    for task_id in dag.tasks.keys() - active.tis.keys():
+        runs.add_ti(batch, active, task_id)
+    for ti in list(active.tis.values()):
+        if ti.task_id in active.children:
+            continue  # a mapped task's own instance: its instances are resumed below
+        _resume_ti(runs, batch, active, ti)
+    for children in active.children.values():
+        for child in children:
+            _resume_ti(runs, batch, active, child)
+    runs.reconsider(active, dag.tasks)
 
-    def _recover_run(
-        self, batch: Batch, run: RunRow, rows: list[Any], xcoms: dict[int, Any]
-    ) -> None:
-        dag = self.engine.dags.get(run.dag_id)
-        if dag is None:
-            _fail_orphan_run(batch, run, rows)
-            return
-        active = ActiveRun(run.id, dag, Graph.from_dag(dag), run.conf,
-                           parse_date(run.logical_date))
-        self.engine._runs[run.id] = active
-        self.engine._active_runs_by_dag[dag.dag_id] += 1
-        _load_rows(active, rows, xcoms)
-        for task_id in dag.tasks.keys() - active.tis.keys():
-            self.engine._add_ti(batch, active, task_id)
-        for ti in list(active.tis.values()):
-            if ti.task_id in active.children:
-                continue  # a mapped task's own instance: its instances are resumed below
-            self._resume_ti(batch, active, ti)
-        for children in active.children.values():
-            for child in children:
-                self._resume_ti(batch, active, child)
-        self.engine._candidates[run.id].update(dag.tasks)
-        if active.open == 0:
-            self.engine._finishing.add(run.id)
 
-    def _resume_ti(self, batch: Batch, run: ActiveRun, ti: TI) -> None:
-        if ti.task_id not in run.dag.tasks:
-            if ti.state not in TASK_TERMINAL:
-                self.engine._set_ti(batch, run, ti, TaskState.FAILED,
-                                    reason="task no longer in DAG")
-        elif ti.state == TaskState.RUNNING:
-            restarted = AttemptResult.failure(
-                _stub_spec(run, ti), error="daemon restarted", reason="daemon restarted"
-            )
-            self.engine._after_failure(batch, run, ti, restarted)
-        elif ti.state == TaskState.QUEUED:
-            self.engine._ready[run.dag.dag_id].append(ti)
-        elif ti.state == TaskState.UP_FOR_RETRY:
-            due = ti.next_attempt_at if ti.next_attempt_at is not None else self.engine.clock()
-            heapq.heappush(self.engine._retry_heap, (due, run.id, ti.task_id, ti.map_index))
+def _resume_ti(runs: Runs, batch: Batch, run: ActiveRun, ti: TI) -> None:
+    if ti.task_id not in run.dag.tasks:
+        if ti.state not in TASK_TERMINAL:
+            runs.set_ti(batch, run, ti, TaskState.FAILED, reason="task no longer in DAG")
+    elif ti.state == TaskState.RUNNING:
+        restarted = AttemptResult.failure(
+            _stub_spec(run, ti), error="daemon restarted", reason="daemon restarted"
+        )
+        runs.after_failure(batch, run, ti, restarted)
+    elif ti.state == TaskState.QUEUED:
+        runs.make_ready(run, ti)
+    elif ti.state == TaskState.UP_FOR_RETRY:
+        due = ti.next_attempt_at if ti.next_attempt_at is not None else runs.clock()
+        runs.retry_at(run, ti, due)
 
 
 def _stub_spec(run: ActiveRun, ti: TI) -> AttemptSpec:
@@ -118,10 +110,7 @@ def _kill_leftover_worker(attempt: AttemptRow) -> None:
     except OSError:
         return
     if b"dagd.executors.worker" in cmdline:
-        try:
-            os.killpg(attempt.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        signal_group(attempt.pid, signal.SIGKILL)
 
 
 def _fail_orphan_run(batch: Batch, run: RunRow, rows: list[TaskInstanceRow]) -> None:
@@ -129,8 +118,10 @@ def _fail_orphan_run(batch: Batch, run: RunRow, rows: list[TaskInstanceRow]) -> 
         state = TaskState(row.state)
         if state not in TASK_TERMINAL:
             batch.transition_ti(run_id=run.id, ti_id=row.id, frm=state, to=TaskState.FAILED,
-                                try_number=row.try_number, reason="DAG is no longer defined")
-    batch.transition_run(run.id, RunState.RUNNING, RunState.FAILED, "DAG is no longer defined")
+                                try_number=row.try_number, reason="DAG is no longer defined",
+                                dag_id=run.dag_id, task_id=row.task_id)
+    batch.transition_run(run.id, RunState.RUNNING, RunState.FAILED, "DAG is no longer defined",
+                         dag_id=run.dag_id, run_type=run.run_type, conf=run.conf)
 
 
 def _load_rows(active: ActiveRun, rows: list[TaskInstanceRow], xcoms: dict[int, Any]) -> None:

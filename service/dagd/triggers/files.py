@@ -17,7 +17,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from dagd.errors import DagDefinitionError
+from dagd.events import Delivery
 
 if TYPE_CHECKING:
-    from dagd.scheduler.intake import Intake
+    from dagd.events import Events
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +201,12 @@ class FileWatcher:
     """Watches one FileDrop's folder and delivers its complete files to the intake."""
 
     def __init__(
-        self, drop: FileDrop, dag_ids: list[str], intake: Intake,
+        self, drop: FileDrop, dag_ids: list[str], events: Events,
         *, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.drop = drop
         self.dag_ids = dag_ids
-        self.intake = intake
+        self.events = events
         self.clock = clock
         self.root = Path(drop.folder).resolve()
         self._candidates: dict[str, _Candidate] = {}
@@ -324,12 +325,10 @@ class FileWatcher:
                     await self._deliver_one(version)
 
     async def _deliver_one(self, version: FileVersion) -> None:
-        from dagd.scheduler.intake import Delivery
-
         info = {**version.info(self.root), "folder": str(self.root)}
         delivery = Delivery(kind="file", source=self.drop.source, payload=info,
                             dedup_key=version.key, digest=version.sha256)
-        outcomes = await self.intake.deliver(delivery, self.dag_ids, info)
+        outcomes = await self.events.deliver(delivery, self.dag_ids, info)
         for o in outcomes:
             log.info("file %s: %s%s", version.path, o.outcome,
                      f" (run {o.run_id})" if o.run_id else "")
@@ -348,18 +347,18 @@ class FileWatcher:
         await self._deliver_batch(files)
 
     async def _deliver_batch(self, files: list[FileVersion]) -> None:
-        from dagd.scheduler.intake import Delivery
+        # A file an earlier batch took (before a restart) does not count again, for each
+        # DAG on its own: DAGs that saw different files get different batches.
+        groups: dict[tuple[FileVersion, ...], list[str]] = {}
+        for dag_id in self.dag_ids:
+            fresh = tuple([v for v in files if not await self.events.seen(
+                kind="file", source=self.drop.source, dag_id=dag_id, dedup_key=v.key)])
+            if fresh:
+                groups.setdefault(fresh, []).append(dag_id)
+        for fresh, dag_ids in groups.items():
+            await self._deliver_group(list(fresh), dag_ids)
 
-        fresh = []
-        for version in files:  # drop files an earlier batch (before a restart) took
-            seen = await self.intake.engine.store.find_event(
-                kind="file", source=self.drop.source, dag_id=self.dag_ids[0],
-                dedup_key=version.key,
-            ) if self.dag_ids else None
-            if seen is None:
-                fresh.append(version)
-        if not fresh:
-            return
+    async def _deliver_group(self, fresh: list[FileVersion], dag_ids: list[str]) -> None:
         key = hashlib.sha256("\n".join(v.key for v in fresh).encode()).hexdigest()
         conf = {
             "folder": str(self.root),
@@ -371,10 +370,11 @@ class FileWatcher:
         delivery = Delivery(kind="file", source=self.drop.source,
                             payload={"batch": len(fresh), "folder": str(self.root)},
                             dedup_key=f"batch|{key}", digest=key)
-        outcomes = await self.intake.deliver(delivery, self.dag_ids, conf, members=members)
+        outcomes = await self.events.deliver(delivery, dag_ids, conf, members=members)
         for o in outcomes:
             log.info("file batch of %d in %s: %s%s", len(fresh), self.root, o.outcome,
-                     f" (run {o.run_id})" if o.run_id else "")
+                     f" (run {o.run_id})" if o.run_id else "",
+                     extra={"dag_id": o.dag_id, "run_id": o.run_id})
 
 
 def move_files(conf: dict[str, Any], drop: FileDrop, success: bool) -> list[str]:
@@ -398,4 +398,20 @@ def move_files(conf: dict[str, Any], drop: FileDrop, success: bool) -> list[str]
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, dest)
         moved.append(str(dest))
+    return moved
+
+
+def move_run_files(conf: dict[str, Any], triggers: Iterable[Any], success: bool) -> list[str]:
+    """After a file-drop run ends: move its files as the FileDrop they came from asks.
+
+    The run's conf names the folder its files came from (resolved, as the watcher saw
+    it); each FileDrop of the DAG on that folder with a move for this outcome applies.
+    Blocking: run it in a thread.
+    """
+    moved: list[str] = []
+    folder = conf.get("folder")
+    for trigger in triggers:
+        if (isinstance(trigger, FileDrop) and trigger.move_target(success) is not None
+                and str(Path(trigger.folder).resolve()) == folder):
+            moved.extend(move_files(conf, trigger, success))
     return moved

@@ -1,11 +1,13 @@
-"""The trigger service: runs the timers and file watchers of the loaded DAGs.
+"""The trigger service: runs the timers, file watchers and plugin triggers of the DAGs.
 
-Each trigger only writes events, through the intake. The service follows the DAGs as they
-are reloaded: a file watcher whose trigger is unchanged keeps running; timers restart
-with the new set. Timers sleep until the next fire time (recomputed at least every
-`CLOCK_CHECK` seconds, so a change of the wall clock is noticed); the last fire time
-each timer acted on is read back from the ledger, so a restart or a clock set back
-never fires one twice.
+Each trigger only delivers events, through the events port (`dagd.events.Events`); run
+ends come back through the changes port (a file-drop run's files are moved when it
+ends). The service follows the DAGs as they are reloaded: a file watcher whose trigger
+is unchanged keeps running; timers restart with the new set. Timers sleep until the
+next fire time (recomputed at least every `CLOCK_CHECK` seconds, so a change of the
+wall clock is noticed); the last fire time each timer acted on is read back from the
+ledger, so a restart or a clock set back never fires one twice. A trigger that fails
+is started again by the supervisor, backing off while it keeps failing.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
-from dagd.scheduler.intake import Delivery
+from dagd.changes import RUN, Change, Changes, Dropped
+from dagd.events import Delivery, Events
+from dagd.supervise import Supervisor
 from dagd.triggers.base import Trigger
-from dagd.triggers.files import FileDrop, FileWatcher, move_files
+from dagd.triggers.files import FileDrop, FileWatcher, move_run_files
+from dagd.triggers.timers import Timer, fire_conf, resume_from, timers_of
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from dagd.authoring.dag import DAG
-    from dagd.scheduler.loop import Engine
 
 log = logging.getLogger(__name__)
 
@@ -39,35 +45,16 @@ MAX_FIRES_PER_PASS = 1000
 @dataclass(frozen=True)
 class TimerSpec:
     dag_id: str
-    trigger: Any  # Cron or Interval
+    trigger: Timer
     catchup: bool
 
-    @property
-    def kind(self) -> str:
-        return str(self.trigger.describe().get("kind", "timer"))
 
-    @property
-    def source(self) -> str:
-        d = self.trigger.describe()
-        what = d.get("expression") or d.get("period") or repr(self.trigger)
-        tz = d.get("timezone")
-        return f"{self.kind}:{what}" + (f" {tz}" if tz and tz != "UTC" else "")
+def timer_specs(dags: Mapping[str, DAG]) -> list[TimerSpec]:
+    return [TimerSpec(d.dag_id, t, bool(getattr(d, "catchup", False)))
+            for d in dags.values() for t in timers_of(d.triggers)]
 
 
-def _is_timer(trigger: Any) -> bool:
-    return callable(getattr(trigger, "fires_between", None)) and callable(
-        getattr(trigger, "next_fire", None)
-    )
-
-
-def timer_specs(dags: dict[str, DAG]) -> list[TimerSpec]:
-    return [
-        TimerSpec(d.dag_id, t, bool(getattr(d, "catchup", False)))
-        for d in dags.values() for t in d.triggers if _is_timer(t)
-    ]
-
-
-def file_drops(dags: dict[str, DAG]) -> dict[FileDrop, list[str]]:
+def file_drops(dags: Mapping[str, DAG]) -> dict[FileDrop, list[str]]:
     found: dict[FileDrop, list[str]] = {}
     for d in dags.values():
         for t in d.triggers:
@@ -76,7 +63,7 @@ def file_drops(dags: dict[str, DAG]) -> dict[FileDrop, list[str]]:
     return found
 
 
-def custom_triggers(dags: dict[str, DAG]) -> list[tuple[Trigger, list[str]]]:
+def custom_triggers(dags: Mapping[str, DAG]) -> list[tuple[Trigger, list[str]]]:
     """Plugin triggers, each with the DAGs that list it (the same object in several)."""
     found: dict[int, tuple[Trigger, list[str]]] = {}
     for d in dags.values():
@@ -87,26 +74,36 @@ def custom_triggers(dags: dict[str, DAG]) -> list[tuple[Trigger, list[str]]]:
 
 
 class TriggerService:
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
-        self.engine = engine
+    def __init__(
+        self, events: Events, changes: Changes, *,
+        clock: Callable[[], datetime] | None = None, supervisor: Supervisor | None = None,
+    ) -> None:
+        self.events = events
+        self.changes = changes
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.supervisor = supervisor or Supervisor()
         self._changed = anyio.Event()
         self._watchers: dict[tuple[FileDrop, tuple[str, ...]],
                              tuple[anyio.CancelScope, FileWatcher]] = {}
         self._hub_folders: frozenset[Path] = frozenset()
         self._hub_scope: anyio.CancelScope | None = None
         self._hub_stop = anyio.Event()
-        self._ended: list[int] = []
-        self._ended_event = anyio.Event()
-        engine.run_end_listeners.append(self._run_ended)
+        # Subscribed now, before the engine serves: a recovered run may end at once.
+        self._ends = changes.subscribe([RUN])
 
     def update(self) -> None:
         """The DAGs changed: follow them."""
         self._changed.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        finally:
+            self._ends.close()
+
+    async def _run(self, task_status: TaskStatus[None]) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._moves, name="file moves")
+            tg.start_soon(self.supervisor.keep, "file moves", self._moves, name="file moves")
             task_status.started()
             while True:
                 self._changed = anyio.Event()
@@ -118,21 +115,14 @@ class TriggerService:
 
     async def _until_changed(self, scope: anyio.CancelScope) -> None:
         """Timers and plugin triggers, for the DAGs loaded now (restarted on reload)."""
+        keep = self.supervisor.keep
+        dags = self.events.dags()
         with scope:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._keep_running, "timers",
-                              lambda: self._timers(timer_specs(self.engine.dags)))
-                for trigger, dag_ids in custom_triggers(self.engine.dags):
-                    tg.start_soon(self._keep_running, f"trigger {trigger.source}",
+                tg.start_soon(keep, "timers", lambda: self._timers(timer_specs(dags)))
+                for trigger, dag_ids in custom_triggers(dags):
+                    tg.start_soon(keep, f"trigger {trigger.source}",
                                   lambda t=trigger, ids=dag_ids: self._custom(t, ids))
-
-    async def _keep_running(self, what: str, start: Callable[[], Any]) -> None:
-        while True:
-            try:
-                await start()
-            except Exception:  # a trigger's bug must not take the daemon down
-                log.exception("%s failed; starting again in 1 s", what)
-            await anyio.sleep(1.0)
 
     async def _custom(self, trigger: Trigger, dag_ids: list[str]) -> None:
         async def emit(payload: dict[str, Any] | None = None, *,
@@ -140,7 +130,7 @@ class TriggerService:
             conf = dict(payload or {})
             delivery = Delivery(kind=trigger.kind, source=trigger.source, payload=conf,
                                 dedup_key=dedup_key)
-            return await self.engine.intake.deliver(delivery, dag_ids, conf)
+            return await self.events.deliver(delivery, dag_ids, conf)
 
         await trigger.watch(emit)
 
@@ -148,7 +138,7 @@ class TriggerService:
     async def _sync_watchers(self, tg: Any) -> None:
         """One FileWatcher per FileDrop (kept across reloads while unchanged), all fed by
         one shared file-system watcher over their folders: one thread for them all."""
-        wanted = {(drop, tuple(ids)) for drop, ids in file_drops(self.engine.dags).items()}
+        wanted = {(drop, tuple(ids)) for drop, ids in file_drops(self.events.dags()).items()}
         for key in list(self._watchers):
             if key not in wanted:
                 scope, _ = self._watchers.pop(key)
@@ -156,7 +146,7 @@ class TriggerService:
         new = [key for key in wanted if key not in self._watchers]
         for key in new:
             self._watchers[key] = (anyio.CancelScope(),
-                                   FileWatcher(key[0], list(key[1]), self.engine.intake))
+                                   FileWatcher(key[0], list(key[1]), self.events))
         folders = frozenset(w.root for _, w in self._watchers.values())
         if folders != self._hub_folders:
             if self._hub_scope is not None:
@@ -223,46 +213,39 @@ class TriggerService:
 
     async def _watch(self, watcher: FileWatcher, scope: anyio.CancelScope) -> None:
         with scope:
-            while True:
-                try:
-                    await watcher.run()
-                except Exception:
-                    log.exception("file drop watcher for %s failed; restarting in 1 s",
-                                  watcher.drop.folder)
-                await anyio.sleep(1.0)
-
-    def _run_ended(self, run_id: int) -> None:
-        self._ended.append(run_id)
-        self._ended_event.set()
+            await self.supervisor.keep(f"file drop {watcher.drop.folder}", watcher.run)
 
     async def _moves(self) -> None:
         """Move a file-drop run's files when it ends, if its trigger asks for it."""
         while True:
-            await self._ended_event.wait()
-            self._ended_event = anyio.Event()
-            ended, self._ended = self._ended, []
-            for run_id in ended:
-                try:
-                    await self._move_for(run_id)
-                except Exception:
-                    log.exception("moving the files of run %d failed", run_id)
+            try:
+                await self._follow_run_ends()
+            except Dropped:
+                log.error("the file mover fell behind; runs that ended meanwhile keep "
+                          "their files where they are")
+                self._ends = self.changes.subscribe([RUN])
 
-    async def _move_for(self, run_id: int) -> None:
-        store = self.engine.store
-        run = await store.get_run(run_id)
-        if run.run_type != "file" or run.event_id is None:
+    async def _follow_run_ends(self) -> None:
+        while True:
+            for change in await self._ends.next():
+                if change.detail is None or change.detail.get("run_type") != "file":
+                    continue
+                try:
+                    await self._move_for(change)
+                except Exception:
+                    log.exception("moving the files of run %d failed", change.id)
+
+    async def _move_for(self, change: Change) -> None:
+        assert change.detail is not None and change.dag_id is not None
+        dag = self.events.dags().get(change.dag_id)
+        conf = change.detail.get("conf") or {}
+        if dag is None or not isinstance(conf, dict):
             return
-        dag = self.engine.dags.get(run.dag_id)
-        if dag is None:
-            return
-        event = await store.get_event(run.event_id)
-        for trigger in dag.triggers:
-            if isinstance(trigger, FileDrop) and trigger.source == event.source:
-                moved = await anyio.to_thread.run_sync(
-                    move_files, run.conf, trigger, run.state == "success"
-                )
-                for path in moved:
-                    log.info("%s[run %d] %s: moved to %s", run.dag_id, run_id, run.state, path)
+        moved = await anyio.to_thread.run_sync(
+            move_run_files, conf, dag.triggers, change.state == "success")
+        for path in moved:
+            log.info("%s[run %d] %s: moved to %s", change.dag_id, change.id, change.state, path,
+                     extra={"dag_id": change.dag_id, "run_id": change.id})
 
     # -- timers ---------------------------------------------------------------------------
     async def _timers(self, specs: list[TimerSpec]) -> None:
@@ -271,18 +254,13 @@ class TriggerService:
         last: dict[TimerSpec, datetime] = {}
         started = self.clock()
         for spec in specs:
-            stored = await self.engine.store.last_dedup_key(
-                kind=spec.kind, source=spec.source, dag_id=spec.dag_id
+            stored = await self.events.last_key(
+                kind=spec.trigger.kind, source=spec.trigger.source, dag_id=spec.dag_id
             )
-            if stored:
-                last[spec] = datetime.fromisoformat(stored)
-                if not spec.catchup:
-                    # Missed while down and no catchup: skip to the latest missed fire.
-                    missed = spec.trigger.fires_between(last[spec], started, MAX_FIRES_PER_PASS)
-                    if len(missed) > 1:
-                        last[spec] = missed[-2]
-            else:
-                last[spec] = started  # first sight: from now on
+            last[spec] = resume_from(
+                spec.trigger, datetime.fromisoformat(stored) if stored else None, started,
+                catchup=spec.catchup, limit=MAX_FIRES_PER_PASS,
+            )
         while True:
             now = self.clock()
             for spec in specs:
@@ -293,22 +271,17 @@ class TriggerService:
 
     async def _fire_due(self, spec: TimerSpec, last: dict[TimerSpec, datetime],
                         now: datetime) -> None:
-        due = spec.trigger.fires_between(last[spec], now, MAX_FIRES_PER_PASS)
-        for fire in due:
-            start, end = spec.trigger.data_interval(fire)
-            conf = {
-                "logical_date": start.isoformat(),
-                "data_interval_start": start.isoformat(),
-                "data_interval_end": end.isoformat(),
-                "fired_at": fire.isoformat(),
-            }
-            delivery = Delivery(kind=spec.kind, source=spec.source, payload=conf,
+        timer = spec.trigger
+        for fire in timer.due(last[spec], now, MAX_FIRES_PER_PASS):
+            conf = {**fire_conf(timer, fire), "fired_at": fire.isoformat()}
+            delivery = Delivery(kind=timer.kind, source=timer.source, payload=conf,
                                 dedup_key=fire.astimezone(UTC).isoformat(),
-                                logical_date=start)
+                                logical_date=timer.data_interval(fire)[0])
             late = (time.time() - fire.timestamp()) * 1000
-            outcomes = await self.engine.intake.deliver(delivery, [spec.dag_id], conf)
+            outcomes = await self.events.deliver(delivery, [spec.dag_id], conf)
             for o in outcomes:
-                log.info("%s: %s fired for %s (%.1f ms late): %s%s", spec.dag_id, spec.source,
-                         start.isoformat(), late, o.outcome,
-                         f" (run {o.run_id})" if o.run_id else "")
+                log.info("%s: %s fired for %s (%.1f ms late): %s%s", spec.dag_id,
+                         timer.source, conf["logical_date"], late, o.outcome,
+                         f" (run {o.run_id})" if o.run_id else "",
+                         extra={"dag_id": spec.dag_id, "run_id": o.run_id})
             last[spec] = fire

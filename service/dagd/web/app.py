@@ -12,22 +12,17 @@ import anyio
 import orjson
 from aiohttp import web
 
-import dagd
 from dagd.errors import DagdError, InvalidInput, NotFound
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
+from dagd.supervise import Supervisor
+from dagd.version import __version__
 from dagd.web import hooks
+from dagd.web.base import ENGINE, EVENTS, READER, SETTINGS, SUPERVISOR, json_response
 
 log = logging.getLogger(__name__)
 
-ENGINE = web.AppKey("engine", Engine)
-READER = web.AppKey("reader", Store)
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 @web.middleware
@@ -74,7 +69,13 @@ async def _json_body(request: web.Request) -> Any:
 
 
 async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok", "version": dagd.__version__})
+    """"ok", or "degraded" while a side task (a trigger, a file watcher) keeps failing;
+    `tasks` lists each with its state, failures in a row and last error."""
+    supervisor = request.app.get(SUPERVISOR)
+    tasks = supervisor.describe() if supervisor is not None else []
+    failing = any(t["state"] == "backing_off" for t in tasks)
+    return json_response({"status": "degraded" if failing else "ok",
+                          "version": __version__, "tasks": tasks})
 
 
 async def list_dags(request: web.Request) -> web.Response:
@@ -166,10 +167,15 @@ async def backfill(request: web.Request) -> web.Response:
     return json_response({"run_ids": runs}, status=201)
 
 
-def create_app(engine: Engine, reader: Store) -> web.Application:
+def create_app(engine: Engine, reader: Store, *,
+               supervisor: Supervisor | None = None) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=1024 * 1024)
     app[ENGINE] = engine
+    app[EVENTS] = engine.intake
     app[READER] = reader
+    app[SETTINGS] = engine.settings
+    if supervisor is not None:
+        app[SUPERVISOR] = supervisor
     app.router.add_get("/api/v1/health", health)
     app.router.add_get("/api/v1/dags", list_dags)
     app.router.add_get("/api/v1/dags/{dag_id}", get_dag)

@@ -23,23 +23,24 @@ from aiohttp import web
 
 from dagd.authoring.dag import DAG
 from dagd.errors import DagdError, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
-from dagd.scheduler.intake import (
+from dagd.events import (
     NO_MATCHING_DAG,
     REJECTED,
     UNAUTHORIZED,
     Delivery,
+    Events,
     IdempotencyConflict,
 )
-from dagd.scheduler.loop import Engine
 from dagd.triggers.webhooks import Webhook, WebhookAuthError, resolve_secret, verify
+from dagd.web.base import EVENTS, SETTINGS, json_response
 
 log = logging.getLogger(__name__)
 
 
 
-def listeners(engine: Engine, name: str) -> list[tuple[DAG, Webhook]]:
+def listeners(events: Events, name: str) -> list[tuple[DAG, Webhook]]:
     return [
-        (dag, t) for dag in engine.dags.values() for t in dag.triggers
+        (dag, t) for dag in events.dags().values() for t in dag.triggers
         if isinstance(t, Webhook) and t.name == name
     ]
 
@@ -97,14 +98,12 @@ def _parse(request: web.Request, body: bytes) -> dict[str, Any]:
 
 
 async def receive(request: web.Request) -> web.Response:
-    from dagd.web.app import ENGINE, json_response
-
-    engine = request.app[ENGINE]
+    events = request.app[EVENTS]
     name = request.match_info["name"]
     source = f"webhook:{name}"
-    found = listeners(engine, name)
+    found = listeners(events, name)
     if not found:
-        await engine.intake.record_rejection(
+        await events.record_rejection(
             kind="webhook", source=source, dag_id=None, outcome=NO_MATCHING_DAG,
             detail="no DAG listens on this webhook")
         raise NotFound(f"no DAG listens on webhook {name!r}")
@@ -112,7 +111,7 @@ async def receive(request: web.Request) -> web.Response:
     # A refusal is filed under the DAG when only one listens, for `dagd events --dag`.
     about = found[0][0].dag_id if len(found) == 1 else None
     try:
-        body = await _read_body(request, webhook.max_body or engine.settings.max_body)
+        body = await _read_body(request, webhook.max_body or request.app[SETTINGS].max_body)
         secret = await anyio.to_thread.run_sync(
             resolve_secret, webhook, os.environ, lambda p: Path(p).read_bytes())
         delivery_id = verify(webhook, request.headers, body, secret=secret, now=time.time())
@@ -121,21 +120,21 @@ async def receive(request: web.Request) -> web.Response:
             check_params(dag, payload)
     except WebhookAuthError as exc:
         log.warning("webhook %s: refused %s: %s", name, exc.status, exc.reason)
-        await engine.intake.record_rejection(kind="webhook", source=source, dag_id=about,
+        await events.record_rejection(kind="webhook", source=source, dag_id=about,
                                              outcome=UNAUTHORIZED, detail=exc.reason)
         raise
     except DagdError as exc:
-        await engine.intake.record_rejection(kind="webhook", source=source, dag_id=about,
+        await events.record_rejection(kind="webhook", source=source, dag_id=about,
                                              outcome=REJECTED, detail=str(exc))
         raise
     key = request.headers.get("Idempotency-Key") or delivery_id
     delivery = Delivery(kind="webhook", source=source, payload=payload, dedup_key=key,
                         digest=hashlib.sha256(body).hexdigest())
     try:
-        outcomes = await engine.intake.deliver(delivery, [dag.dag_id for dag, _ in found],
+        outcomes = await events.deliver(delivery, [dag.dag_id for dag, _ in found],
                                                payload)
     except IdempotencyConflict as exc:  # the key's earlier delivery had another body
-        await engine.intake.record_rejection(kind="webhook", source=source, dag_id=about,
+        await events.record_rejection(kind="webhook", source=source, dag_id=about,
                                              outcome=REJECTED, detail=str(exc))
         raise
     runs = [{"dag_id": o.dag_id, "run_id": o.run_id, "event_id": o.event_id,

@@ -1,0 +1,409 @@
+"""The scheduler's working copy of the active runs, and the tick's steps over it.
+
+`Runs` owns, in memory, what the rows say about active runs (rebuilt from them at boot
+by `recovery`): the queued runs per DAG, the running runs and their task instances, the
+ready queues, the retry heap, the running counts, and which task instances must be
+reconsidered. Each step writes its state changes into the tick's `Batch` and updates
+the copy to match; nothing here awaits or does I/O, so the engine's loop stays a thin
+async shell (`loop.Engine`) and the steps can be driven by plain sync code.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from dagd.authoring.context import Context
+from dagd.authoring.dag import DAG
+from dagd.config import Settings
+from dagd.errors import DagdError
+from dagd.executors.base import XCOM_OPTIONS, AttemptResult, AttemptSpec
+from dagd.executors.logs import attempt_log_path
+from dagd.retry import INFRASTRUCTURE_REASONS
+from dagd.scheduler.flow import to_skip
+from dagd.scheduler.model import TI, ActiveRun, States, parse_date
+from dagd.scheduler.planner import Graph, plan, run_outcome
+from dagd.states import TASK_FAILED, TASK_TERMINAL, RunState, TaskState
+from dagd.store import Batch
+from dagd.store.rows import RunRow
+
+log = logging.getLogger(__name__)
+
+# Attempts started per tick at most. Smaller ticks let the database thread commit one
+# tick while the loop runs the attempts of the one before (two cores at work, not one).
+DISPATCH_PER_TICK = 500
+MAX_RETRY_AFTER = 3600.0
+
+
+def _ref(dag_id: str, run_id: int, task_id: str | None = None, try_number: int = 0) -> str:
+    return f"{dag_id}.{task_id}[run {run_id} #{try_number}]" if task_id else \
+        f"{dag_id}[run {run_id}]"
+
+
+def _extra(dag_id: str, run_id: int, task_id: str | None = None,
+           try_number: int | None = None) -> dict[str, Any]:
+    return {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "try_number": try_number}
+
+
+class Runs:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rand: Callable[[], float],
+        clock: Callable[[], float],
+        wake: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.rand = rand
+        self.clock = clock
+        self.wake = wake
+        self.dags: dict[str, DAG] = {}
+        self.paused: set[str] = set()
+        self.queued: dict[str, deque[RunRow]] = defaultdict(deque)
+        self.active: dict[int, ActiveRun] = {}
+        self.active_by_dag: Counter[str] = Counter()
+        self.ready: dict[str, deque[TI]] = defaultdict(deque)
+        self.retry_heap: list[tuple[float, int, str, int]] = []
+        self.running_total = 0
+        self.running_by_dag: Counter[str] = Counter()
+        self.candidates: dict[int, set[str]] = defaultdict(set)
+        self.finishing: set[int] = set()
+        self.ended: list[int] = []
+        self.ending: set[int] = set()
+        self.more_ready = False
+        self.logs_dir = str(settings.logs_dir)  # a str: joined once per attempt
+
+    # -- what the loop asks ----------------------------------------------------------
+    @property
+    def pending(self) -> bool:
+        """Is there work for a tick right now (not counting new results or events)?"""
+        return bool(self.candidates or self.finishing)
+
+    def next_retry_at(self) -> float | None:
+        return self.retry_heap[0][0] if self.retry_heap else None
+
+    def knows(self, run_id: int) -> bool:
+        """Is the run active or queued (not yet final)?"""
+        return run_id in self.active or any(
+            r.id == run_id for q in self.queued.values() for r in q)
+
+    def take_ended(self) -> list[int]:
+        ended, self.ended = self.ended, []
+        return ended
+
+    def forget(self, run_id: int) -> None:
+        """The run's final state is committed: drop it from the working copy."""
+        self.active.pop(run_id, None)
+        self.ending.discard(run_id)
+
+    def _max_active_runs(self, dag: DAG) -> int:
+        return dag.max_active_runs or self.settings.default_max_active_runs
+
+    def _max_active_tasks(self, dag: DAG) -> int:
+        return dag.max_active_tasks or self.settings.default_max_active_tasks
+
+    # -- verbs the steps and recovery share ------------------------------------------
+    def queue(self, row: RunRow) -> None:
+        """A run committed as queued: start it when the limits allow."""
+        self.queued[row.dag_id].append(row)
+
+    def adopt(self, run: ActiveRun) -> None:
+        """A run now running (started, or recovered from the rows)."""
+        self.active[run.id] = run
+        self.active_by_dag[run.dag.dag_id] += 1
+
+    def add_ti(self, batch: Batch, run: ActiveRun, task_id: str) -> None:
+        task = run.dag.tasks[task_id]
+        ti_id = batch.create_ti(run_id=run.id, task_id=task_id, max_tries=task.max_tries)
+        run.tis[task_id] = TI(ti_id, run.id, task_id, TaskState.SCHEDULED, 0, task.max_tries)
+        run.open += 1
+
+    def make_ready(self, run: ActiveRun, ti: TI) -> None:
+        self.ready[run.dag.dag_id].append(ti)
+
+    def retry_at(self, run: ActiveRun, ti: TI, due: float) -> None:
+        heapq.heappush(self.retry_heap, (due, run.id, ti.task_id, ti.map_index))
+
+    def reconsider(self, run: ActiveRun, task_ids: Any) -> None:
+        """Ask the planner about these task instances at the next step."""
+        self.candidates[run.id].update(task_ids)
+        if run.open == 0:
+            self.finishing.add(run.id)
+
+    def set_ti(
+        self,
+        batch: Batch,
+        run: ActiveRun,
+        ti: TI,
+        to: TaskState,
+        *,
+        next_attempt_at: float | None = None,
+        reason: str | None = None,
+        propagate: bool = True,
+    ) -> None:
+        batch.transition_ti(run_id=run.id, ti_id=ti.id, frm=ti.state, to=to,
+                            try_number=ti.try_number, next_attempt_at=next_attempt_at,
+                            reason=reason, dag_id=run.dag.dag_id, task_id=ti.task_id)
+        ti.state = to
+        if to in TASK_TERMINAL:
+            run.open -= 1
+            if ti.map_index >= 0:
+                self._child_ended(batch, run, ti)
+            elif run.open == 0:
+                self.finishing.add(run.id)
+            elif propagate:
+                self.candidates[run.id].update(run.graph.downstream[ti.task_id])
+
+    def after_failure(self, batch: Batch, run: ActiveRun, ti: TI, result: AttemptResult) -> None:
+        """A failed attempt: up for retry if the policy says so, else failed."""
+        task = run.dag.tasks.get(ti.task_id)
+        ref = _ref(run.dag.dag_id, run.id, ti.task_id, ti.try_number)
+        extra = _extra(run.dag.dag_id, run.id, ti.task_id, ti.try_number)
+        policy = task.retry_policy if task is not None else None
+        if policy is not None and policy.should_retry(
+            ti.try_number, result.error_names, result.reason
+        ):
+            if result.reason in INFRASTRUCTURE_REASONS:
+                due = batch.now
+            else:
+                # A server's Retry-After is a floor under the policy's own delay (capped
+                # at an hour: a server asking for a day must not park the task that long).
+                asked = min(result.retry_after or 0.0, MAX_RETRY_AFTER)
+                delay = max(policy.delay(ti.try_number, self.rand), asked)
+                due = batch.now + delay
+            log.warning("%s failed (%s); retry in %.1fs", ref, result.error, due - batch.now,
+                        extra=extra)
+            self.set_ti(batch, run, ti, TaskState.UP_FOR_RETRY, next_attempt_at=due,
+                        reason=result.error)
+            self.retry_at(run, ti, due)
+            self._notify(batch, run, "task_retry", ti, result.error)
+        else:
+            log.error("%s failed: %s", ref, result.error, extra=extra)
+            self.set_ti(batch, run, ti, TaskState.FAILED, reason=result.error)
+            self._notify(batch, run, "task_failed", ti, result.error)
+
+    def _notify(self, batch: Batch, run: ActiveRun, event: str, ti: TI | None = None,
+                error: str | None = None) -> None:
+        """Queue a notification for each of the DAG's notifiers that wants this event."""
+        for notifier in run.dag.notifiers:
+            if event not in notifier.on:
+                continue
+            payload = {
+                "dag_id": run.dag.dag_id, "run_id": run.id,
+                "task_id": ti.task_id if ti else None,
+                "try_number": ti.try_number if ti else None,
+                "state": ti.state.value if ti else event.removeprefix("run_"),
+                "error": error, "at": datetime.fromtimestamp(batch.now, UTC).isoformat(),
+            }
+            batch.queue_notification(dag_id=run.dag.dag_id, run_id=run.id,
+                                     ti_id=ti.id if ti else None, notifier=notifier.name,
+                                     event=event, payload=payload)
+
+    # -- the tick's steps, in order ----------------------------------------------------
+    def apply_result(self, batch: Batch, result: AttemptResult) -> None:
+        """An attempt ended: record it, its XCom, and what its task instance becomes."""
+        spec = result.spec
+        self.running_total -= 1
+        self.running_by_dag[spec.dag_id] -= 1
+        run = self.active[spec.run_id]
+        ti = run.ti(spec.task_id, spec.map_index)
+        skip: set[str] = set()
+        if result.ok:
+            value = orjson.loads(result.xcom) if result.xcom is not None else None
+            skip, error = to_skip(spec.task, value)
+            if error is not None:
+                result = AttemptResult.failure(spec, error=error)
+        batch.finish_attempt(spec.attempt_id, success=result.ok, error=result.error)
+        if not result.ok:
+            self.after_failure(batch, run, ti, result)
+            return
+        if result.xcom is not None:
+            batch.put_xcom(ti.id, result.xcom)
+            if ti.map_index >= 0:
+                run.child_xcoms.setdefault(ti.task_id, {})[ti.map_index] = value
+            else:
+                run.xcoms[ti.task_id] = value
+        self.set_ti(batch, run, ti, TaskState.SUCCESS)
+        for task_id in sorted(skip):
+            other = run.tis[task_id]
+            if other.state == TaskState.SCHEDULED:
+                self.set_ti(batch, run, other, TaskState.SKIPPED,
+                            reason=f"skipped by {ti.task_id}")
+
+    def release_retries(self, batch: Batch) -> None:
+        while self.retry_heap and self.retry_heap[0][0] <= batch.now:
+            _, run_id, task_id, map_index = heapq.heappop(self.retry_heap)
+            run = self.active.get(run_id)
+            if run is None:
+                continue
+            ti = run.ti(task_id, map_index)
+            if ti.state == TaskState.UP_FOR_RETRY:
+                self.set_ti(batch, run, ti, TaskState.QUEUED, reason="retry delay passed")
+                self.make_ready(run, ti)
+
+    def start_runs(self, batch: Batch) -> None:
+        for dag_id, queue in self.queued.items():
+            if not queue or dag_id in self.paused:
+                continue
+            dag = self.dags.get(dag_id)
+            if dag is None:
+                while queue:
+                    row = queue.popleft()
+                    batch.transition_run(row.id, RunState.QUEUED, RunState.FAILED,
+                                         "DAG is not defined (see `dagd dags errors`)",
+                                         dag_id=dag_id, run_type=row.run_type, conf=row.conf)
+                    self.ended.append(row.id)
+                continue
+            room = self._max_active_runs(dag) - self.active_by_dag[dag_id]
+            while queue and room > 0:
+                row = queue.popleft()
+                room -= 1
+                self._start_run(batch, dag, row)
+
+    def _start_run(self, batch: Batch, dag: DAG, row: RunRow) -> None:
+        batch.transition_run(row.id, RunState.QUEUED, RunState.RUNNING, dag_id=dag.dag_id)
+        run = ActiveRun(row.id, dag, Graph.from_dag(dag), row.conf,
+                        parse_date(row.logical_date), run_type=row.run_type)
+        self.adopt(run)
+        for task_id in dag.tasks:
+            self.add_ti(batch, run, task_id)
+        self.reconsider(run, run.graph.roots)
+        log.info("%s started", _ref(dag.dag_id, row.id), extra=_extra(dag.dag_id, row.id))
+
+    def plan(self, batch: Batch) -> None:
+        candidates, self.candidates = self.candidates, defaultdict(set)
+        for run_id, task_ids in candidates.items():
+            run = self.active.get(run_id)
+            if run is None:
+                continue
+            for task_id, new in plan(run.graph, States(run.tis), task_ids):
+                ti = run.tis[task_id]
+                self.set_ti(batch, run, ti, new, propagate=False)
+                if new != TaskState.QUEUED:
+                    continue
+                if getattr(run.dag.tasks[task_id], "mapped", None) is not None:
+                    self._expand(batch, run, ti)
+                else:
+                    self.make_ready(run, ti)
+
+    def _expand(self, batch: Batch, run: ActiveRun, ti: TI) -> None:
+        """A mapped task is ready: one instance per item, queued; none for no item."""
+        task = run.dag.tasks[ti.task_id]
+        upstream = {u: run.xcoms[u] for u in run.graph.upstream[ti.task_id] if u in run.xcoms}
+        try:
+            items = task.expand_items(upstream)  # type: ignore[attr-defined]
+        except (DagdError, LookupError, TypeError) as exc:
+            self.set_ti(batch, run, ti, TaskState.FAILED, reason=f"cannot expand: {exc}")
+            return
+        if not items:
+            self.set_ti(batch, run, ti, TaskState.SKIPPED, reason="mapped over no item")
+            return
+        self.set_ti(batch, run, ti, TaskState.RUNNING,
+                    reason=f"expanded into {len(items)} mapped instances")
+        children = []
+        for index in range(len(items)):
+            child_id = batch.create_ti(run_id=run.id, task_id=ti.task_id,
+                                       max_tries=task.max_tries, map_index=index)
+            child = TI(child_id, run.id, ti.task_id, TaskState.SCHEDULED, 0, task.max_tries,
+                       index)
+            children.append(child)
+            run.open += 1
+            self.set_ti(batch, run, child, TaskState.QUEUED)
+            self.make_ready(run, child)
+        run.children[ti.task_id] = children
+
+    def _child_ended(self, batch: Batch, run: ActiveRun, child: TI) -> None:
+        """When every instance of a mapped task has ended, so has the task: success if
+        none failed; its XCom is the list of their return values."""
+        children = run.children[child.task_id]
+        if any(c.state not in TASK_TERMINAL for c in children):
+            return
+        values = run.child_xcoms.get(child.task_id, {})
+        collected = [values.get(i) for i in range(len(children))]
+        run.xcoms[child.task_id] = collected
+        parent = run.tis[child.task_id]
+        batch.put_xcom(parent.id, orjson.dumps(collected, option=XCOM_OPTIONS).decode())
+        failed = sum(1 for c in children if c.state in TASK_FAILED)
+        if failed:
+            self.set_ti(batch, run, parent, TaskState.FAILED,
+                        reason=f"{failed} of {len(children)} mapped instances failed")
+        else:
+            self.set_ti(batch, run, parent, TaskState.SUCCESS)
+
+    def fill_slots(self, batch: Batch, dispatch: list[AttemptSpec]) -> None:
+        slots = self.settings.parallelism - self.running_total
+        free = min(slots, DISPATCH_PER_TICK)
+        self.more_ready = False
+        for dag_id, queue in self.ready.items():
+            if free <= 0:
+                # Capped by this tick's share, not by the limits: tick again at once.
+                self.more_ready = slots > DISPATCH_PER_TICK and any(self.ready.values())
+                return
+            if not queue:
+                continue
+            dag = self.dags.get(dag_id)
+            room = self._max_active_tasks(dag) if dag else 0
+            room -= self.running_by_dag[dag_id]
+            while queue and free > 0 and room > 0:
+                ti = queue.popleft()
+                run = self.active.get(ti.run_id)
+                if run is None or ti.state != TaskState.QUEUED:
+                    continue
+                dispatch.append(self._start_attempt(batch, run, ti))
+                free -= 1
+                room -= 1
+
+    def _start_attempt(self, batch: Batch, run: ActiveRun, ti: TI) -> AttemptSpec:
+        dag = run.dag
+        task = dag.tasks[ti.task_id]
+        ti.try_number += 1
+        self.set_ti(batch, run, ti, TaskState.RUNNING)
+        path = attempt_log_path(self.logs_dir, dag.dag_id, run.id, ti.task_id,
+                                ti.try_number, ti.map_index)
+        attempt_id = batch.start_attempt(ti_id=ti.id, try_number=ti.try_number,
+                                         log_path=path)
+        self.running_total += 1
+        self.running_by_dag[dag.dag_id] += 1
+        if run.params is None:  # the DAG's params, overridden by the run's conf
+            run.params = {**dag.params, **{k: v for k, v in run.conf.items() if k in dag.params}}
+        params = run.params
+        upstream = {u: run.xcoms[u] for u in run.graph.upstream[ti.task_id] if u in run.xcoms}
+        context = Context(
+            dag_id=dag.dag_id, task_id=ti.task_id, run_id=run.id, try_number=ti.try_number,
+            attempt_id=attempt_id, logical_date=run.logical_date, conf=run.conf,
+            params=params, upstream=upstream, map_index=ti.map_index,
+        )
+        return AttemptSpec(
+            attempt_id=attempt_id, ti_id=ti.id, run_id=run.id, dag_id=dag.dag_id,
+            task_id=ti.task_id, try_number=ti.try_number, task=task, context=context,
+            dag_file=dag.fileloc or "", log_path=path, timeout=task.execution_timeout,
+            isolation=task.isolation or self.settings.default_isolation,
+            map_index=ti.map_index,
+        )
+
+    def finish_runs(self, batch: Batch) -> None:
+        finishing, self.finishing = self.finishing, set()
+        for run_id in finishing:
+            # Kept in `active` until the final state is committed (see `forget`).
+            run = self.active.get(run_id)
+            if run is None or run.id in self.ending:
+                continue
+            self.ending.add(run_id)
+            outcome = run_outcome(ti.state for ti in run.tis.values())
+            state = RunState.FAILED if outcome == TaskState.FAILED else RunState.SUCCESS
+            batch.transition_run(run_id, RunState.RUNNING, state, dag_id=run.dag.dag_id,
+                                 run_type=run.run_type, conf=run.conf)
+            self._notify(batch, run, f"run_{state.value}")
+            self.active_by_dag[run.dag.dag_id] -= 1
+            self.ended.append(run_id)
+            if self.queued.get(run.dag.dag_id):
+                self.wake()  # a run slot is free: start the next queued run
+            log.info("%s %s", _ref(run.dag.dag_id, run_id), state.value,
+                     extra=_extra(run.dag.dag_id, run_id))
