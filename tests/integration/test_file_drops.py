@@ -221,6 +221,34 @@ async def test_a_burst_of_500_files_in_batch_mode_starts_one_run_with_all_of_the
         assert {e.run_id for e in events} == {run.id}
 
 
+async def test_a_batch_counts_what_each_dag_has_seen_on_its_own(
+    write_dag: WriteDag, start_engine: StartEngine, inbox: Path
+) -> None:
+    """Two DAGs on one batch drop: a file the first took before a restart is not taken
+    again by it, while the second DAG, new after the restart, gets every file."""
+    options = {"pattern": "*.csv", "batch": True, "quiet_period": 0.2}
+    drop_dag(write_dag, inbox, **options)
+    for name in ("a.csv", "b.csv"):
+        (inbox / name).write_text(f"{name}\n")
+    async with watching(start_engine) as h:
+        await wait_until(lambda: _count(h, "drops", 1), 10, "the first batch")
+    drop_dag(write_dag, inbox, dag_id="later", **options)
+    (inbox / "c.csv").write_text("c.csv\n")
+    async with watching(start_engine) as h:
+        await wait_until(lambda: _count(h, "drops", 2), 10, "the second batch of drops")
+        await wait_until(lambda: _count(h, "later", 1), 10, "the batch of the new DAG")
+        first, second = await runs_of(h)
+        [later] = await runs_of(h, "later")
+        names = [[f["name"] for f in r.conf["files"]] for r in (first, second, later)]
+        assert names == [["a.csv", "b.csv"], ["c.csv"], ["a.csv", "b.csv", "c.csv"]]
+        for run in (first, second, later):
+            assert await h.wait(run.id) == "success"
+
+
+async def _count(h: Harness, dag_id: str, n: int) -> bool:
+    return len(await runs_of(h, dag_id)) >= n
+
+
 async def test_a_marker_file_closes_the_batch(
     write_dag: WriteDag, start_engine: StartEngine, inbox: Path
 ) -> None:

@@ -79,3 +79,82 @@ async def test_a_plugin_trigger_starts_runs_once_per_event_across_restarts(
             for run in runs:
                 assert await h.wait(run.id) == "success"
             tg.cancel_scope.cancel()
+
+
+BROKEN_PLUGIN = """
+    from dagd.triggers.base import Trigger
+
+    class BrokenTrigger(Trigger):
+        kind = "broken"
+        starts = 0
+
+        async def watch(self, emit):
+            BrokenTrigger.starts += 1
+            raise ConnectionError(f"queue unreachable (start {BrokenTrigger.starts})")
+"""
+
+BROKEN_DAG = """
+    from dagd import DAG, task
+    from dagd.plugins import BrokenTrigger
+
+    @task
+    async def never():
+        return None
+
+    with DAG("listens", triggers=[BrokenTrigger()]):
+        never()
+"""
+
+
+async def test_a_failing_trigger_backs_off_and_the_api_health_says_why(
+    tmp_path: Path, write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from dagd.store import Store
+    from dagd.supervise import Supervisor
+    from dagd.web.app import create_app
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "broken.py").write_text(textwrap.dedent(BROKEN_PLUGIN))
+    monkeypatch.setenv("DAGD_PLUGINS_FOLDER", str(folder))
+    assert plugins.load(folder) == []
+    write_dag("listens.py", BROKEN_DAG)
+    waits: list[float] = []
+    resume = anyio.Event()
+
+    async def sleep(seconds: float) -> None:  # the backoff, held until the test looks
+        waits.append(seconds)
+        await resume.wait()
+
+    supervisor = Supervisor(sleep=sleep)
+    async with start_engine() as h, anyio.create_task_group() as tg:
+        await tg.start(TriggerService(h.engine.intake, h.engine.changes,
+                                      supervisor=supervisor).run)
+        await wait_until(lambda: bool(waits), what="the first backoff")
+        reader = await Store.open(h.settings.db_path, readonly=True)
+        runner = web.AppRunner(create_app(h.engine, reader, supervisor=supervisor))
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            async with aiohttp.ClientSession() as session, \
+                    session.get(f"http://{host}:{port}/api/v1/health") as response:
+                health = await response.json()
+        finally:
+            await runner.cleanup()
+            await reader.close()
+        tg.cancel_scope.cancel()
+    assert response.status == 200
+    assert health["status"] == "degraded"
+    [broken] = [t for t in health["tasks"] if t["name"] == "trigger broken"]
+    assert broken["state"] == "backing_off"
+    assert broken["failures"] == 1
+    assert broken["last_error"] == "ConnectionError: queue unreachable (start 1)"
+    assert waits == [1.0]
+    ok = [t for t in health["tasks"] if t["name"] != "trigger broken"]
+    assert ok and all(t["state"] == "running" for t in ok)  # timers, file moves

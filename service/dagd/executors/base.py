@@ -69,6 +69,12 @@ class AttemptSpec:
         """Compact reference for messages: dag.task[run 42 #2]."""
         return f"{self.dag_id}.{self.task_id}[run {self.run_id} #{self.try_number}]"
 
+    @property
+    def log_extra(self) -> dict[str, Any]:
+        """The fields every log record about this attempt carries (`extra=`)."""
+        return {"dag_id": self.dag_id, "run_id": self.run_id, "task_id": self.task_id,
+                "try_number": self.try_number, "attempt_id": self.attempt_id}
+
 
 @dataclass(slots=True)
 class AttemptResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -98,13 +98,18 @@ class Outbox:
             error = f"{type(exc).__name__}: {exc}"
             if not SEND_RETRY.should_retry(attempts, []):
                 log.error("notification %d (%s to %s) given up after %d tries: %s", row.id,
-                          row.event, row.notifier, attempts, error)
+                          row.event, row.notifier, attempts, error, extra=_extra(row))
                 await self.store.notification_failed(row.id, error, None)
             else:
                 delay = SEND_RETRY.delay(attempts)
                 log.warning("notification %d (%s to %s) failed, retry in %.0fs: %s", row.id,
-                            row.event, row.notifier, delay, error)
+                            row.event, row.notifier, delay, error, extra=_extra(row))
                 await self.store.notification_failed(row.id, error, self.clock() + delay)
             return
         await self.store.notification_sent(row.id)
-        log.info("notification %d sent to %s: %s", row.id, row.notifier, notification.title)
+        log.info("notification %d sent to %s: %s", row.id, row.notifier, notification.title,
+                 extra=_extra(row))
+
+
+def _extra(row: NotificationRow) -> dict[str, Any]:
+    return {"dag_id": row.dag_id, "run_id": row.run_id, "notification_id": row.id}

@@ -90,7 +90,7 @@ class Pending:
         row = None
         if is_paused:
             log.info("%s: %s event from %s recorded, not run: DAG paused",
-                     dag_id, d.kind, d.source)
+                     dag_id, d.kind, d.source, extra={"dag_id": dag_id, "event_id": event_id})
             self.outcome = Outcome(event_id, dag_id, DAG_PAUSED, None)
         else:
             when = (d.logical_date or datetime.fromtimestamp(batch.now, UTC)).isoformat()
@@ -99,7 +99,8 @@ class Pending:
             row = RunRow(id=run_id, dag_id=dag_id, state="queued", run_type=d.kind,
                          event_id=event_id, logical_date=when, conf=self.conf,
                          created_at=batch.now, started_at=None, ended_at=None)
-            log.info("%s[run %d] queued (%s from %s)", dag_id, run_id, d.kind, d.source)
+            log.info("%s[run %d] queued (%s from %s)", dag_id, run_id, d.kind, d.source,
+                     extra={"dag_id": dag_id, "run_id": run_id, "event_id": event_id})
             self.outcome = Outcome(event_id, dag_id, RUN_CREATED, run_id)
         for member in self.members:
             batch.record_event(

@@ -245,7 +245,7 @@ class Engine:
             try:
                 result = await self.executor.execute(spec)
             except Exception as exc:  # a bug in an executor must not stop the daemon
-                log.exception("%s: executor error", spec.ref)
+                log.exception("%s: executor error", spec.ref, extra=spec.log_extra)
                 result = AttemptResult.failure(spec, exc, reason="executor error")
         self._scopes.pop(spec.attempt_id, None)
         if result is None or scope.cancelled_caught:

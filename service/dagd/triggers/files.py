@@ -331,7 +331,8 @@ class FileWatcher:
         outcomes = await self.events.deliver(delivery, self.dag_ids, info)
         for o in outcomes:
             log.info("file %s: %s%s", version.path, o.outcome,
-                     f" (run {o.run_id})" if o.run_id else "")
+                     f" (run {o.run_id})" if o.run_id else "",
+                     extra={"dag_id": o.dag_id, "run_id": o.run_id, "event_id": o.event_id})
 
     async def _maybe_flush_batch(self) -> None:
         if not self.drop.batch or not self._batch:
