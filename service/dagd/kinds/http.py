@@ -41,7 +41,7 @@ KEPT_HEADERS = ("content-type", "etag", "last-modified", "location")
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 EXCERPT_BYTES = 1000  # of an unexpected response's body, shown in the error
 
-# The engine hands the config's connections over with `set_connections`; one registry
+# The daemon hands the config's connections over with `set_connections`; one registry
 # (dagd.kinds.connections) serves every kind, re-exported here for HttpTask's users.
 __all__ = [
     "HttpResponseCheckFailed",
