@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from dagd import DAG, PythonTask
-from dagd.changes import RUN, TI
+from dagd.changes import KINDS, RUN, TI, Change
 from dagd.config import Settings
 from dagd.executors.base import AttemptResult, AttemptSpec
 from dagd.scheduler.runs import Runs
@@ -56,9 +56,15 @@ class Ticks:
         dispatch: list[AttemptSpec] = []
         self.runs.fill_slots(batch, dispatch)
         self.runs.finish_runs(batch)
-        for run_id in self.runs.take_ended():
+        ended = self.runs.take_ended()
+        # What the engine publishes once the batch is committed, before it forgets.
+        self.changes = batch.changes(KINDS, name_ti=self.runs.name_ti)
+        for run_id in ended:
             self.runs.forget(run_id)
         return batch, dispatch
+
+    def of(self, kind: str) -> list[Change]:
+        return [c for c in self.changes if c.kind == kind]
 
     def queue(self, dag_id: str = "etl", conf: dict[str, object] | None = None) -> int:
         batch = Batch(self.ids, now=self.now)
@@ -77,19 +83,20 @@ def ok(spec: AttemptSpec, value: object = None) -> AttemptResult:
 def test_a_run_goes_task_by_task_to_success_and_says_so(tmp_path: Path) -> None:
     ticks = Ticks(pipeline(), tmp_path)
     run_id = ticks.queue(conf={"folder": "/data/in", "path": "/data/in/a.csv"})
-    batch, dispatch = ticks.tick()
+    _, dispatch = ticks.tick()
     assert [s.task_id for s in dispatch] == ["extract"]
-    assert [(c.kind, c.state) for c in batch.changes([RUN])] == [(RUN, "running")]
-    batch, dispatch = ticks.tick([ok(dispatch[0], {"rows": 3})])
+    assert [(c.kind, c.state) for c in ticks.of(RUN)] == [(RUN, "running")]
+    _batch, dispatch = ticks.tick([ok(dispatch[0], {"rows": 3})])
     assert [s.task_id for s in dispatch] == ["load"]
     assert dispatch[0].context.upstream == {"extract": {"rows": 3}}  # the XCom went down
-    batch, dispatch = ticks.tick([ok(dispatch[0])])
+    _, dispatch = ticks.tick([ok(dispatch[0])])
     assert dispatch == []
-    [ended] = batch.changes([RUN])
+    [ended] = ticks.of(RUN)
     assert (ended.id, ended.dag_id, ended.state) == (run_id, "etl", "success")
     assert ended.detail == {"run_type": "file",
                             "conf": {"folder": "/data/in", "path": "/data/in/a.csv"}}
-    assert [(c.detail or {}).get("task_id") for c in batch.changes([TI])] == ["load"]
+    assert [(c.dag_id, (c.detail or {}).get("task_id"), c.state) for c in ticks.of(TI)] == [
+        ("etl", "load", "success")]
     assert not ticks.runs.knows(run_id)
 
 
@@ -97,9 +104,9 @@ def test_a_failure_waits_its_retry_delay_in_the_heap_not_in_a_sleep(tmp_path: Pa
     ticks = Ticks(pipeline(retries=1), tmp_path)
     ticks.queue()
     _, [first] = ticks.tick()
-    batch, dispatch = ticks.tick([AttemptResult.failure(first, OSError("disk full"))])
+    _, dispatch = ticks.tick([AttemptResult.failure(first, OSError("disk full"))])
     assert dispatch == []
-    assert [c.state for c in batch.changes([TI])] == ["up_for_retry"]
+    assert [c.state for c in ticks.of(TI)] == ["up_for_retry"]
     assert ticks.runs.next_retry_at() == pytest.approx(1030.0)
     ticks.now = 1029.0
     assert ticks.tick()[1] == []  # not due yet
@@ -113,7 +120,7 @@ def test_a_queued_run_of_an_undefined_dag_fails_with_its_reason(tmp_path: Path) 
     ticks.queue(dag_id="gone")
     batch, dispatch = ticks.tick()
     assert dispatch == []
-    [failed] = batch.changes([RUN])
+    [failed] = ticks.of(RUN)
     assert (failed.dag_id, failed.state) == ("gone", "failed")
     [history] = [h for h in batch.rows["insert_history"] if h["to_state"] == "failed"]
     assert history["reason"] == "DAG is not defined (see `dagd dags errors`)"

@@ -225,13 +225,14 @@ class Engine:
                 wake_outbox()
         for spec in dispatch:
             self._spawn(spec)
+        if self.changes.wanted:  # before `forget`: an ended run's instances get named
+            self.changes.publish(batch.changes(self.changes.wanted,
+                                               name_ti=self.runs.name_ti))
         for run_id in ended:
             self.runs.forget(run_id)
             waiter = self._waiters.pop(run_id, None)
             if waiter is not None:
                 waiter.set()
-        if self.changes.wanted:
-            self.changes.publish(batch.changes(self.changes.wanted))
 
     # -- attempts ----------------------------------------------------------------------
     def _record_pid(self, spec: AttemptSpec, pid: int) -> None:

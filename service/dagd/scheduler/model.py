@@ -41,9 +41,21 @@ class ActiveRun:
     children: dict[str, list[TI]] = field(default_factory=dict)
     child_xcoms: dict[str, dict[int, Any]] = field(default_factory=dict)
     run_type: str = "manual"  # what started it: manual, cron, file, webhook, ...
+    # task instance id -> task id, built when first asked (only the changes port asks)
+    _task_ids: dict[int, str] | None = field(default=None, repr=False)
 
     def ti(self, task_id: str, map_index: int = -1) -> TI:
         return self.tis[task_id] if map_index < 0 else self.children[task_id][map_index]
+
+    def task_of(self, ti_id: int) -> str | None:
+        """The task id of one of this run's task instances (mapped ones included)."""
+        names = self._task_ids
+        if names is None or ti_id not in names:  # new instances since: look again
+            names = {ti.id: ti.task_id for ti in self.tis.values()}
+            for children in self.children.values():
+                names.update((c.id, c.task_id) for c in children)
+            self._task_ids = names
+        return names.get(ti_id)
 
 
 class States(Mapping[str, TaskState]):

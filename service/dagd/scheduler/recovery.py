@@ -118,8 +118,7 @@ def _fail_orphan_run(batch: Batch, run: RunRow, rows: list[TaskInstanceRow]) -> 
         state = TaskState(row.state)
         if state not in TASK_TERMINAL:
             batch.transition_ti(run_id=run.id, ti_id=row.id, frm=state, to=TaskState.FAILED,
-                                try_number=row.try_number, reason="DAG is no longer defined",
-                                dag_id=run.dag_id, task_id=row.task_id)
+                                try_number=row.try_number, reason="DAG is no longer defined")
     batch.transition_run(run.id, RunState.RUNNING, RunState.FAILED, "DAG is no longer defined",
                          dag_id=run.dag_id, run_type=run.run_type, conf=run.conf)
 

@@ -94,6 +94,11 @@ class Runs:
         return run_id in self.active or any(
             r.id == run_id for q in self.queued.values() for r in q)
 
+    def name_ti(self, run_id: int, ti_id: int) -> tuple[str | None, str | None]:
+        """(dag_id, task_id) of a task instance of an active run, for the changes port."""
+        run = self.active.get(run_id)
+        return (run.dag.dag_id, run.task_of(ti_id)) if run is not None else (None, None)
+
     def take_ended(self) -> list[int]:
         ended, self.ended = self.ended, []
         return ended
@@ -150,7 +155,7 @@ class Runs:
     ) -> None:
         batch.transition_ti(run_id=run.id, ti_id=ti.id, frm=ti.state, to=to,
                             try_number=ti.try_number, next_attempt_at=next_attempt_at,
-                            reason=reason, dag_id=run.dag.dag_id, task_id=ti.task_id)
+                            reason=reason)
         ti.state = to
         if to in TASK_TERMINAL:
             run.open -= 1

@@ -8,7 +8,7 @@ rows; `Store.commit` writes them all with `BEGIN IMMEDIATE` and compare-and-set 
 from __future__ import annotations
 
 import time
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,10 +58,8 @@ class Batch:
         return any(self.rows.values())
 
     def _history(
-        self, run_id: int, ti_id: int | None, frm: str | None, to: str, reason: str | None,
-        dag_id: str | None = None, detail: Mapping[str, Any] | None = None,
+        self, run_id: int, ti_id: int | None, frm: str | None, to: str, reason: str | None
     ) -> None:
-        # dag_id and detail are not columns: they ride along for `changes()`.
         self.rows["insert_history"].append(
             {
                 "run_id": run_id,
@@ -70,10 +68,17 @@ class Batch:
                 "to_state": to,
                 "at": self.now,
                 "reason": reason,
-                "dag_id": dag_id,
-                "detail": detail,
             }
         )
+
+    def _run_history(self, run_id: int, frm: str | None, to: str, reason: str | None,
+                      dag_id: str | None, detail: Mapping[str, Any] | None) -> None:
+        # dag_id and detail are not columns: they ride along for `changes()`. A task
+        # instance's history row (the hot path) carries nothing extra.
+        self._history(run_id, None, frm, to, reason)
+        row = self.rows["insert_history"][-1]
+        row["dag_id"] = dag_id
+        row["detail"] = detail
 
     def record_event(
         self,
@@ -133,7 +138,7 @@ class Batch:
                 if event["id"] == event_id:
                     event["run_id"] = run_id
                     break
-        self._history(run_id, None, None, "queued", f"{run_type} run created", dag_id)
+        self._run_history(run_id, None, "queued", f"{run_type} run created", dag_id, None)
         return run_id
 
     def transition_run(
@@ -155,7 +160,7 @@ class Batch:
         )
         detail = ({"run_type": run_type, "conf": conf}
                   if to in RUN_TERMINAL and run_type is not None else None)
-        self._history(run_id, None, frm.value, to.value, reason, dag_id, detail)
+        self._run_history(run_id, frm.value, to.value, reason, dag_id, detail)
 
     def create_ti(self, *, run_id: int, task_id: str, max_tries: int, map_index: int = -1) -> int:
         ti_id = self.ids.next("ti")
@@ -187,8 +192,6 @@ class Batch:
         try_number: int,
         next_attempt_at: float | None = None,
         reason: str | None = None,
-        dag_id: str | None = None,
-        task_id: str | None = None,
     ) -> None:
         check_task(frm, to)
         started_at = self.now if to == TaskState.RUNNING else None
@@ -216,8 +219,7 @@ class Batch:
             }
             self.rows["transition_ti"].append(row)
             self._ti_rows[ti_id] = (row, "to_state")
-        self._history(run_id, ti_id, frm._value_, to._value_, reason, dag_id,
-                      {"task_id": task_id, "try_number": try_number} if task_id else None)
+        self._history(run_id, ti_id, frm._value_, to._value_, reason)
 
     def start_attempt(self, *, ti_id: int, try_number: int, log_path: str) -> int:
         attempt_id = self.ids.next("attempt")
@@ -258,8 +260,15 @@ class Batch:
     def put_xcom(self, ti_id: int, value_json: str) -> None:
         self.rows["put_xcom"].append({"ti_id": ti_id, "value": value_json})
 
-    def changes(self, kinds: Container[str]) -> list[Change]:
-        """What this batch changed, once committed, for the changes port: only `kinds`."""
+    def changes(
+        self, kinds: Container[str], *,
+        name_ti: Callable[[int, int], tuple[str | None, str | None]] | None = None,
+    ) -> list[Change]:
+        """What this batch changed, once committed, for the changes port: only `kinds`.
+
+        `name_ti(run_id, ti_id)` gives a task instance's (dag_id, task_id): its history
+        rows do not carry them, to keep the scheduler's hot path lean.
+        """
         rows = self.rows
         out: list[Change] = []
         if EVENT in kinds:
@@ -275,11 +284,13 @@ class Batch:
             for h in rows["insert_history"]:
                 if h["ti_id"] is None:
                     if want_runs:
-                        out.append(Change(RUN, h["run_id"], h["run_id"], h["dag_id"],
-                                          h["to_state"], h["at"], h["detail"]))
+                        out.append(Change(RUN, h["run_id"], h["run_id"], h.get("dag_id"),
+                                          h["to_state"], h["at"], h.get("detail")))
                 elif want_tis:
-                    out.append(Change(TI, h["ti_id"], h["run_id"], h["dag_id"], h["to_state"],
-                                      h["at"], {**(h["detail"] or {}), "reason": h["reason"]}))
+                    dag_id, task_id = (name_ti(h["run_id"], h["ti_id"]) if name_ti
+                                       else (None, None))
+                    out.append(Change(TI, h["ti_id"], h["run_id"], dag_id, h["to_state"],
+                                      h["at"], {"task_id": task_id, "reason": h["reason"]}))
         if ATTEMPT in kinds:
             out.extend(Change(ATTEMPT, r["id"], None, None, "running", r["at"],
                               {"ti_id": r["ti_id"], "try_number": r["try_number"]})
