@@ -1,14 +1,16 @@
 """Frozen dataclasses that the store maps its rows to.
 
-Each `from_row` reads its columns by name (the store's read connection returns
-`sqlite3.Row`s), so the order of the columns in a SELECT of `queries.sql` is free.
+`from_row` reads each field's column by name (the store's read connection returns
+`sqlite3.Row`s), so the order of the columns in a SELECT of `queries.sql` is free; a
+class's `decode` says how a column becomes its field (JSON text, a 0/1 flag).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self
 
 import orjson
 
@@ -17,8 +19,34 @@ def _json(text: str | None) -> Any:
     return orjson.loads(text) if text else None
 
 
+def _json_object(text: str | None) -> Any:
+    return _json(text) or {}
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+class Row:
+    decode: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> Self:
+        decode = cls.decode
+        return cls(**{name: decode[name](r[name]) if name in decode else r[name]
+                      for name in _field_names(cls)})
+
+
 @dataclass(frozen=True)
-class DagRow:
+class DagRow(Row):
+    decode = {"is_paused": bool, "is_active": bool, "spec": _json_object}
+
     dag_id: str
     fileloc: str
     description: str
@@ -29,42 +57,20 @@ class DagRow:
     last_run_state: str | None = None
     last_run_id: int | None = None
 
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> DagRow:
-        return cls(
-            dag_id=r["dag_id"],
-            fileloc=r["fileloc"],
-            description=r["description"],
-            is_paused=bool(r["is_paused"]),
-            is_active=bool(r["is_active"]),
-            spec=_json(r["spec"]) or {},
-            updated_at=r["updated_at"],
-            last_run_state=r["last_run_state"],
-            last_run_id=r["last_run_id"],
-        )
-
 
 @dataclass(frozen=True)
-class ImportErrorRow:
+class ImportErrorRow(Row):
     file: str
     line: int | None
     message: str
     traceback: str
     created_at: float
 
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> ImportErrorRow:
-        return cls(
-            file=r["file"],
-            line=r["line"],
-            message=r["message"],
-            traceback=r["traceback"],
-            created_at=r["created_at"],
-        )
-
 
 @dataclass(frozen=True)
-class RunRow:
+class RunRow(Row):
+    decode = {"conf": _json_object}
+
     id: int
     dag_id: str
     state: str
@@ -76,24 +82,9 @@ class RunRow:
     started_at: float | None
     ended_at: float | None
 
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> RunRow:
-        return cls(
-            id=r["id"],
-            dag_id=r["dag_id"],
-            state=r["state"],
-            run_type=r["run_type"],
-            event_id=r["event_id"],
-            logical_date=r["logical_date"],
-            conf=_json(r["conf"]) or {},
-            created_at=r["created_at"],
-            started_at=r["started_at"],
-            ended_at=r["ended_at"],
-        )
-
 
 @dataclass(frozen=True)
-class TaskInstanceRow:
+class TaskInstanceRow(Row):
     id: int
     run_id: int
     task_id: str
@@ -106,25 +97,9 @@ class TaskInstanceRow:
     ended_at: float | None
     updated_at: float
 
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> TaskInstanceRow:
-        return cls(
-            id=r["id"],
-            run_id=r["run_id"],
-            task_id=r["task_id"],
-            map_index=r["map_index"],
-            state=r["state"],
-            try_number=r["try_number"],
-            max_tries=r["max_tries"],
-            next_attempt_at=r["next_attempt_at"],
-            started_at=r["started_at"],
-            ended_at=r["ended_at"],
-            updated_at=r["updated_at"],
-        )
-
 
 @dataclass(frozen=True)
-class AttemptRow:
+class AttemptRow(Row):
     id: int
     ti_id: int
     try_number: int
@@ -135,23 +110,11 @@ class AttemptRow:
     error: str | None
     log_path: str
 
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> AttemptRow:
-        return cls(
-            id=r["id"],
-            ti_id=r["ti_id"],
-            try_number=r["try_number"],
-            state=r["state"],
-            started_at=r["started_at"],
-            ended_at=r["ended_at"],
-            pid=r["pid"],
-            error=r["error"],
-            log_path=r["log_path"],
-        )
-
 
 @dataclass(frozen=True)
-class EventRow:
+class EventRow(Row):
+    decode = {"payload": _json}
+
     id: int
     kind: str
     source: str
@@ -164,25 +127,9 @@ class EventRow:
     created_at: float
     digest: str | None = None
 
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> EventRow:
-        return cls(
-            id=r["id"],
-            kind=r["kind"],
-            source=r["source"],
-            dag_id=r["dag_id"],
-            payload=_json(r["payload"]),
-            dedup_key=r["dedup_key"],
-            outcome=r["outcome"],
-            detail=r["detail"],
-            run_id=r["run_id"],
-            created_at=r["created_at"],
-            digest=r["digest"],
-        )
-
 
 @dataclass(frozen=True)
-class HistoryRow:
+class HistoryRow(Row):
     run_id: int
     ti_id: int | None
     from_state: str | None
@@ -190,20 +137,11 @@ class HistoryRow:
     at: float
     reason: str | None
 
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> HistoryRow:
-        return cls(
-            run_id=r["run_id"],
-            ti_id=r["ti_id"],
-            from_state=r["from_state"],
-            to_state=r["to_state"],
-            at=r["at"],
-            reason=r["reason"],
-        )
-
 
 @dataclass(frozen=True)
-class NotificationRow:
+class NotificationRow(Row):
+    decode = {"payload": _json_object}
+
     id: int
     dag_id: str
     run_id: int | None
@@ -217,21 +155,3 @@ class NotificationRow:
     last_error: str | None
     created_at: float
     sent_at: float | None
-
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> NotificationRow:
-        return cls(
-            id=r["id"],
-            dag_id=r["dag_id"],
-            run_id=r["run_id"],
-            ti_id=r["ti_id"],
-            notifier=r["notifier"],
-            event=r["event"],
-            payload=_json(r["payload"]) or {},
-            state=r["state"],
-            attempts=r["attempts"],
-            next_attempt_at=r["next_attempt_at"],
-            last_error=r["last_error"],
-            created_at=r["created_at"],
-            sent_at=r["sent_at"],
-        )
