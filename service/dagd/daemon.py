@@ -174,11 +174,15 @@ class Daemon:
                 await tg.start(engine.serve, name="scheduler")
                 tg.start_soon(self._signals, folder, engine, name="signals")
                 outbox_scope = anyio.CancelScope()
-                tg.start_soon(_scoped, outbox_scope, outbox.run, name="outbox")
+                keep = supervisor.keep
+                tg.start_soon(_scoped, outbox_scope, lambda: keep("outbox", outbox.run),
+                              name="outbox")
                 # Triggers stop first at shutdown: no new event once stopping has begun.
                 trigger_scopes = (anyio.CancelScope(), anyio.CancelScope())
                 tg.start_soon(_scoped, trigger_scopes[0], triggers.run, name="triggers")
-                tg.start_soon(_scoped, trigger_scopes[1], folder.watch, name="DAG folder watcher")
+                tg.start_soon(_scoped, trigger_scopes[1],
+                              lambda: keep("DAG folder watcher", folder.watch),
+                              name="DAG folder watcher")
                 systemd.notify("READY=1")
                 log.info("dagd ready: http://%s:%d", settings.host, self.port)
                 if on_ready is not None:
