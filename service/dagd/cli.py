@@ -303,13 +303,20 @@ async def cmd_events_replay(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
-    runs, live = await client.backfill(settings, args.dag, args.start, args.end)
-    note = "" if live else " (no daemon is running: they start when `dagd run` starts)"
-    if runs:
-        console.print(f"{args.dag}: {len(runs)} run(s) queued: {', '.join(map(str, runs))}"
-                      f"{note}")
-    else:
-        console.print(f"{args.dag}: no fire time of its timer falls in that range")
+    done, live = await client.backfill(settings, args.dag, args.start, args.end)
+    queued, existing, dates = done["run_ids"], done["existing"], done["logical_dates"]
+    if not dates:
+        console.print(f"{args.dag}: no logical date of its timer falls in that range")
+        return 0
+    span = dates[0] if len(dates) == 1 else f"{dates[0]} .. {dates[-1]}"
+    if queued:
+        note = "" if live else " (no daemon is running: they start when `dagd run` starts)"
+        console.print(f"{args.dag}: {len(queued)} run(s) queued for {span}: "
+                      f"{', '.join(map(str, queued))}{note}")
+    if existing:
+        console.print(f"{args.dag}: {'nothing new queued: ' if not queued else ''}"
+                      f"{len(existing)} run(s) of that range exist already: "
+                      f"{', '.join(map(str, existing))}")
     return 0
 
 
@@ -376,8 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     backfill = sub.add_parser("backfill", help="queue runs for a past range of a timer DAG")
     backfill.add_argument("dag")
-    backfill.add_argument("--start", required=True, help="ISO date or datetime (UTC if naive)")
-    backfill.add_argument("--end", required=True, help="ISO date or datetime, inclusive")
+    backfill.add_argument("--start", required=True,
+                          help="first logical date: ISO date or datetime (the timer's "
+                               "timezone if it has none)")
+    backfill.add_argument("--end", required=True,
+                          help="last logical date, inclusive (a date covers its whole day)")
 
     test = sub.add_parser("test", help="run a DAG once in the foreground, on throw-away state")
     test.add_argument("dag")

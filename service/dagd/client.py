@@ -86,14 +86,19 @@ async def replay(settings: Settings, event_id: int) -> tuple[int, bool]:
         return await engine.intake.replay(event_id, source="cli"), False
 
 
-async def backfill(settings: Settings, dag_id: str, start: str, end: str) -> tuple[list[int], bool]:
+async def backfill(
+    settings: Settings, dag_id: str, start: str, end: str
+) -> tuple[dict[str, Any], bool]:
+    """The API's answer (`run_ids` queued, `existing`, `logical_dates`) and whether a
+    daemon gave it."""
     holder = daemon_running(settings.lock_path)
     if holder is not None:
         data = await api(holder, "POST", f"/api/v1/dags/{dag_id}/backfill",
                          {"start": start, "end": end})
-        return [int(r) for r in data["run_ids"]], True
+        return data, True
     async with offline_engine(settings, dag_id) as engine:
-        return await engine.intake.backfill(dag_id, start=start, end=end), False
+        done = await engine.intake.backfill(dag_id, start=start, end=end)
+        return done.describe(), False
 
 
 async def set_paused(settings: Settings, dag_id: str, paused: bool) -> bool:

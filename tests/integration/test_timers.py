@@ -5,6 +5,7 @@ event ledger, and the clock injected where the test moves it."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from dagd.errors import InvalidInput
 from dagd.triggers import service as trigger_service
 from dagd.triggers.service import TriggerService
 from integration.harness import Harness, StartEngine, wait_until
@@ -157,7 +159,7 @@ async def test_after_a_restart_missed_fires_follow_catchup_and_none_repeats(
     assert dates[-1] == (T0 + timedelta(hours=1, minutes=15)).isoformat()  # the latest
 
 
-async def test_backfill_queues_each_fire_in_range_once(
+async def test_backfill_queues_each_logical_date_in_range_once(
     write_dag: Callable[[str, str], Path], start_engine: StartEngine
 ) -> None:
     write_dag("quarter.py", QUARTERLY.replace("{catchup}", "False"))
@@ -166,10 +168,63 @@ async def test_backfill_queues_each_fire_in_range_once(
             "quarter", start="2026-11-01T00:00:00+00:00", end="2026-11-01T01:00:00+00:00")
         again = await h.engine.intake.backfill(
             "quarter", start="2026-11-01T00:00:00+00:00", end="2026-11-01T01:00:00+00:00")
-        assert len(first) == 5 and again == first  # 00:00 .. 01:00 inclusive, no new runs
-        for run_id in first:
+        # 00:00 .. 01:00 inclusive; the second time, nothing new: the same five runs
+        assert len(first.queued) == 5 and first.existing == []
+        assert again.queued == [] and again.existing == first.queued
+        for run_id in first.queued:
             assert await h.wait(run_id) == "success"
         runs = await h.store.list_runs("quarter")
         assert len(runs) == 5 and {r.run_type for r in runs} == {"backfill"}
-        [earliest] = [r for r in runs if r.conf["data_interval_end"].startswith("2026-11-01T00:00")]
-        assert earliest.logical_date == "2026-10-31T23:45:00+00:00"
+        [earliest] = [r for r in runs if r.conf["data_interval_end"].startswith("2026-11-01T00:15")]
+        assert earliest.logical_date == "2026-11-01T00:00:00+00:00"
+
+
+NIGHTLY = """
+    from dagd import DAG, Cron, task
+
+    @task
+    async def load(conf):
+        return conf["logical_date"]
+
+    with DAG("nightly", triggers=[Cron("0 2 * * *", timezone="Europe/Paris")]):
+        load()
+"""
+
+
+async def test_a_backfill_of_dates_covers_whole_days_in_the_timers_timezone(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    """What an Airflow user means by `--start 2026-11-01 --end 2026-11-03` on a daily
+    02:00 Paris cron: three runs, for Nov 1, 2 and 3 (each fires the next night)."""
+    write_dag("nightly.py", NIGHTLY)
+    async with start_engine() as h:
+        done = await h.engine.intake.backfill("nightly", start="2026-11-01", end="2026-11-03")
+        assert done.logical_dates == ["2026-11-01T01:00:00+00:00", "2026-11-02T01:00:00+00:00",
+                                      "2026-11-03T01:00:00+00:00"]  # 02:00 CET
+        assert len(done.queued) == 3
+        runs = sorted(await h.store.list_runs("nightly"), key=lambda r: r.id)
+        assert [r.conf["data_interval_end"] for r in runs] == [
+            "2026-11-02T01:00:00+00:00", "2026-11-03T01:00:00+00:00",
+            "2026-11-04T01:00:00+00:00"]
+        # A naive time is the timer's too: 02:00 Paris on Nov 2 is one logical date.
+        one = await h.engine.intake.backfill("nightly", start="2026-11-02T02:00",
+                                             end="2026-11-02T02:00")
+        assert (one.queued, one.existing) == ([], [runs[1].id])
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    ("0001-01-01", "2026-11-03", "start must be between the years 1970 and 9998"),
+    ("2026-11-01", "9999-12-31", "end must be between the years 1970 and 9998"),
+    ("2026-11-05", "2026-11-01", "end is before start"),
+    ("1970-01-01", "2026-11-03", "the range holds more than 10000 runs"),
+    ("yesterday", "2026-11-03", "start is not an ISO date or datetime: 'yesterday'"),
+])
+async def test_a_backfill_range_that_cannot_be_run_is_refused_by_name(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+    start: str, end: str, message: str,
+) -> None:
+    write_dag("nightly.py", NIGHTLY)
+    async with start_engine() as h:
+        with pytest.raises(InvalidInput, match=re.escape(message)):
+            await h.engine.intake.backfill("nightly", start=start, end=end)
+        assert await h.store.list_runs("nightly") == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, tzinfo
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -29,7 +29,7 @@ from dagd.events import (
     Outcome,
 )
 from dagd.store.rows import RunRow
-from dagd.triggers.timers import fire_conf, timers_of
+from dagd.triggers.timers import fire_conf, logical_fires, timers_of
 
 if TYPE_CHECKING:
     from dagd.authoring.dag import DAG
@@ -39,6 +39,21 @@ log = logging.getLogger(__name__)
 
 # Kinds whose repeated deliveries are recorded (with the outcome `duplicate`).
 LEDGER_DUPLICATES = frozenset({"webhook"})
+MAX_BACKFILL_RUNS = 10_000  # per request: a wider range is refused, not truncated
+
+
+@dataclass
+class Backfill:
+    """What a backfill did: runs it queued, runs that existed already for the range."""
+
+    queued: list[int] = field(default_factory=list)
+    existing: list[int] = field(default_factory=list)
+    logical_dates: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        """As the API answers it: `run_ids` are the runs queued now."""
+        return {"run_ids": self.queued, "existing": self.existing,
+                "logical_dates": self.logical_dates}
 
 
 class Desk(Protocol):
@@ -255,35 +270,48 @@ class Intake:
         return await self.trigger(event.dag_id, conf=conf, source=f"event {event_id}",
                                   kind="replay")
 
-    async def backfill(self, dag_id: str, *, start: Any, end: Any) -> list[int]:
-        """Runs for every fire time of the DAG's timer in [start, end], oldest first.
+    async def backfill(self, dag_id: str, *, start: Any, end: Any) -> Backfill:
+        """A run for every logical date of the DAG's timer in [start, end], oldest first.
 
-        Each is deduplicated by its fire time, so a backfill repeated over the same range
-        starts nothing new. A paused DAG's backfill runs are recorded and wait, queued,
-        until it is unpaused: it is an explicit request.
+        Airflow's rule: the range is over logical dates (a run's data interval start).
+        A date without a time covers its whole day, and a date or a naive time is read
+        in the timer's timezone. Each run is deduplicated by its fire time, so a backfill
+        repeated over the same range queues nothing new (`existing` names those runs).
+        A paused DAG's backfill runs are recorded and wait, queued, until it is unpaused:
+        it is an explicit request.
         """
         dag = self.engine.dags.get(dag_id)
         if dag is None:
             raise NotFound("no such DAG", dag_id=dag_id)
-        first, last = _when(start, "start"), _when(end, "end")
-        if last < first:
-            raise InvalidInput("end is before start", dag_id=dag_id, field="end")
         timers = timers_of(dag.triggers)
         if not timers:
             raise InvalidInput("the DAG has no Cron or Interval trigger to backfill",
                                dag_id=dag_id, field="triggers")
         timer = timers[0]
-        fires = timer.fires_between(first - timedelta(microseconds=1), last, 10_000)
-        run_ids: list[int] = []
+        first = _when(start, "start", timer.zone, end_of_day=False)
+        last = _when(end, "end", timer.zone, end_of_day=True)
+        if last < first:
+            raise InvalidInput("end is before start", dag_id=dag_id, field="end")
+        fires = logical_fires(timer, first, last, MAX_BACKFILL_RUNS + 1)
+        if len(fires) > MAX_BACKFILL_RUNS:
+            raise InvalidInput(
+                f"the range holds more than {MAX_BACKFILL_RUNS} runs of {timer.source}: "
+                "backfill it in smaller ranges", dag_id=dag_id, field="end")
+        result = Backfill()
         for fire in fires:
             conf: dict[str, Any] = {**fire_conf(timer, fire), "backfill": True}
             delivery = Delivery(kind="backfill", source=f"backfill:{timer.source}",
                                 payload=conf, dedup_key=fire.astimezone(UTC).isoformat(),
                                 logical_date=timer.data_interval(fire)[0])
             for outcome in await self.deliver(delivery, [dag_id], conf, ignore_pause=True):
-                if outcome.run_id is not None:
-                    run_ids.append(outcome.run_id)
-        return run_ids
+                if outcome.run_id is None:
+                    continue
+                result.logical_dates.append(conf["logical_date"])
+                if outcome.duplicate_of is None:
+                    result.queued.append(outcome.run_id)
+                else:
+                    result.existing.append(outcome.run_id)
+        return result
 
     async def record_rejection(
         self, *, kind: str, source: str, dag_id: str | None, outcome: str, detail: str,
@@ -300,17 +328,31 @@ class Intake:
         return event_id
 
 
-def _when(value: Any, name: str) -> datetime:
-    """An ISO date or datetime; naive ones are UTC."""
+def _when(value: Any, name: str, zone: tzinfo, *, end_of_day: bool) -> datetime:
+    """An ISO date or datetime, aware; a date or a naive time is in `zone`. A date alone
+    is the first instant of its day, or with `end_of_day` the last one."""
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be an ISO date like 2026-01-31, got {value!r}",
                            field=name)
     try:
-        parsed = datetime.fromisoformat(value)
+        day: date | None = date.fromisoformat(value)
+    except ValueError:
+        day = None
+    try:
+        if day is None:
+            parsed = datetime.fromisoformat(value)
+        elif end_of_day:
+            parsed = datetime.combine(day, time.max)
+        else:
+            parsed = datetime.combine(day, time.min)
     except ValueError:
         raise InvalidInput(f"{name} is not an ISO date or datetime: {value!r}",
                            field=name) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    aware = parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+    if not 1970 <= aware.year <= 9998:
+        raise InvalidInput(f"{name} must be between the years 1970 and 9998, got {value!r}",
+                           field=name)
+    return aware
 
 
 def _key(delivery: Delivery, dag_id: str) -> tuple[str, str, str, str]:

@@ -31,7 +31,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,8 +39,8 @@ from croniter import CroniterBadDateError, croniter
 
 from dagd.errors import DagDefinitionError
 
-__all__ = ["ALIASES", "EPOCH", "Cron", "Interval", "Timer", "fire_conf", "resume_from",
-           "schedule_to_trigger", "timers_of"]
+__all__ = ["ALIASES", "EPOCH", "Cron", "Interval", "Timer", "fire_conf", "logical_fires",
+           "resume_from", "schedule_to_trigger", "timers_of"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -89,6 +89,11 @@ class _Timer:
 
     def describe(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    @property
+    def zone(self) -> tzinfo:
+        """The timezone its wall-clock times are read in (UTC for an Interval)."""
+        return UTC
 
     @property
     def kind(self) -> str:
@@ -257,6 +262,10 @@ class Cron(_Timer):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "cron", "expression": self.expression, "timezone": self.timezone}
+
+    @property
+    def zone(self) -> tzinfo:
+        return self._zone
 
     # Matching is done on naive local wall-clock times (croniter is given them as UTC,
     # which has no jumps), then each wall time is mapped to the instants it fires at.
@@ -467,6 +476,17 @@ def resume_from(timer: Timer, stored: datetime | None, now: datetime, *,
         if len(missed) > 1:
             return missed[-2]
     return stored
+
+
+def logical_fires(timer: Timer, first: datetime, last: datetime, limit: int) -> list[datetime]:
+    """The fire times of the runs whose logical date lies in [first, last], oldest first.
+
+    What a backfill over that range queues, by Airflow's rule: a run is named by its
+    logical date, the start of its data interval, which is the fire time before the one
+    that starts it (the daily 02:00 run of Nov 1 fires on Nov 2 at 02:00).
+    """
+    starts = timer.fires_between(_utc(first, "first") - _TINY, last, limit)
+    return [timer.next_fire(start) for start in starts]
 
 
 def fire_conf(timer: Timer, fire: datetime) -> dict[str, str]:

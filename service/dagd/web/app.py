@@ -161,10 +161,10 @@ async def backfill(request: web.Request) -> web.Response:
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise InvalidInput('body must be {"start": ISO date, "end": ISO date}', field="body")
-    runs = await request.app[ENGINE].intake.backfill(
+    done = await request.app[ENGINE].intake.backfill(
         request.match_info["dag_id"], start=body.get("start"), end=body.get("end")
     )
-    return json_response({"run_ids": runs}, status=201)
+    return json_response(done.describe(), status=201 if done.queued else 200)
 
 
 def create_app(engine: Engine, reader: Store, *,
