@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -288,6 +289,34 @@ async def test_github_signatures_published_example_and_our_own(
         outcomes = [e["outcome"] for e in await c.events("github_dag")]
         assert outcomes == ["rejected", "rejected", "unauthorized", "unauthorized",
                             "run_created", "duplicate"]  # the repeated delivery id
+
+
+async def test_github_form_encoded_deliveries_run_with_the_json_of_their_payload_field(
+    hook_dags: None, settings: Settings
+) -> None:
+    """GitHub's default content type: `payload=<url-encoded JSON>`, signed as sent."""
+    async with daemon(settings) as c:
+        form = urllib.parse.urlencode(
+            {"payload": orjson.dumps({"action": "closed", "title": "a & b = c"}).decode()}
+        ).encode()
+        headers = {"X-Hub-Signature-256": sign_github(form),
+                   "X-GitHub-Delivery": "0b989ba4-242f-11e5-81e1-c7b6966d2516"}
+        status, body = await c.hook("github-hook", form, token=None, headers=headers,
+                                    content_type="application/x-www-form-urlencoded")
+        assert status == 202, body
+        await c.wait_run(body["run_id"])
+        [run] = await c.runs("github_dag")
+        assert run["conf"] == {"action": "closed", "title": "a & b = c"}
+        for bad, field in ((b"payload=%7B&payload=%7D", "payload"),
+                           (b"other=1", "payload"),
+                           (b"payload=%ff%fe", "body"),
+                           (b"payload=%5B1%5D", "body")):  # not an object
+            status, body = await c.hook(
+                "github-hook", bad, token=None,
+                headers={"X-Hub-Signature-256": sign_github(bad)},
+                content_type="application/x-www-form-urlencoded")
+            assert (status, body["field"]) == (422, field), (bad, body)
+        assert len(await c.runs("github_dag")) == 1
 
 
 async def test_standard_webhooks_refuse_a_replayed_timestamp(

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +83,33 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return body
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
+def _form_payload(body: bytes) -> bytes:
+    """The JSON in a form body's one `payload` field: how GitHub sends a webhook whose
+    content type is left at its default (`application/x-www-form-urlencoded`)."""
+    try:
+        fields = urllib.parse.parse_qs(body.decode("ascii"), keep_blank_values=True,
+                                       strict_parsing=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("form body is not valid application/x-www-form-urlencoded",
+                           field="body") from None
+    values = fields.get("payload", [])
+    if len(values) != 1 or set(fields) != {"payload"}:
+        raise InvalidInput("a form body must hold one field, payload=<JSON>, as GitHub "
+                           "sends it", field="payload")
+    return values[0].encode("utf-8")
+
+
 def _parse(request: web.Request, body: bytes) -> dict[str, Any]:
     ctype = request.content_type
-    if ctype != "application/json" and not ctype.endswith("+json"):
-        raise UnsupportedMediaType(f"expected Content-Type application/json, got {ctype!r}",
-                                   field="Content-Type")
+    if ctype == FORM:
+        body = _form_payload(body)
+    elif ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"expected Content-Type application/json (or {FORM} with a payload= field, "
+            f"as GitHub sends it), got {ctype!r}", field="Content-Type")
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
