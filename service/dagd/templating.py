@@ -3,11 +3,14 @@
 Rendered by Jinja2's sandboxed environment, so a value that comes from outside (a
 webhook's body in `conf`) can never reach Python internals: attribute access to
 `__class__`, `__globals__`, `mro` and the like is refused, and a refusal is a clear
-error naming the task and the setting. Pure: no I/O.
+error naming the task and the setting. Attribute access finds a dict's value before
+its method: `{{ upstream.get.body }}` reads the upstream task named `get`, and
+`{{ conf.items }}` a body's key "items". Pure: no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
@@ -16,8 +19,25 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from dagd.authoring.context import Context
 from dagd.errors import DagdError
 
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                     keep_trailing_newline=True)
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, with one change: `a.b` on a mapping that has the key "b" is that item.
+
+    Jinja2 tries the attribute first, so a task named `get` or a body key `items` would
+    give the dict's method. The item is data, so returning it cannot reach Python
+    internals; everything else (the sandbox's checks, a missing name) is Jinja2's own.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and isinstance(attribute, str):
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return super().getattr(obj, attribute)
+
+
+_env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 class TemplateRenderError(DagdError):
