@@ -2,7 +2,8 @@
 
 Each figure runs from the trigger to the run recorded as successful in SQLite, on the
 real engine, store and executor (in-loop async no-op tasks). Not a test: prints a table
-and writes bench/results/latest.json. Usage: python bench/run.py [--quick]
+and writes bench/results/latest.json, and bench/results/latest.md: the tables in the form
+the README's Performance section shows them. Usage: python bench/run.py [--quick]
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "sqlite": sqlite3.sqlite_version},
+                    "sqlite": sqlite3.sqlite_version, "platform": platform.platform(),
+                    "date": time.strftime("%Y-%m-%d")},
     }
     if args.only != "triggers":
         for synchronous in ("full", "normal"):
@@ -152,6 +154,52 @@ def main() -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    (out / "latest.md").write_text(markdown(results))
+    console.print(f"wrote {out / 'latest.json'} and {out / 'latest.md'}")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as the README's Performance section shows them."""
+    m = results["machine"]
+    lines = [f"On {m['date']}, {m['cpus']} cores, Python {m['python']}, SQLite {m['sqlite']} "
+             f"({m['platform']}), `make bench`:", ""]
+    if "idle_rss_mb" in results:
+        lines += ["| engine: trigger -> run recorded `success` (median) | "
+                  "`synchronous=full` (default) | `synchronous=normal` |", "| --- | --- | --- |"]
+
+        def cell(sync: str, parallelism: int, case: str) -> str:
+            f = results[f"synchronous={sync}, parallelism={parallelism}"][case]
+            if case == "fan_out_10000":
+                return f"{f['median_s']:.2f} s: {f['tasks_per_s']:,.0f} tasks/s"
+            return f"{f['median_s'] * 1000:.0f} ms"
+
+        for label, parallelism, case in (
+            ("200-task fan-out of no-op async tasks", 64, "fan_out_200"),
+            ("50-task chain", 64, "chain_50"),
+            ("10,000-task fan-out, `parallelism=10000`", 10_000, "fan_out_10000"),
+            ("10,000-task fan-out, `parallelism=64` (the default)", 64, "fan_out_10000"),
+        ):
+            lines.append(f"| {label} | {cell('full', parallelism, case)} | "
+                         f"{cell('normal', parallelism, case)} |")
+        lines += ["", f"An idle daemon on the examples holds {results['idle_rss_mb']:.1f} MB "
+                  "resident.", ""]
+    t = results.get("triggers")
+    if t:
+        lines += ["| triggers (a real `dagd run`) | p50 | p99 |", "| --- | --- | --- |"]
+        for rate, f in t["webhook"].items():
+            per = rate.replace("/s", "")
+            lines.append(f"| webhook -> first task start, {per} request(s)/s | "
+                         f"{f['p50_ms']:.1f} ms | {f['p99_ms']:.1f} ms |")
+        f = t["file_drop"]
+        lines.append(f"| file drop -> task start (stability window {f['window_ms']:.0f} ms) | "
+                     f"{f['p50_ms']:.0f} ms | {f['p99_ms']:.0f} ms |")
+        f = t["timer"]
+        lines.append(f"| timer lateness (a 1 s cron) | {f['p50_ms']:.1f} ms | "
+                     f"{f['p99_ms']:.1f} ms |")
+        f = t["idle_100_dags"]
+        lines += ["", f"With {f['dags']} DAGs, each with a cron, a webhook and a file drop, an "
+                  f"idle daemon uses {f['cpu_percent_of_one_core']:.1f} % of one core.", ""]
+    return "\n".join(lines)
 
 
 def trigger_figures(quick: bool) -> dict[str, Any]:
