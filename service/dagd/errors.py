@@ -114,6 +114,13 @@ class TaskFailure(Exception):
     """Raised by the worker side to report a failed attempt; not a DagdError (user code)."""
 
 
+class BadRequest(DagdError):
+    """A request that cannot be read as sent (a body that does not decode)."""
+
+    status = 400
+    code = "bad_request"
+
+
 class PayloadTooLarge(DagdError):
     status = 413
     code = "too_large"

@@ -159,3 +159,63 @@ async def test_pause_holds_new_runs_and_unpause_releases_them(
     assert while_paused["state"] == "queued"
     assert while_paused["task_instances"] == []
     assert dag["is_paused"] is False
+
+
+BIG = "99999999999999999999"  # past 64 bits
+
+
+@pytest.mark.parametrize(("method", "path", "field"), [
+    ("GET", f"/runs/{BIG}", "run_id"),
+    ("GET", f"/runs/{BIG}/tasks/hello/logs", "run_id"),
+    ("GET", f"/runs?limit={BIG}", "limit"),
+    ("GET", "/runs?limit=-1", "limit"),
+    ("GET", "/runs?limit=0", "limit"),
+    ("GET", "/runs?limit=1001", "limit"),
+    ("GET", "/dags/greet/runs?limit=-1", "limit"),
+    ("GET", "/events?limit=100000", "limit"),
+    ("POST", f"/events/{BIG}/replay", "event_id"),
+    ("GET", "/runs/" + "9" * 5000, "run_id"),
+])
+async def test_numbers_out_of_range_are_422s_that_name_the_field(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+    method: str, path: str, field: str,
+) -> None:
+    write_dag("api.py", API_DAGS)
+    async with start_engine() as h, api(h) as (http, base):
+        async with http.request(method, f"{base}{path}") as resp:
+            status, body = resp.status, await resp.json()
+    assert (status, body["field"]) == (422, field), body
+    assert body["error"] == "invalid"
+
+
+async def test_a_page_is_at_most_1000_rows(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("api.py", API_DAGS)
+    async with start_engine() as h, api(h) as (http, base):
+        async with http.get(f"{base}/runs?limit=1000") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["runs"] == []
+
+
+async def test_a_try_number_past_64_bits_is_a_422(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("api.py", API_DAGS)
+    async with start_engine() as h, api(h) as (http, base):
+        run_id, _ = await h.run("greet")
+        async with http.get(f"{base}/runs/{run_id}/tasks/hello/logs?try={BIG}") as resp:
+            status, body = resp.status, await resp.json()
+    assert (status, body["field"]) == (422, "try"), body
+
+
+async def test_a_body_that_does_not_decode_is_a_400(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("api.py", API_DAGS)
+    async with start_engine() as h, api(h) as (http, base):
+        async with http.post(f"{base}/dags/greet/runs", data=b"not gzip", headers={
+                "Content-Type": "application/json", "Content-Encoding": "gzip"}) as resp:
+            status, body = resp.status, await resp.json()
+        assert await h.store.list_runs("greet") == []
+    assert (status, body["field"], body["error"]) == (400, "body", "bad_request"), body

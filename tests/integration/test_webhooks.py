@@ -441,3 +441,46 @@ async def test_the_configured_body_limit_applies_to_webhooks_without_their_own(
         # A webhook's own max_body (2048 for bearer-hook) wins over the server's.
         status, body = await c.hook("bearer-hook", {"pad": "x" * 1000})
         assert status == 202, body
+
+
+async def raw_post(base: str, path: str, head: bytes, body: bytes) -> tuple[int, Any]:
+    """One HTTP/1.1 request written byte for byte (headers no client library would send)."""
+    host, port = base.removeprefix("http://").split(":")
+    stream = await anyio.connect_tcp(host, int(port))
+    async with stream:
+        await stream.send(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                          b"Connection: close\r\n" + head
+                          + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        data = b""
+        with anyio.fail_after(10):
+            try:
+                while True:
+                    data += await stream.receive()
+            except anyio.EndOfStream:
+                pass
+    status = int(data.split(b" ", 2)[1])
+    return status, orjson.loads(data.split(b"\r\n\r\n", 1)[1])
+
+
+async def test_hostile_bytes_in_headers_and_bodies_get_a_4xx_never_a_500(
+    hook_dags: None, settings: Settings
+) -> None:
+    async with daemon(settings) as c:
+        json_type = b"Content-Type: application/json\r\n"
+        status, body = await raw_post(c.base, "/hooks/bearer-hook",
+                                      json_type + "Authorization: Bearer tök€n\r\n".encode(),
+                                      b'{"count": 1}')
+        assert status == 403, body
+        status, body = await raw_post(c.base, "/hooks/bearer-hook",
+                                      json_type + b"Authorization: Bearer \xff\xfe\r\n",
+                                      b'{"count": 1}')
+        assert status == 403, body
+        status, body = await raw_post(
+            c.base, "/hooks/bearer-hook",
+            json_type + f"Authorization: Bearer {TOKEN}\r\n".encode()
+            + b"Content-Encoding: gzip\r\n", b"this is not gzip at all")
+        assert (status, body["field"]) == (400, "body"), body
+        assert "the body cannot be read as sent" in body["message"]
+        assert await c.runs("bearer_dag") == []
+        outcomes = [e["outcome"] for e in await c.events("bearer_dag")]
+        assert outcomes == ["unauthorized", "unauthorized", "rejected"]  # each one ledgered

@@ -371,7 +371,8 @@ def _verify_bearer(webhook: Webhook, headers: Headers, body: bytes, secret: byte
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _refuse(webhook, "malformed header Authorization: expected 'Bearer <token>'", 403)
-    if not hmac.compare_digest(token.encode(), secret):
+    # A header's bytes that are not UTF-8 arrive as surrogates: compare them as sent.
+    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), secret):
         raise _refuse(webhook, "bearer token mismatch", 403)
     return None
 

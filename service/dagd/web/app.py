@@ -12,7 +12,7 @@ import anyio
 import orjson
 from aiohttp import web
 
-from dagd.errors import DagdError, InvalidInput, NotFound
+from dagd.errors import BadRequest, DagdError, InvalidInput, NotFound
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from dagd.supervise import Supervisor
@@ -45,19 +45,40 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
 
 
-def _int(request: web.Request, name: str, default: int | None = None) -> int:
-    """A whole-number path or query parameter; a bad one is a 422, not a 500."""
+MAX_PAGE = 1000  # rows per answer of a list route, at most
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
+
+def _int(request: web.Request, name: str, default: int | None = None, *, low: int = 0,
+         high: int = MAX_ID) -> int:
+    """A whole-number path or query parameter in [low, high]; a bad one is a 422 that
+    names it, never a 500."""
     raw = request.match_info.get(name) or request.query.get(name, "")
     if not raw and default is not None:
         return default
+    shown = raw if len(raw) <= 40 else f"{raw[:40]}... ({len(raw)} characters)"
     try:
-        return int(raw)
+        value = int(raw) if len(raw) <= 40 else None
     except ValueError:
-        raise InvalidInput(f"{name} must be a whole number, got {raw!r}", field=name) from None
+        value = None
+    if value is None:
+        raise InvalidInput(f"{name} must be a whole number, got {shown!r}", field=name)
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}, got {shown}",
+                           field=name)
+    return value
+
+
+def _limit(request: web.Request) -> int:
+    return _int(request, "limit", 50, low=1, high=MAX_PAGE)
 
 
 async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError:  # e.g. Content-Encoding: gzip, and not gzip
+        raise BadRequest("the body cannot be read as sent: it does not decode as its "
+                         "Content-Encoding says", field="body") from None
     if not raw.strip():
         return {}
     if request.content_type not in ("application/json", "application/octet-stream", ""):
@@ -110,8 +131,7 @@ def _pause(paused: bool) -> Handler:
 
 async def list_runs(request: web.Request) -> web.Response:
     dag_id = request.match_info.get("dag_id")
-    limit = _int(request, "limit", 50)
-    rows = await request.app[READER].list_runs(dag_id, limit=limit)
+    rows = await request.app[READER].list_runs(dag_id, limit=_limit(request))
     return json_response({"runs": [asdict(r) for r in rows]})
 
 
@@ -129,7 +149,7 @@ async def get_log(request: web.Request) -> web.Response:
     attempts = await reader.list_attempts(ti.id)
     if not attempts:
         raise NotFound("the task has not run yet", task_id=ti.task_id)
-    wanted = _int(request, "try", attempts[-1].try_number)
+    wanted = _int(request, "try", attempts[-1].try_number, low=1)
     for attempt in attempts:
         if attempt.try_number == wanted:
             try:
@@ -147,8 +167,7 @@ async def import_errors(request: web.Request) -> web.Response:
 
 async def list_events(request: web.Request) -> web.Response:
     dag_id = request.query.get("dag")
-    limit = _int(request, "limit", 50)
-    rows = await request.app[READER].list_events(dag_id, limit=limit)
+    rows = await request.app[READER].list_events(dag_id, limit=_limit(request))
     return json_response({"events": [asdict(r) for r in rows]})
 
 

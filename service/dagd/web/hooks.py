@@ -23,7 +23,14 @@ import orjson
 from aiohttp import web
 
 from dagd.authoring.dag import DAG
-from dagd.errors import DagdError, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from dagd.errors import (
+    BadRequest,
+    DagdError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from dagd.events import (
     NO_MATCHING_DAG,
     REJECTED,
@@ -76,7 +83,11 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body of {request.content_length} bytes is over the "
                               f"{limit}-byte limit of this webhook", field="body")
-    body = await request.content.read(limit + 1)
+    try:
+        body = await request.content.read(limit + 1)
+    except web.RequestPayloadError:  # e.g. Content-Encoding: gzip, and not gzip
+        raise BadRequest("the body cannot be read as sent: it does not decode as its "
+                         "Content-Encoding says", field="body") from None
     if len(body) > limit:
         raise PayloadTooLarge(f"body is over the {limit}-byte limit of this webhook",
                               field="body")
