@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -255,3 +257,62 @@ def test_reloading_a_changed_file_sees_the_change(dags_folder: Path, write_dag: 
     assert sorted(load_folder(dags_folder).dags["good"].tasks) == ["a", "b"]
     write_dag("etl.py", GOOD.replace('task_id="b"', 'task_id="c"'))
     assert sorted(load_folder(dags_folder).dags["good"].tasks) == ["a", "c"]
+
+
+def test_a_dag_file_named_like_a_standard_module_shadows_nothing(
+    dags_folder: Path, write_dag: WriteDag
+) -> None:
+    import email.message
+
+    write_dag("email.py", GOOD)
+    bag = load_folder(dags_folder)
+    assert bag.errors == []  # a DAG file: imported by dagd under its own name
+    assert list(bag.dags) == ["good"]
+    # The folder is on sys.path after the standard library and site-packages.
+    folder = str(dags_folder.resolve())
+    stdlib = str(Path(email.message.__file__).parents[1])
+    assert sys.path.index(folder) > sys.path.index(stdlib)
+    assert importlib.util.find_spec("email") is not None
+    assert importlib.util.find_spec("email").origin == str(  # type: ignore[union-attr]
+        Path(stdlib) / "email" / "__init__.py"
+    )
+
+
+def test_a_helper_named_like_an_installed_module_is_reported_and_the_dags_load(
+    dags_folder: Path, write_dag: WriteDag
+) -> None:
+    import json
+
+    import orjson
+
+    write_dag("json.py", "def parse(text):\n    return text.split(',')\n")
+    (dags_folder / "orjson").mkdir()
+    write_dag("orjson/__init__.py", "LOADS = None\n")
+    write_dag("helpers_for_the_loader_test.py", "X = 1\n")  # no module of that name: fine
+    write_dag(
+        "uses_json.py",
+        """\
+        import json
+        import helpers_for_the_loader_test
+        from dagd import DAG, PythonTask
+
+        with DAG("uses_json", params={"dumped": json.dumps([1])}) as d:
+            PythonTask(task_id="t", python_callable=print)
+        """,
+    )
+    bag = load_folder(dags_folder)
+    assert list(bag.dags) == ["uses_json"]
+    assert bag.dags["uses_json"].params == {"dumped": "[1]"}  # the standard json
+    by_file = {Path(e.file).name: e for e in bag.errors}
+    assert sorted(by_file) == ["json.py", "orjson"]
+    warning = by_file["json.py"]
+    assert warning.file == str((dags_folder / "json.py").resolve())
+    assert warning.message == (
+        f"warning: json.py has the name of the standard library module 'json' "
+        f"({json.__file__}), which comes first: `import json` in a DAG file gets that "
+        f"module, not this file; rename it"
+    )
+    assert (warning.line, warning.traceback) == (None, "")
+    assert by_file["orjson"].message.startswith(
+        f"warning: orjson has the name of the installed module 'orjson' ({orjson.__file__})"
+    )

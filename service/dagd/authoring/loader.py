@@ -3,11 +3,19 @@
 A file that raises, or whose DAG fails validation, becomes an `ImportFailure`
 (file, line, message, traceback); it never stops the other files. Blocking: the
 daemon calls it from a worker thread.
+
+A DAG file is imported under its own unique module name (`module_name`), never under
+its file name, so a DAG file called `http.py` shadows nothing. Its folder is appended to
+`sys.path`, after the standard library and site-packages, so that the helper modules
+the DAG files import are found; a helper whose name an installed or standard module
+already has can never be imported by that name, and is reported as an `ImportFailure`
+that says so (the DAGs are not affected).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import sys
 import threading
 import traceback
@@ -20,6 +28,7 @@ from dagd.authoring.dag import DAG
 from dagd.errors import DagdError
 
 _lock = threading.Lock()
+_appended: set[Path] = set()  # the folders load_file put on sys.path
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,11 @@ def load_file(path: Path, source: str | None = None) -> tuple[list[DAG], ImportF
     with _lock:
         folder = str(path.parent)
         if folder not in sys.path:
-            sys.path.insert(0, folder)
+            # Last: helper modules beside the DAG files import, but never in place of
+            # an installed or standard module (a DAG folder's `http.py` would break
+            # aiohttp, and with it every task of the folder).
+            sys.path.append(folder)
+            _appended.add(path.parent)
         dag_module.start_collecting()
         try:
             text = path.read_text(encoding="utf-8") if source is None else source
@@ -133,7 +146,57 @@ def load_folder(folder: Path) -> DagBag:
             bag.dags[d.dag_id] = d
             ids.append(d.dag_id)
         bag.files[key] = ids
+    bag.errors.extend(shadowed_helpers(bag))
     return bag
+
+
+def _installed(name: str, path: list[str]) -> str | None:
+    """Where the installed or standard module `name` is, looked for on `path` (sys.path
+    without the DAG folders); None if there is none."""
+    module = sys.modules.get(name)
+    where = getattr(module, "__file__", None) if module is not None else None
+    if isinstance(where, str):
+        file = Path(where).resolve()
+        folder = file.parent.parent if file.name == "__init__.py" else file.parent
+        if folder not in _appended:
+            return where
+    if name in sys.builtin_module_names:
+        return "built in"
+    if importlib.machinery.FrozenImporter.find_spec(name) is not None:
+        return "frozen"
+    spec = importlib.machinery.PathFinder.find_spec(name, path)
+    # A namespace package (no origin) does not win over a module later on the path.
+    if spec is None or spec.origin in (None, "namespace"):
+        return None
+    return spec.origin
+
+
+def shadowed_helpers(bag: DagBag) -> list[ImportFailure]:
+    """Helper modules beside the DAG files that `import NAME` cannot reach, because an
+    installed or standard module of that name comes first on `sys.path`."""
+    loaded = [Path(f) for f in bag.files] + [Path(e.file) for e in bag.errors]
+    folders = {f.parent for f in loaded if f.suffix == ".py"}
+    path = [p for p in sys.path if Path(p or ".").resolve() not in _appended]
+    found: list[ImportFailure] = []
+    for folder in sorted(folders):
+        for file in sorted(folder.iterdir()):
+            is_package = file.is_dir() and (file / "__init__.py").is_file()
+            name = file.name if is_package else file.stem
+            if not (is_package or file.suffix == ".py") or not name.isidentifier():
+                continue
+            if bag.files.get(str(file)) or name == "__init__":
+                continue  # a DAG file: imported under its own name, by dagd alone
+            where = _installed(name, path)
+            if where is None:
+                continue
+            what = "standard library" if name in sys.stdlib_module_names else "installed"
+            found.append(ImportFailure(
+                file=str(file), line=None, traceback="",
+                message=f"warning: {file.name} has the name of the {what} module {name!r} "
+                        f"({where}), which comes first: `import {name}` in a DAG file gets "
+                        f"that module, not this file; rename it",
+            ))
+    return found
 
 
 def find_dag(path: Path, dag_id: str, source: str | None = None) -> DAG:

@@ -139,7 +139,9 @@ class LocalExecutor:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         attempt_log = AttemptLog(spec.log_path, self.log_max_bytes)
         process = await anyio.open_process(
-            [sys.executable, "-m", "dagd.executors.worker"],
+            # -P: the working directory (the DAGs folder, if the daemon was started in
+            # it) does not go first on sys.path, in place of installed modules.
+            [sys.executable, "-P", "-m", "dagd.executors.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

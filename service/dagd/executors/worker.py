@@ -1,9 +1,12 @@
 """The worker process: runs one attempt of a sync Python task, isolated from the daemon.
 
-Started as `python -m dagd.executors.worker` with its spec as JSON on stdin. It imports
-the DAG file itself, calls the task, prints to stdout/stderr (a pipe to the daemon,
-which writes the attempt's capped log), and writes its result as JSON to the path
-given. It dies with the daemon (PR_SET_PDEATHSIG on Linux).
+Started as `python -P -m dagd.executors.worker` with its spec as JSON on stdin. It imports
+the DAG file itself (its folder goes on sys.path after the installed modules, as in the
+daemon; -P keeps the working directory off it, so a DAGs folder's `http.py` cannot stand
+in for the standard module even when the daemon runs inside that folder), calls the
+task, prints to stdout/stderr (a pipe to the daemon, which writes the attempt's capped
+log), and writes its result as JSON to the path given. It dies with the daemon
+(PR_SET_PDEATHSIG on Linux).
 """
 
 from __future__ import annotations
