@@ -17,6 +17,7 @@ from pathlib import Path
 
 import anyio
 from aiohttp import web
+from anyio.abc import TaskStatus
 from watchfiles import awatch
 
 import dagd
@@ -170,8 +171,17 @@ class Daemon:
             if server is not None and server.sockets:
                 self.port = server.sockets[0].getsockname()[1]
             lock.publish(settings.host, self.port)
+            async def scheduler(*, task_status: TaskStatus[None]) -> None:
+                try:
+                    await engine.serve(task_status=task_status)
+                finally:
+                    # The scheduler ended (a failure, or the stop): the file watchers'
+                    # threads must return now, not at their next timeout.
+                    folder.stop_watching.set()
+                    triggers.stop_watching()
+
             async with anyio.create_task_group() as tg:
-                await tg.start(engine.serve, name="scheduler")
+                await tg.start(scheduler, name="scheduler")
                 tg.start_soon(self._signals, folder, engine, name="signals")
                 outbox_scope = anyio.CancelScope()
                 keep = supervisor.keep

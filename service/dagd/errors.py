@@ -114,6 +114,14 @@ class TaskFailure(Exception):
     """Raised by the worker side to report a failed attempt; not a DagdError (user code)."""
 
 
+class StorageUnavailable(DagdError):
+    """The database cannot be written now (disk full, I/O error): try again later."""
+
+    status = 503
+    code = "storage_unavailable"
+    retry_after = 5
+
+
 class BadRequest(DagdError):
     """A request that cannot be read as sent (a body that does not decode)."""
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from dagd.errors import InvalidInput, NotFound
+from dagd.errors import InvalidInput, NotFound, StorageUnavailable
 from dagd.events import (
     DAG_PAUSED,
     DUPLICATE,
@@ -61,6 +61,7 @@ class Desk(Protocol):
 
     store: Store
     serving: bool
+    unhealthy: str | None
 
     @property
     def dags(self) -> dict[str, DAG]: ...
@@ -157,6 +158,8 @@ class Intake:
         earlier outcome and starts nothing. `members` (a batch's files) are recorded
         beside it, pointing at the same run, so that each of them counts as seen.
         """
+        if self.engine.unhealthy is not None:  # no promise that nothing could keep
+            raise StorageUnavailable(f"not accepting events now: {self.engine.unhealthy}")
         results: list[Outcome | Pending] = []
         mine: list[Pending] = []
         async with self._lock:

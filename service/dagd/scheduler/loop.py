@@ -23,8 +23,10 @@ from anyio.abc import TaskStatus
 from dagd.authoring.dag import DAG
 from dagd.changes import Changes
 from dagd.config import Settings
+from dagd.errors import StorageUnavailable
 from dagd.executors.base import AttemptResult, AttemptSpec
 from dagd.executors.local import LocalExecutor
+from dagd.retry import RetryPolicy
 from dagd.scheduler import recovery
 from dagd.scheduler.intake import Intake, Pending
 from dagd.scheduler.runs import Runs
@@ -32,6 +34,10 @@ from dagd.store import Batch, Store
 from dagd.store.rows import RunRow
 
 log = logging.getLogger(__name__)
+
+# A tick that cannot be committed is tried again after 0.25 s, doubling to 5 s.
+COMMIT_BACKOFF = RetryPolicy.build(retries=1_000_000, retry_delay=0.25,
+                                   retry_exponential_backoff=True, max_retry_delay=5.0)
 
 
 class Engine:
@@ -68,6 +74,9 @@ class Engine:
         # The events port: every trigger delivers through it.
         self.intake = Intake(self)
         self.serving = False
+        # Why the database cannot be written now (a full disk), or None: while set, new
+        # events are refused (503) and /api/v1/health answers 503 with it.
+        self.unhealthy: str | None = None
         self._scope_class: type[anyio.CancelScope] = anyio.CancelScope
         self._inbox: list[Pending] = []
         # Called once a batch that queued notifications is committed (the outbox).
@@ -212,8 +221,39 @@ class Engine:
             runs.fill_slots(batch, dispatch)
         runs.finish_runs(batch)
         ended = runs.take_ended()
-        await self.store.commit(batch)
+        await self._commit(batch)
         self._after_commit(batch, inbox, dispatch, ended)
+
+    async def _commit(self, batch: Batch) -> None:
+        """Commit the tick's batch; while the database cannot be written (a full disk),
+        say so (health, refused deliveries) and try the same batch again, backing off,
+        until it can. Stopping, give up after the grace period: what is not committed
+        did not happen, and the next start carries on from the rows."""
+        failures = 0
+        deadline: float | None = None
+        while True:
+            try:
+                await self.store.commit(batch)
+            except StorageUnavailable as exc:
+                failures += 1
+                if self.unhealthy is None:
+                    log.error("%s; refusing new events, retrying until it can be written",
+                              exc)
+                self.unhealthy = str(exc)
+                if self._stopping:
+                    now = time.monotonic()
+                    deadline = deadline or now + self.settings.shutdown_grace_period
+                    if now >= deadline:
+                        log.error("stopping with a tick of %d change(s) not recorded: %s",
+                                  sum(map(len, batch.rows.values())), exc)
+                        raise
+                await anyio.sleep(COMMIT_BACKOFF.delay(min(failures, 16), lambda: 0.0))
+                continue
+            if self.unhealthy is not None:
+                log.warning("the database can be written again (after %d failed commit(s))",
+                            failures)
+                self.unhealthy = None
+            return
 
     def _after_commit(self, batch: Batch, inbox: list[Pending], dispatch: list[AttemptSpec],
                       ended: list[int]) -> None:

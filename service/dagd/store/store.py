@@ -10,6 +10,7 @@ read-only store (the CLI's) opens the file with `mode=ro` and has no writer.
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -20,7 +21,7 @@ import aiosqlite
 import anyio
 import orjson
 
-from dagd.errors import DagdError, NotFound, StateError
+from dagd.errors import DagdError, NotFound, StateError, StorageUnavailable
 from dagd.store.batch import CAS, ORDER, Batch, IdCounter
 from dagd.store.rows import (
     AttemptRow,
@@ -35,6 +36,19 @@ from dagd.store.rows import (
 from dagd.store.sql import Q, migrations
 
 log = logging.getLogger(__name__)
+
+# SQLite's answers that mean "this cannot be written now", not "this write is wrong".
+UNWRITABLE = ("SQLITE_FULL", "SQLITE_IOERR")
+
+
+def unwritable(path: Path, exc: sqlite3.Error) -> StorageUnavailable:
+    """The one line an operator needs: what failed, and how much room is left."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free:,} bytes free"
+    except OSError:
+        free = "free space unknown"
+    return StorageUnavailable(f"cannot write the database {path}: {exc} ({free} on "
+                              f"{path.parent})")
 
 
 class Store:
@@ -69,7 +83,12 @@ class Store:
             await store._check_schema()
             return store
         await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-        writer = await anyio.to_thread.run_sync(_open_writer, path, synchronous)
+        try:
+            writer = await anyio.to_thread.run_sync(_open_writer, path, synchronous)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "").startswith(UNWRITABLE):
+                raise unwritable(path, exc) from None
+            raise
         conn = await aiosqlite.connect(path)
         await conn.execute("PRAGMA busy_timeout = 5000")
         store = cls(conn, path, writer=writer)
@@ -85,7 +104,12 @@ class Store:
             self._writer = None
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "").startswith(UNWRITABLE):
+                raise unwritable(self.path, exc) from None
+            raise
 
     async def _check_schema(self) -> None:
         async with self.conn.execute("PRAGMA user_version") as cur:
@@ -314,8 +338,15 @@ def _commit(db: sqlite3.Connection, batch: Batch) -> None:
                 )
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        _rollback(db)
         raise
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    # SQLite has already rolled back after some errors (a full disk): a second ROLLBACK
+    # would fail and hide the real error.
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def _write(db: sqlite3.Connection, statements: list[tuple[str, Any]]) -> None:
@@ -328,5 +359,5 @@ def _write(db: sqlite3.Connection, statements: list[tuple[str, Any]]) -> None:
                 db.execute(sql, params)
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        _rollback(db)
         raise

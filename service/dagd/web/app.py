@@ -30,7 +30,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DagdError as exc:
-        return json_response(exc.to_dict(), status=exc.status)
+        response = json_response(exc.to_dict(), status=exc.status)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(int(retry_after))
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -91,10 +95,17 @@ async def _json_body(request: web.Request) -> Any:
 
 async def health(request: web.Request) -> web.Response:
     """"ok", or "degraded" while a side task (a trigger, a file watcher) keeps failing;
-    `tasks` lists each with its state, failures in a row and last error."""
+    `tasks` lists each with its state, failures in a row and last error. 503
+    "unavailable", with the reason, while the database cannot be written."""
     supervisor = request.app.get(SUPERVISOR)
     tasks = supervisor.describe() if supervisor is not None else []
     failing = any(t["state"] == "backing_off" for t in tasks)
+    unhealthy = request.app[ENGINE].unhealthy
+    if unhealthy is not None:  # nothing can be recorded: a load balancer should know
+        response = json_response({"status": "unavailable", "reason": unhealthy,
+                                  "version": __version__, "tasks": tasks}, status=503)
+        response.headers["Retry-After"] = "5"
+        return response
     return json_response({"status": "degraded" if failing else "ok",
                           "version": __version__, "tasks": tasks})
 

@@ -1,0 +1,117 @@
+"""A database that cannot be written (SQLite's SQLITE_FULL, as on a full disk; made
+here with `PRAGMA max_page_count`, a real limit of the real file): the daemon says so,
+refuses new events with a 503 and Retry-After instead of accepting what it cannot keep,
+retries the tick it could not commit, and carries on by itself once it can write."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from aiohttp import web
+
+from dagd.errors import StorageUnavailable
+from dagd.store import Store
+from dagd.web.app import create_app
+from integration.harness import Harness, StartEngine, wait_until
+
+pytestmark = pytest.mark.anyio
+
+DAGS = """
+from dagd import DAG, task
+
+with DAG("etl"):
+    @task
+    async def load():
+        return "loaded"
+
+    load()
+"""
+
+
+@asynccontextmanager
+async def api(h: Harness) -> AsyncIterator[Callable[..., Any]]:
+    reader = await Store.open(h.settings.db_path, readonly=True)
+    runner = web.AppRunner(create_app(h.engine, reader), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            async def call(method: str, path: str, body: Any = None) -> tuple[int, Any, Any]:
+                async with http.request(method, f"http://{host}:{port}/api/v1{path}",
+                                        json=body) as resp:
+                    return resp.status, await resp.json(), resp.headers
+            yield call
+    finally:
+        await runner.cleanup()
+        await reader.close()
+
+
+async def pages(h: Harness, limit: int | None = None) -> int:
+    """Set the database's page limit (None: to what it holds now); return the count."""
+    writer = h.store._writer
+    assert writer is not None
+
+    def pragma() -> int:
+        count = int(writer.execute("PRAGMA page_count").fetchone()[0])
+        writer.execute(f"PRAGMA max_page_count = {limit or count}")
+        return count
+
+    result: int = await h.store._run(pragma)
+    return result
+
+
+async def test_a_full_database_refuses_new_events_and_recovers_by_itself(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("etl.py", DAGS)
+    async with start_engine() as h, api(h) as call:
+        status, health, _ = await call("GET", "/health")
+        assert (status, health["status"]) == (200, "ok")
+        await pages(h)  # no new page from now on: the runs below soon fill the last ones
+        accepted: list[tuple[int, Any, Any]] = []
+        room = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            async def keep_triggering() -> None:
+                while not room.is_set():  # until one waits on a tick that cannot commit
+                    accepted.append(await call("POST", "/dags/etl/runs", {"conf": {}}))
+
+            tg.start_soon(keep_triggering)
+            seen: list[tuple[int, Any, Any]] = []
+
+            async def unavailable() -> bool:
+                seen.append(await call("GET", "/health"))
+                return seen[-1][0] == 503
+
+            await wait_until(unavailable, deadline=30, what="health 503")
+            status, health, headers = seen[-1]
+            assert health["status"] == "unavailable"
+            assert headers["Retry-After"] == "5"
+            assert "database or disk is full" in health["reason"]
+            assert "bytes free on" in health["reason"]
+            # A new event now gets a clear refusal at once, not a promise.
+            status, refused, headers = await call("POST", "/dags/etl/runs", {"conf": {}})
+            assert (status, refused["error"]) == (503, "storage_unavailable"), refused
+            assert "not accepting events now" in refused["message"]
+            assert headers["Retry-After"] == "5"
+            with pytest.raises(StorageUnavailable, match="not accepting events now"):
+                await h.engine.trigger("etl")
+            waiting = len(accepted)
+            room.set()
+            await pages(h, 1_000_000)  # room again: the waiting tick commits
+        assert len(accepted) == waiting + 1  # the one that waited got its answer
+        assert all(status == 201 for status, _, _ in accepted), accepted
+        run_ids = [created["run_id"] for _, created, _ in accepted]
+        for run_id in run_ids:
+            assert await h.wait(run_id) == "success"
+        status, health, _ = await call("GET", "/health")
+        assert (status, health["status"]) == (200, "ok")
+        runs = await h.store.list_runs("etl", limit=10_000)
+        assert sorted(r.id for r in runs) == sorted(run_ids)  # the refused ones never existed
