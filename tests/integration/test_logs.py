@@ -134,3 +134,127 @@ async def test_a_flood_of_output_is_capped_and_the_task_still_succeeds(
         kept = data[mode][: -len(NOTICE)]
         assert len(kept) == 4096
         assert kept == (line * 50).encode()[:4096]
+
+
+RAISES_IN_USER_CODE = """
+from dagd import DAG, task
+
+
+def check(rows):
+    if not rows:
+        raise ValueError("no rows to load")
+
+
+with DAG("user_raises") as user_raises:
+    @task
+    async def in_loop():
+        check([])
+
+    @task(isolation="thread")
+    def in_thread():
+        check([])
+
+    @task
+    def in_process():
+        check([])
+
+    in_loop()
+    in_thread()
+    in_process()
+"""
+
+DAGD_FRAMES = ("worker.py", "local.py", "loader.py", "templating.py", "tasks.py",
+               "service/dagd/", "anyio", "asyncio")
+CALL_LINES = {"in_loop": 13, "in_thread": 17, "in_process": 21}
+
+
+async def test_a_failure_in_user_code_shows_the_users_frames_not_dagds(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    path = write_dag("user_raises.py", RAISES_IN_USER_CODE).resolve()
+    async with start_engine(capture=True) as h:
+        run_id, state = await h.run("user_raises")
+        attempts = {mode: (await h.attempts(run_id, mode))[0] for mode in MODES}
+        texts = {mode: await read_text(attempts[mode].log_path) for mode in MODES}
+    assert state == "failed"
+    for mode in MODES:
+        lines = texts[mode].splitlines()
+        assert attempts[mode].error == "ValueError: no rows to load"
+        # The cause first, then the traceback of the user's code alone.
+        assert lines[0] == "ValueError: no rows to load", (mode, texts[mode])
+        assert lines[1] == "Traceback (most recent call last):", (mode, texts[mode])
+        assert lines[2:] == [
+            f'  File "{path}", line {CALL_LINES[mode]}, in {mode}',
+            "    check([])",
+            f'  File "{path}", line 7, in check',
+            '    raise ValueError("no rows to load")',
+            "ValueError: no rows to load",
+        ], (mode, texts[mode])
+        for frame in DAGD_FRAMES:
+            assert frame not in texts[mode], (mode, frame, texts[mode])
+
+
+BAD_TEMPLATE = """
+from dagd import DAG, ShellTask
+
+with DAG("bad_template") as bad_template:
+    ShellTask(task_id="echo", command="echo {{ conf.nope }}")
+"""
+
+
+async def test_a_template_error_is_one_line_naming_the_task_and_field(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("bad_template.py", BAD_TEMPLATE)
+    async with start_engine() as h:
+        run_id, state = await h.run("bad_template", conf={"x": 1})
+        [attempt] = await h.attempts(run_id, "echo")
+    text = await read_text(attempt.log_path)
+    assert state == "failed"
+    assert text == (
+        "TemplateRenderError: DAG 'bad_template', task 'echo', field 'command': "
+        "template error: 'dict object' has no attribute 'nope'\n"
+    )
+
+
+HELPER_OK = "ROWS = [1, 2, 3]\n"
+HELPER_BROKEN = "ROWS = [1, 2, 3]\nraise RuntimeError('the helper is broken now')\n"
+
+USES_HELPER = """
+import logs_test_helper_breaks_later
+from dagd import DAG, task
+
+with DAG("helper_breaks") as helper_breaks:
+    @task
+    def count():
+        return len(logs_test_helper_breaks_later.ROWS)
+
+    count()
+"""
+
+
+async def test_a_dag_file_whose_import_fails_in_the_worker_shows_where(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    # The worker runs the text the scheduler loaded, but the helper it imports is read
+    # from disk: edited into something broken after the load, the import fails there.
+    helper = write_dag("logs_test_helper_breaks_later.py", HELPER_OK).resolve()
+    dag_file = write_dag("helper_breaks.py", USES_HELPER).resolve()
+    async with start_engine() as h:
+        write_dag("logs_test_helper_breaks_later.py", HELPER_BROKEN)
+        run_id, state = await h.run("helper_breaks")
+        [attempt] = await h.attempts(run_id, "count")
+    text = await read_text(attempt.log_path)
+    assert state == "failed"
+    headline = (f"DagdError: {dag_file}:2: cannot load DAG file: "
+                "RuntimeError: the helper is broken now")
+    assert attempt.error == headline
+    assert text.splitlines() == [
+        headline,
+        "Traceback (most recent call last):",
+        f'  File "{dag_file}", line 2, in <module>',
+        "    import logs_test_helper_breaks_later",
+        f'  File "{helper}", line 2, in <module>',
+        "    raise RuntimeError('the helper is broken now')",
+        "RuntimeError: the helper is broken now",
+    ]

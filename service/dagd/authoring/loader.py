@@ -37,6 +37,8 @@ class ImportFailure:
     line: int | None
     message: str
     traceback: str
+    # The exception itself, in this process only: a worker shows its frames.
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -71,7 +73,8 @@ def _failure(path: Path, exc: BaseException) -> ImportFailure:
     else:
         message = f"{type(exc).__name__}: {exc}"
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return ImportFailure(file=str(path), line=line, message=message, traceback=tb)
+    return ImportFailure(file=str(path), line=line, message=message, traceback=tb,
+                         exception=exc)
 
 
 def load_file(path: Path, source: str | None = None) -> tuple[list[DAG], ImportFailure | None]:
@@ -204,7 +207,8 @@ def find_dag(path: Path, dag_id: str, source: str | None = None) -> DAG:
     and return one of its DAGs."""
     dags, failure = load_file(path, source)
     if failure is not None:
-        raise DagdError(f"cannot load DAG file: {failure.message}", file=failure.file)
+        raise DagdError(f"cannot load DAG file: {failure.message}", file=failure.file,
+                        line=failure.line) from failure.exception
     for d in dags:
         if d.dag_id == dag_id:
             return d

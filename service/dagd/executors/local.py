@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from dagd.authoring.context import reset_current_context, set_current_context
 from dagd.executors.base import AttemptResult, AttemptSpec, XComError, encode_xcom
 from dagd.executors.logs import AttemptLog, reset_current_log, set_current_log
 from dagd.executors.procgroup import pump, stop_group
+from dagd.executors.worker import format_failure
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class LocalExecutor:
     def _failed(
         self, spec: AttemptSpec, exc: BaseException, attempt_log: AttemptLog
     ) -> AttemptResult:
-        attempt_log.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        attempt_log.write(format_failure(exc))
         return AttemptResult.failure(spec, exc)
 
     async def _in_loop(self, spec: AttemptSpec) -> AttemptResult:

@@ -7,6 +7,9 @@ in for the standard module even when the daemon runs inside that folder), calls 
 task, prints to stdout/stderr (a pipe to the daemon, which writes the attempt's capped
 log), and writes its result as JSON to the path given. It dies with the daemon
 (PR_SET_PDEATHSIG on Linux).
+
+Also how a failed attempt reads in its log (`format_failure`, used by the local executor
+too): the cause on one line, then the traceback of the user's code without dagd's frames.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import logging
 import os
 import signal
 import sys
+import sysconfig
 import traceback
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,85 @@ def _write_result(path: str, result: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+_DAGD = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+@cache
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    return tuple(os.path.abspath(d) + os.sep for d in dirs)
+
+
+def _is_dagd(filename: str) -> bool:
+    return os.path.abspath(filename).startswith(_DAGD)
+
+
+def _is_users(filename: str) -> bool:
+    """A frame of the user's code: a DAG file, a helper, a plugin (not dagd, not the
+    standard library or site-packages, not code without a file such as `<frozen ...>`)."""
+    if filename.startswith("<"):
+        return False
+    path = os.path.abspath(filename)
+    return not path.startswith(_DAGD) and not path.startswith(_library_dirs())
+
+
+def _headline(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _links(te: traceback.TracebackException) -> list[traceback.TracebackException]:
+    """Every exception of a chain as it is shown (causes, contexts not suppressed,
+    exception groups), each once."""
+    seen: list[traceback.TracebackException] = []
+    todo = [te]
+    while todo:
+        link = todo.pop()
+        if any(link is s for s in seen):
+            continue
+        seen.append(link)
+        context = None if link.__suppress_context__ else link.__context__
+        todo.extend(x for x in (link.__cause__, context) if x is not None)
+        todo.extend(link.exceptions or ())
+    return seen
+
+
+def _keep_users_frames(link: traceback.TracebackException) -> bool:
+    """Cut `link`'s stack to the user's frames: none before the first of them (dagd and
+    the async machinery that called the task) and no dagd frame after it (the library
+    frames under the user's own calls stay). True if a user frame is left."""
+    frames = list(link.stack)
+    first = next((i for i, f in enumerate(frames) if _is_users(f.filename)), len(frames))
+    kept = [f for f in frames[first:] if not _is_dagd(f.filename)]
+    link.stack = traceback.StackSummary.from_list(kept)
+    return bool(kept)
+
+
+def format_failure(exc: BaseException) -> str:
+    """An attempt's failure as its log shows it: the cause on the first line, then the
+    traceback of the user's code alone.
+
+    dagd's own frames (this worker, the loader, the templates, the executor) say nothing
+    to the person who wrote the DAG. With no user frame at all, an exception of dagd's
+    own (a template error, a failed shell command) is its one line, which names the DAG,
+    the task and the setting; anything else (a bug in dagd) keeps its whole traceback.
+    """
+    headline = _headline(exc)
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+    if not any([_keep_users_frames(link) for link in _links(te)]):
+        if type(exc).__module__.startswith("dagd."):
+            return headline + "\n"
+        full = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        return headline + "\n" + "".join(full)
+    if not te.stack:
+        # The outer exception is dagd's report about the user's (a DAG file that failed
+        # to import): the headline says it; the traceback starts at what it reports.
+        shown = te.__cause__ or (None if te.__suppress_context__ else te.__context__)
+        te = shown if shown is not None else te
+    return headline + "\n" + "".join(te.format())
+
+
 def main() -> int:
     _die_with_parent()
     spec = orjson.loads(sys.stdin.buffer.read())
@@ -64,7 +148,7 @@ def main() -> int:
         value = task.call_sync(ctx)
         xcom = encode_xcom(value, spec["xcom_max_bytes"])
     except BaseException as exc:  # the task's own failure, reported, not raised
-        traceback.print_exc()
+        sys.stderr.write(format_failure(exc))
         sys.stderr.flush()
         _write_result(
             spec["result_path"],
