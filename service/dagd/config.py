@@ -40,6 +40,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body: int = 1024 * 1024  # bytes: a webhook body past this is refused with 413
+    max_backfill_runs: int = 10_000  # runs one backfill request may queue; more: a 422
     # Email notifications ([smtp]); the password only ever by environment variable name.
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
@@ -88,6 +89,7 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("server", "host"): ("host", str),
     ("server", "port"): ("port", int),
     ("server", "max_body"): ("max_body", int),
+    ("server", "max_backfill_runs"): ("max_backfill_runs", int),
     ("smtp", "host"): ("smtp_host", str),
     ("smtp", "port"): ("smtp_port", int),
     ("smtp", "sender"): ("smtp_sender", str),
@@ -270,6 +272,7 @@ def _validate(s: Settings, path: Path | None) -> None:
          f"must be one of {ISOLATIONS}"),
         (0 <= s.port <= 65535, "server.port", "must be between 0 and 65535"),
         (s.max_body >= 1, "server.max_body", "must be at least 1"),
+        (s.max_backfill_runs >= 1, "server.max_backfill_runs", "must be at least 1"),
         (0 < s.smtp_port <= 65535, "smtp.port", "must be between 1 and 65535"),
         (not (s.smtp_tls and s.smtp_starttls), "smtp.tls",
          "and smtp.starttls cannot both be true"),

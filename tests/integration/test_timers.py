@@ -7,12 +7,14 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 
+from dagd.config import Settings
 from dagd.errors import InvalidInput
 from dagd.triggers import service as trigger_service
 from dagd.triggers.service import TriggerService
@@ -216,7 +218,9 @@ async def test_a_backfill_of_dates_covers_whole_days_in_the_timers_timezone(
     ("0001-01-01", "2026-11-03", "start must be between the years 1970 and 9998"),
     ("2026-11-01", "9999-12-31", "end must be between the years 1970 and 9998"),
     ("2026-11-05", "2026-11-01", "end is before start"),
-    ("1970-01-01", "2026-11-03", "the range holds more than 10000 runs"),
+    ("1970-01-01", "2026-11-03",
+     "the range holds more than 10000 runs of cron:0 2 * * * Europe/Paris "
+     "([server] max_backfill_runs)"),
     ("yesterday", "2026-11-03", "start is not an ISO date or datetime: 'yesterday'"),
 ])
 async def test_a_backfill_range_that_cannot_be_run_is_refused_by_name(
@@ -228,3 +232,15 @@ async def test_a_backfill_range_that_cannot_be_run_is_refused_by_name(
         with pytest.raises(InvalidInput, match=re.escape(message)):
             await h.engine.intake.backfill("nightly", start=start, end=end)
         assert await h.store.list_runs("nightly") == []
+
+
+async def test_the_most_runs_of_one_backfill_is_configured(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, settings: Settings
+) -> None:
+    write_dag("nightly.py", NIGHTLY)
+    async with start_engine(replace(settings, max_backfill_runs=2)) as h:
+        with pytest.raises(InvalidInput, match=r"more than 2 runs"):
+            await h.engine.intake.backfill("nightly", start="2026-11-01", end="2026-11-03")
+        assert await h.store.list_runs("nightly") == []
+        done = await h.engine.intake.backfill("nightly", start="2026-11-01", end="2026-11-02")
+        assert len(done.queued) == 2

@@ -33,13 +33,13 @@ from dagd.triggers.timers import fire_conf, logical_fires, timers_of
 
 if TYPE_CHECKING:
     from dagd.authoring.dag import DAG
+    from dagd.config import Settings
     from dagd.store import Batch, Store
 
 log = logging.getLogger(__name__)
 
 # Kinds whose repeated deliveries are recorded (with the outcome `duplicate`).
 LEDGER_DUPLICATES = frozenset({"webhook"})
-MAX_BACKFILL_RUNS = 10_000  # per request: a wider range is refused, not truncated
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Desk(Protocol):
     """What the intake needs of the engine: its DAGs, and where deliveries go."""
 
     store: Store
+    settings: Settings
     serving: bool
     unhealthy: str | None
 
@@ -295,11 +296,13 @@ class Intake:
         last = _when(end, "end", timer.zone, end_of_day=True)
         if last < first:
             raise InvalidInput("end is before start", dag_id=dag_id, field="end")
-        fires = logical_fires(timer, first, last, MAX_BACKFILL_RUNS + 1)
-        if len(fires) > MAX_BACKFILL_RUNS:
+        most = self.engine.settings.max_backfill_runs
+        fires = logical_fires(timer, first, last, most + 1)
+        if len(fires) > most:
             raise InvalidInput(
-                f"the range holds more than {MAX_BACKFILL_RUNS} runs of {timer.source}: "
-                "backfill it in smaller ranges", dag_id=dag_id, field="end")
+                f"the range holds more than {most} runs of {timer.source} "
+                "([server] max_backfill_runs): backfill it in smaller ranges",
+                dag_id=dag_id, field="end")
         result = Backfill()
         for fire in fires:
             conf: dict[str, Any] = {**fire_conf(timer, fire), "backfill": True}
