@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import orjson
 
-from dagd.errors import AlreadyRunning
+from dagd.errors import AlreadyRunning, DaemonUnavailable
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,9 @@ class Holder:
 
 
 class DataDirLock:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, patience: float = 0.0) -> None:
         self.path = path
+        self.patience = patience  # what `with DataDirLock(...)` waits (see acquire)
         self._file: IO[bytes] | None = None
 
     def acquire(self, *, patience: float = 0.0) -> None:
@@ -74,7 +75,7 @@ class DataDirLock:
             self._file = None
 
     def __enter__(self) -> DataDirLock:
-        self.acquire()
+        self.acquire(patience=self.patience)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -89,14 +90,30 @@ def read_holder(path: Path) -> Holder | None:
         return None
 
 
-def daemon_running(path: Path) -> Holder | None:
-    """The daemon holding the lock, if one does (probed without taking the lock for long)."""
+def daemon_running(path: Path, *, patience: float = 30.0) -> Holder | None:
+    """The daemon holding the lock, if one does (probed without taking the lock for long).
+
+    A holder that has not said where it serves is a CLI command writing with no daemon,
+    or a daemon still starting: wait, up to `patience` seconds, until it publishes its
+    address (a daemon: return it) or lets go (no daemon: None). Never a guessed address.
+    """
     if not path.exists():
         return None
+    deadline = time.monotonic() + patience
     with open(path, "a+b") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return read_holder(path) or Holder(pid=0, host="127.0.0.1", port=8080)
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    return None
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = read_holder(path)
+                if holder is not None:
+                    return holder
+                if time.monotonic() >= deadline:
+                    raise DaemonUnavailable(
+                        f"the data directory {path.parent} has been held for {patience:g}s "
+                        "by a process that does not say where it serves; try again"
+                    ) from None
+                time.sleep(0.02)  # flock has no wake-up with a deadline: look again
+                continue
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            return None

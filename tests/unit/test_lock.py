@@ -49,3 +49,48 @@ def test_without_patience_a_held_lock_is_refused(tmp_path: Path) -> None:
             DataDirLock(tmp_path / "dagd.lock").acquire()
     finally:
         cli.release()
+
+
+def test_a_probe_waits_for_a_silent_holder_instead_of_guessing_an_address(
+    tmp_path: Path,
+) -> None:
+    """A CLI command holding the lock (no address) is waited out: no daemon, None; a
+    daemon that publishes while the probe waits is found at its real address."""
+    from dagd.lock import daemon_running
+
+    path = tmp_path / "dagd.lock"
+    cli = DataDirLock(path)
+    cli.acquire()
+    releaser = threading.Timer(0.2, cli.release)
+    releaser.start()
+    try:
+        assert daemon_running(path, patience=5.0) is None
+    finally:
+        releaser.join()
+    starting = DataDirLock(path)
+    starting.acquire()
+    publisher = threading.Timer(0.2, starting.publish, args=("127.0.0.1", 8765))
+    publisher.start()
+    try:
+        holder = daemon_running(path, patience=5.0)
+        assert holder is not None and (holder.host, holder.port) == ("127.0.0.1", 8765)
+    finally:
+        publisher.join()
+        starting.release()
+
+
+def test_concurrent_offline_commands_queue_on_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "dagd.lock"
+    done: list[int] = []
+
+    def command(n: int) -> None:
+        with DataDirLock(path, patience=10.0):
+            time.sleep(0.02)  # holding it for a moment, as an offline write does
+            done.append(n)
+
+    threads = [threading.Thread(target=command, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert sorted(done) == list(range(6))
