@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 import anyio
@@ -20,6 +19,7 @@ import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from dagd import client
@@ -27,14 +27,11 @@ from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
 from dagd.states import TASK_TERMINAL
 from dagd.store import Store
-from dagd.testrun import run_test, state_text, ti_table
+from dagd.tables import Column, fitted, seconds, state_cell, state_text, ti_table, when
+from dagd.testrun import run_test
 
 console = Console()
 err_console = Console(stderr=True)
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
 
 
 def _conf(raw: str | None) -> dict[str, Any]:
@@ -141,13 +138,18 @@ async def cmd_dags_show(settings: Settings, args: argparse.Namespace) -> int:
         await store.close()
     spec = row.spec
     console.print(_graph(spec))
-    table = Table(title=f"{row.dag_id}: {row.description}" if row.description else row.dag_id)
-    for col in ("task", "kind", "upstream", "trigger rule", "retries", "timeout", "line"):
-        table.add_column(col)
-    for t in spec.get("tasks", []):
-        timeout = f"{t['execution_timeout']:g}s" if t.get("execution_timeout") else ""
-        table.add_row(t["task_id"], t["kind"], ", ".join(t["upstream"]), t["trigger_rule"],
-                      str(t["retries"]), timeout, str(t.get("line") or ""))
+    tasks = spec.get("tasks", [])
+    title = Text(f"{row.dag_id}: {row.description}" if row.description else row.dag_id)
+    table = fitted(title, [
+        Column("task", [t["task_id"] for t in tasks]),
+        Column("kind", [t["kind"] for t in tasks], drop=1),
+        Column("upstream", [", ".join(t["upstream"]) for t in tasks], wrap=True),
+        Column("trigger rule", [t["trigger_rule"] for t in tasks], drop=2),
+        Column("retries", [str(t["retries"]) for t in tasks], drop=3),
+        Column("timeout", [f"{t['execution_timeout']:g}s" if t.get("execution_timeout") else ""
+                           for t in tasks], drop=4),
+        Column("line", [str(t.get("line") or "") for t in tasks], drop=5),
+    ], console.width)
     console.print(table)
     console.print(f"file: {row.fileloc}   paused: {'yes' if row.is_paused else 'no'}")
     return 0
@@ -178,14 +180,25 @@ async def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
         runs = await store.list_runs(args.dag, limit=args.limit)
     finally:
         await store.close()
-    table = Table(title=f"runs of {args.dag}" if args.dag else "runs")
-    for col in ("run", "dag", "state", "type", "created", "started", "ended", "duration"):
-        table.add_column(col)
-    for r in runs:
-        duration = f"{r.ended_at - r.started_at:.2f}s" if r.ended_at and r.started_at else ""
-        table.add_row(str(r.id), r.dag_id, state_text(r.state), r.run_type, _when(r.created_at),
-                      _when(r.started_at), _when(r.ended_at), duration)
-    console.print(table)
+    def stamps(header: str, values: list[float | None], drop: int) -> Column:
+        return Column(header, [when(ts) for ts in values],
+                      short=[when(ts, short=True) for ts in values], drop=drop)
+
+    # Never cut: the run, its DAG, its state. Then, dropped last to first: when it
+    # started and how long it took, its type, when it ended, when it was queued.
+    columns = [
+        Column("run", [str(r.id) for r in runs]),
+        Column("dag", [r.dag_id for r in runs]),
+        Column("state", [state_cell(r.state) for r in runs]),
+        Column("type", [r.run_type for r in runs], drop=3),
+        stamps("created", [r.created_at for r in runs], 5),
+        stamps("started", [r.started_at for r in runs], 1),
+        stamps("ended", [r.ended_at for r in runs], 4),
+        Column("duration", [seconds(r.started_at, r.ended_at) for r in runs], drop=2,
+               justify="right"),
+    ]
+    title = Text(f"runs of {args.dag}" if args.dag else "runs")
+    console.print(fitted(title, columns, console.width))
     return 0
 
 
@@ -196,7 +209,8 @@ async def cmd_tasks_list(settings: Settings, args: argparse.Namespace) -> int:
         tis = await store.list_tis(run.id)
     finally:
         await store.close()
-    console.print(ti_table(escape(f"{run.dag_id} [run {run.id}] {run.state}"), tis))
+    console.print(ti_table(Text(f"{run.dag_id} [run {run.id}] {run.state}"), tis,
+                           width=console.width, times=True))
     return 0
 
 
@@ -289,7 +303,7 @@ async def cmd_events_list(settings: Settings, args: argparse.Namespace) -> int:
     for col in ("event", "when", "kind", "source", "dag", "outcome", "run", "detail"):
         table.add_column(col)
     for e in events:
-        table.add_row(str(e.id), _when(e.created_at), e.kind, e.source, e.dag_id or "",
+        table.add_row(str(e.id), when(e.created_at), e.kind, e.source, e.dag_id or "",
                       e.outcome, str(e.run_id or ""), escape(e.detail or ""))
     console.print(table)
     return 0

@@ -15,7 +15,6 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 
 from dagd.authoring.loader import load_folder
 from dagd.config import Settings
@@ -24,37 +23,7 @@ from dagd.executors.logs import install_capture
 from dagd.kinds.connections import set_connections
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
-from dagd.store.rows import TaskInstanceRow
-
-STYLE = {
-    "success": "green",
-    "failed": "red",
-    "upstream_failed": "dark_orange",
-    "up_for_retry": "yellow",
-    "running": "cyan",
-    "queued": "blue",
-    "skipped": "magenta",
-    "scheduled": "dim",
-}
-
-
-def state_text(state: str) -> str:
-    return f"[{STYLE.get(state, 'white')}]{state}[/]"
-
-
-def ti_table(title: str, tis: list[TaskInstanceRow]) -> Table:
-    table = Table(title=title)
-    table.add_column("task")
-    table.add_column("state")
-    table.add_column("try", justify="right")
-    table.add_column("duration", justify="right")
-    for ti in tis:
-        duration = ""
-        if ti.started_at and ti.ended_at:
-            duration = f"{ti.ended_at - ti.started_at:.2f}s"
-        name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
-        table.add_row(name, state_text(ti.state), f"{ti.try_number}/{ti.max_tries}", duration)
-    return table
+from dagd.tables import state_text, ti_table
 
 
 async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], console: Console) -> bool:
@@ -87,10 +56,12 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
                 title = escape(f"{dag_id} [run {run_id}]")
                 with Live(console=console, refresh_per_second=8, transient=False) as live:
                     while not done.is_set():
-                        live.update(ti_table(title, await store.list_tis(run_id)))
+                        live.update(ti_table(title, await store.list_tis(run_id),
+                                             width=console.width))
                         with anyio.move_on_after(0.125):
                             await done.wait()
-                    live.update(ti_table(title, await store.list_tis(run_id)))
+                    live.update(ti_table(title, await store.list_tis(run_id),
+                                         width=console.width))
                 await engine.stop(0)
                 tg.cancel_scope.cancel()
             console.print()

@@ -265,3 +265,72 @@ def test_dagd_test_runs_a_dag_in_the_foreground_without_touching_the_data_dir(
     assert sorted(os.listdir(dagd.data_dir)) == before
     assert not (dagd.data_dir / "logs").exists()
     assert daemon.healthy()
+
+# A DAG and a task whose ids are long, as real ones are.
+LONG_IDS_DAG = """
+    from dagd import DAG, PythonTask
+
+
+    async def step():
+        return None
+
+
+    with DAG("nightly_warehouse_refresh"):
+        PythonTask(task_id="extract_orders_from_the_crm", python_callable=step) >> PythonTask(
+            task_id="load_orders_into_the_warehouse", python_callable=step
+        )
+"""
+
+SHORT_TIME = re.compile(r"^(\d\d:\d\d:\d\d|\d\d-\d\d \d\d:\d\d)$")
+
+
+def _header(text: str) -> list[str]:
+    """The column names of the first rich table in `text` (a one-line header)."""
+    for line in text.splitlines():
+        if line.startswith("┃"):
+            return [cell.strip() for cell in line.split("┃")[1:-1]]
+    raise AssertionError(f"no table header in:\n{text}")
+
+
+def test_runs_and_tasks_fit_an_80_column_terminal_with_ids_whole(
+    dagd: Dagd, write_dag: Callable[..., Path]
+) -> None:
+    write_dag("long_ids.py", LONG_IDS_DAG)
+    daemon = dagd.start()
+    runs = []
+    for _ in range(2):
+        status, body = daemon.request("POST", "/api/v1/dags/nightly_warehouse_refresh/runs", {})
+        assert status == 201, body
+        runs.append(body["run_id"])
+    dagd.wait_runs({run: "success" for run in runs}, timeout=30)
+    env = {**dagd.env(), "COLUMNS": "80"}
+
+    listing = dagd.cli("runs", "list", env=env)
+    assert listing.code == 0, listing
+    assert "…" not in listing.stdout, listing
+    assert max(len(line) for line in listing.stdout.splitlines()) <= 80, listing
+    columns = _header(listing.stdout)
+    assert columns[:3] == ["run", "dag", "state"], listing
+    assert {"started", "duration"} <= set(columns), listing
+    rows = table_rows(listing.stdout)
+    assert [row[:3] for row in rows] == [
+        [str(run), "nightly_warehouse_refresh", "success"] for run in reversed(runs)
+    ], listing
+    for row in rows:
+        assert SHORT_TIME.match(row[columns.index("started")]), listing
+
+    tasks = dagd.cli("tasks", "list", "nightly_warehouse_refresh", str(runs[0]), env=env)
+    assert tasks.code == 0, tasks
+    assert "…" not in tasks.stdout, tasks
+    assert max(len(line) for line in tasks.stdout.splitlines()) <= 80, tasks
+    columns = _header(tasks.stdout)
+    assert columns[:3] == ["task", "state", "try"], tasks
+    assert "started" in columns, tasks
+    rows = table_rows(tasks.stdout)
+    assert [row[:2] for row in rows] == [
+        ["extract_orders_from_the_crm", "success"], ["load_orders_into_the_warehouse", "success"]
+    ], tasks
+    for row in rows:
+        assert SHORT_TIME.match(row[columns.index("started")]), tasks
+    assert "nightly_warehouse_refresh" in tasks.stdout  # the title names the run's DAG
+
