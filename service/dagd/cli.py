@@ -2,7 +2,12 @@
 
 Read-only commands open the database read-only. Commands that change something go
 through the running daemon's HTTP API, or, with no daemon running, write directly while
-holding the data directory's lock. Errors are one line on stderr and a non-zero exit.
+holding the data directory's lock. `dags list/errors/show` with no daemon running, and
+`dags check` always, load the DAGs folder themselves. Errors are one line on stderr and
+a non-zero exit.
+
+The store and the engine are imported by the commands that use them: `dagd dags check`
+runs in pre-commit hooks, and must start fast.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -22,13 +29,18 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from dagd import client
+from dagd import check, client
 from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
+from dagd.lock import daemon_running
 from dagd.states import TASK_TERMINAL
-from dagd.store import Store
 from dagd.tables import Column, fitted, seconds, state_cell, state_text, ti_table, when
-from dagd.testrun import run_test
+
+if TYPE_CHECKING:
+    from dagd.authoring.dag import DAG
+    from dagd.authoring.loader import DagBag
+    from dagd.store import Store
+    from dagd.store.rows import DagRow
 
 console = Console()
 err_console = Console(stderr=True)
@@ -47,7 +59,53 @@ def _conf(raw: str | None) -> dict[str, Any]:
 
 
 async def _reader(settings: Settings) -> Store:
+    from dagd.store import Store
+
     return await Store.open(settings.db_path, readonly=True)
+
+
+# -- the DAGs folder, when no daemon has loaded it ------------------------------------
+async def _offline(settings: Settings) -> DagBag | None:
+    """None while a daemon runs: its database describes the folder it loaded. Otherwise
+    the folder, loaded here as the daemon would, and a line on stderr that says so."""
+    if daemon_running(settings.lock_path) is not None:
+        return None
+    bag = await anyio.to_thread.run_sync(check.load_dags, settings)
+    err_console.print(f"[dim]no daemon running: loaded {escape(str(settings.dags_folder))} "
+                      "directly[/]", highlight=False, soft_wrap=True)
+    return bag
+
+
+async def _stored(settings: Settings) -> dict[str, DagRow]:
+    """What a database left by an earlier daemon knows of the DAGs (paused flags, last
+    runs), read-only; nothing when there is none."""
+    if not await anyio.Path(settings.db_path).exists():
+        return {}
+    try:
+        store = await _reader(settings)
+    except DagdError:
+        return {}
+    try:
+        return {d.dag_id: d for d in await store.list_dags()}
+    finally:
+        await store.close()
+
+
+def _loaded_rows(dags: dict[str, DAG], stored: dict[str, DagRow]) -> list[DagRow]:
+    """The loaded DAGs as the rows a daemon would have written, with what the database
+    knows of each."""
+    from dagd.store.rows import DagRow
+
+    rows = []
+    for dag_id in sorted(dags):
+        d, old = dags[dag_id], stored.get(dag_id)
+        rows.append(DagRow(
+            dag_id=dag_id, fileloc=d.fileloc or "", description=d.description or "",
+            is_paused=bool(old and old.is_paused), is_active=True, spec=d.describe(),
+            updated_at=time.time(), last_run_state=old.last_run_state if old else None,
+            last_run_id=old.last_run_id if old else None,
+        ))
+    return rows
 
 
 # -- commands -------------------------------------------------------------------------
@@ -65,12 +123,17 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_dags_list(settings: Settings, args: argparse.Namespace) -> int:
-    store = await _reader(settings)
-    try:
-        dags = await store.list_dags()
-        errors = await store.list_import_errors()
-    finally:
-        await store.close()
+    bag = await _offline(settings)
+    if bag is not None:
+        dags = _loaded_rows(bag.dags, await _stored(settings))
+        errors: list[Any] = bag.errors
+    else:
+        store = await _reader(settings)
+        try:
+            dags = await store.list_dags()
+            errors = await store.list_import_errors()
+        finally:
+            await store.close()
     table = Table(title=f"DAGs ({settings.dags_folder})")
     for col in ("dag", "tasks", "paused", "last run", "description", "file"):
         table.add_column(col)
@@ -87,11 +150,15 @@ async def cmd_dags_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_dags_errors(settings: Settings, args: argparse.Namespace) -> int:
-    store = await _reader(settings)
-    try:
-        errors = await store.list_import_errors()
-    finally:
-        await store.close()
+    bag = await _offline(settings)
+    if bag is not None:
+        errors: list[Any] = bag.errors
+    else:
+        store = await _reader(settings)
+        try:
+            errors = await store.list_import_errors()
+        finally:
+            await store.close()
     if not errors:
         console.print("no import errors")
         return 0
@@ -131,11 +198,15 @@ def _graph(spec: dict[str, Any]) -> Tree:
 
 
 async def cmd_dags_show(settings: Settings, args: argparse.Namespace) -> int:
-    store = await _reader(settings)
-    try:
-        row = await store.get_dag(args.dag)
-    finally:
-        await store.close()
+    bag = await _offline(settings)
+    if bag is not None:
+        row = _loaded_rows({args.dag: check.find(bag, args.dag)}, await _stored(settings))[0]
+    else:
+        store = await _reader(settings)
+        try:
+            row = await store.get_dag(args.dag)
+        finally:
+            await store.close()
     spec = row.spec
     console.print(_graph(spec))
     tasks = spec.get("tasks", [])
@@ -180,6 +251,7 @@ async def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
         runs = await store.list_runs(args.dag, limit=args.limit)
     finally:
         await store.close()
+
     def stamps(header: str, values: list[float | None], drop: int) -> Column:
         return Column(header, [when(ts) for ts in values],
                       short=[when(ts, short=True) for ts in values], drop=drop)
@@ -335,8 +407,16 @@ async def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
+    from dagd.testrun import run_test
+
     ok = await run_test(settings, args.dag, _conf(args.conf), console)
     return 0 if ok else 1
+
+
+def cmd_dags_check(settings: Settings, args: argparse.Namespace) -> int:
+    # No event loop: as in the daemon's loader thread, none runs where the files are
+    # imported (a DAG file may call asyncio.run at import).
+    return check.check(settings, args.paths, console)
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -358,6 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("dag")
     errors = dsub.add_parser("errors", help="DAG files that failed to import")
     errors.add_argument("--traceback", action="store_true", help="show full tracebacks")
+    check_ = dsub.add_parser(
+        "check", help="load the DAG files as the daemon would; exit 1 on any error",
+        description="Load the DAGs folder (or only the files and folders given) as the "
+                    "daemon would, and list each DAG and each import error. Needs no "
+                    "database and no daemon; exit 1 on any error.")
+    check_.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="DAG files or folders (default: the DAGs folder)")
     for verb in ("pause", "unpause"):
         v = dsub.add_parser(verb, help=f"{verb} a DAG")
         v.add_argument("dag")
@@ -443,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(settings, args)
         sub = getattr(args, f"{args.command}_command", None)
+        if (args.command, sub) == ("dags", "check"):
+            return cmd_dags_check(settings, args)
         command = COMMANDS[(args.command, sub)]
         return anyio.run(command, settings, args)
     except DagdError as exc:

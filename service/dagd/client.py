@@ -1,25 +1,31 @@
 """How the CLI changes things: through the running daemon's HTTP API, or, when no
-daemon runs, directly in the database while holding the data directory's lock."""
+daemon runs, directly in the database while holding the data directory's lock.
+
+The HTTP client, the engine and the store are imported by the calls that use them, so
+that importing this module (every `dagd` command does) costs next to nothing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import anyio
 import orjson
 
-from dagd.authoring.loader import load_folder
+from dagd.check import find, load_dags
 from dagd.config import Settings
-from dagd.errors import DaemonUnavailable, DagdError, NotFound
+from dagd.errors import DaemonUnavailable, DagdError
 from dagd.lock import DataDirLock, Holder, daemon_running
-from dagd.scheduler.loop import Engine
-from dagd.store import Store
+
+if TYPE_CHECKING:
+    from dagd.scheduler.loop import Engine
 
 
 async def api(holder: Holder, method: str, path: str, body: Any = None) -> Any:
+    import aiohttp
+
     host = "127.0.0.1" if holder.host in ("0.0.0.0", "") else holder.host
     url = f"http://{host}:{holder.port}{path}"
     try:
@@ -52,10 +58,12 @@ async def offline_engine(settings: Settings, dag_id: str | None = None) -> Async
     directory's lock, so an offline change takes the same path as a live one. The
     engine is not served: runs it queues start when `dagd run` starts. An unknown
     `dag_id` is refused before the data directory is touched."""
-    bag = await anyio.to_thread.run_sync(load_folder, settings.dags_folder)
-    if dag_id is not None and dag_id not in bag.dags:
-        raise NotFound("no such DAG (see `dagd dags list` and `dagd dags errors`)",
-                       dag_id=dag_id)
+    from dagd.scheduler.loop import Engine
+    from dagd.store import Store
+
+    bag = await anyio.to_thread.run_sync(load_dags, settings)
+    if dag_id is not None:
+        find(bag, dag_id)
     with DataDirLock(settings.lock_path):
         store = await Store.open(settings.db_path, synchronous=settings.synchronous)
         try:
@@ -107,6 +115,8 @@ async def set_paused(settings: Settings, dag_id: str, paused: bool) -> bool:
     if holder is not None:
         await api(holder, "POST", f"/api/v1/dags/{dag_id}/{verb}")
         return True
+    from dagd.store import Store
+
     with DataDirLock(settings.lock_path):
         store = await Store.open(settings.db_path, synchronous=settings.synchronous)
         try:

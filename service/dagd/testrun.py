@@ -16,9 +16,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
-from dagd.authoring.loader import load_folder
+from dagd.check import find, load_dags
 from dagd.config import Settings
-from dagd.errors import NotFound
 from dagd.executors.logs import install_capture
 from dagd.kinds.connections import set_connections
 from dagd.scheduler.loop import Engine
@@ -27,14 +26,8 @@ from dagd.tables import state_text, ti_table
 
 
 async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], console: Console) -> bool:
-    bag = await anyio.to_thread.run_sync(load_folder, settings.dags_folder)
-    if dag_id not in bag.dags:
-        hint = (
-            f" ({len(bag.errors)} file(s) failed to import; see `dagd dags errors`)"
-            if bag.errors
-            else ""
-        )
-        raise NotFound(f"no such DAG in {settings.dags_folder}{hint}", dag_id=dag_id)
+    bag = await anyio.to_thread.run_sync(load_dags, settings)
+    dag = find(bag, dag_id)
     with tempfile.TemporaryDirectory(prefix="dagd-test-") as tmp:
         test_settings = replace(settings, data_dir=Path(tmp))
         store = await Store.open(test_settings.db_path, synchronous="normal")
@@ -42,7 +35,7 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
             install_capture()
             set_connections(test_settings.connections)
             engine = Engine(store, test_settings)
-            engine.set_dags({dag_id: bag.dags[dag_id]}, set())
+            engine.set_dags({dag_id: dag}, set())
             async with anyio.create_task_group() as tg:
                 await tg.start(engine.serve)
                 run_id = await engine.trigger(dag_id, conf=conf, source="dagd test")
