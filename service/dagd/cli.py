@@ -310,16 +310,22 @@ async def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
                            dag_id=args.dag, task_id=args.task)
         offset = await _print_new(attempt, 0)
         if args.follow:
-            await _follow(settings, store, args, attempt, offset)
+            attempt, offset = await _follow(settings, store, args, attempt, offset)
     finally:
         await store.close()
+    if offset == 0:
+        # On stderr: stdout stays the log, byte for byte, for a pipe or a file.
+        yet = " yet" if attempt.state == "running" else ""
+        err_console.print(f"(no output{yet}; try {attempt.try_number} {attempt.state})",
+                          highlight=False, soft_wrap=True)
     return 0
 
 
 async def _follow(
     settings: Settings, store: Store, args: argparse.Namespace, attempt: Any, offset: int
-) -> None:
-    """Print the attempt's new output until it is no longer running.
+) -> tuple[Any, int]:
+    """Print the attempt's new output until it is no longer running; return the
+    attempt as it ended, and how much of its log was printed.
 
     The state is read before the output, so whatever the attempt wrote before it ended
     is printed. A change in the data directory wakes the check; the watcher's timeout
@@ -338,16 +344,17 @@ async def _follow(
                     raise NotFound(f"the task ended {ti.state} without running in run "
                                    f"{args.run}", dag_id=args.dag, task_id=args.task)
                 return False
-        current = next((a for a in attempts if a.id == attempt.id), attempt)
-        offset = await _print_new(current, offset)
-        return bool(current.state != "running")
+        attempt = next((a for a in attempts if a.id == attempt.id), attempt)
+        offset = await _print_new(attempt, offset)
+        return bool(attempt.state != "running")
 
     if await step():
-        return
+        return attempt, offset
     async for _ in awatch(settings.data_dir, recursive=True, debounce=50, step=20,
                           rust_timeout=1000, yield_on_timeout=True):
         if await step():
-            return
+            break
+    return attempt, offset
 
 
 async def _print_new(attempt: Any, offset: int) -> int:

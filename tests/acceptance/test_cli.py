@@ -266,6 +266,37 @@ def test_dagd_test_runs_a_dag_in_the_foreground_without_touching_the_data_dir(
     assert not (dagd.data_dir / "logs").exists()
     assert daemon.healthy()
 
+QUIET_DAG = """
+    from dagd import DAG, PythonTask
+
+
+    async def hush():
+        return None
+
+
+    with DAG("quiet"):
+        PythonTask(task_id="hush", python_callable=hush)
+"""
+
+
+def test_logs_of_an_attempt_that_printed_nothing_say_so(
+    dagd: Dagd, write_dag: Callable[..., Path]
+) -> None:
+    write_dag("quiet.py", QUIET_DAG)
+    daemon = dagd.start()
+    status, body = daemon.request("POST", "/api/v1/dags/quiet/runs", {})
+    assert status == 201, body
+    run = body["run_id"]
+    dagd.wait_runs({run: "success"}, timeout=20)
+
+    for args in ((), ("--follow",), ("--try", "1")):
+        logs = dagd.cli("logs", "quiet", str(run), "hush", *args, timeout=15)
+        assert logs.code == 0, logs
+        # The log itself stays byte for byte what the task printed: nothing.
+        assert logs.stdout == "", logs
+        assert logs.stderr.strip() == "(no output; try 1 success)", logs
+
+
 # A DAG and a task whose ids are long, as real ones are.
 LONG_IDS_DAG = """
     from dagd import DAG, PythonTask
