@@ -416,8 +416,7 @@ async def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
     from dagd.testrun import run_test
 
-    ok = await run_test(settings, args.dag, _conf(args.conf), console)
-    return 0 if ok else 1
+    return await run_test(settings, args.dag, _conf(args.conf), console)
 
 
 def cmd_dags_check(settings: Settings, args: argparse.Namespace) -> int:

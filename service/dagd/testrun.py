@@ -1,11 +1,13 @@
 """`dagd test DAG`: run one DAG once, in the foreground, with a live progress table.
 
 It uses the real engine on a throw-away data directory, so it never touches the
-daemon's database and works whether or not a daemon runs.
+daemon's database and works whether or not a daemon runs. SIGTERM or Ctrl-C stops it at
+once, and its attempts with it (their process groups too), as a forced daemon stop does.
 """
 
 from __future__ import annotations
 
+import signal
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import anyio
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
+from rich.text import Text
 
 from dagd.check import find, load_dags
 from dagd.config import Settings
@@ -25,7 +27,10 @@ from dagd.store import Store
 from dagd.tables import state_text, ti_table
 
 
-async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], console: Console) -> bool:
+async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], console: Console) -> int:
+    """Run the DAG once; the exit code: 0 if the run succeeded, 1 if it failed, 128 + N
+    when signal N (SIGTERM, SIGINT) stopped it. A signal stops the attempts as a forced
+    daemon stop does: each is cancelled, its process group stopped, and recorded."""
     bag = await anyio.to_thread.run_sync(load_dags, settings)
     dag = find(bag, dag_id)
     with tempfile.TemporaryDirectory(prefix="dagd-test-") as tmp:
@@ -36,6 +41,7 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
             set_connections(test_settings.connections)
             engine = Engine(store, test_settings)
             engine.set_dags({dag_id: dag}, set())
+            stopped_by: list[int] = []
             async with anyio.create_task_group() as tg:
                 await tg.start(engine.serve)
                 run_id = await engine.trigger(dag_id, conf=conf, source="dagd test")
@@ -45,19 +51,34 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
                     await engine.wait_for_run(run_id)
                     done.set()
 
+                async def signals() -> None:
+                    # Open until the end: a second signal during the stop is absorbed
+                    # instead of leaving the commands running.
+                    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+                        async for signum in received:
+                            if not stopped_by:
+                                stopped_by.append(signum)
+                                done.set()
+
                 tg.start_soon(wait)
-                title = escape(f"{dag_id} [run {run_id}]")
+                tg.start_soon(signals)
+                title = Text(f"{dag_id} [run {run_id}]")
                 with Live(console=console, refresh_per_second=8, transient=False) as live:
                     while not done.is_set():
                         live.update(ti_table(title, await store.list_tis(run_id),
                                              width=console.width))
                         with anyio.move_on_after(0.125):
                             await done.wait()
+                    await engine.stop(0)
                     live.update(ti_table(title, await store.list_tis(run_id),
                                          width=console.width))
-                await engine.stop(0)
                 tg.cancel_scope.cancel()
             console.print()
+            if stopped_by:
+                name = signal.Signals(stopped_by[0]).name
+                console.print(f"{dag_id} run {run_id}: interrupted by {name}; "
+                              "its running tasks were stopped")
+                return 128 + stopped_by[0]
             run = await store.get_run(run_id)
             for ti in await store.list_tis(run_id):
                 if ti.state in ("failed", "up_for_retry"):
@@ -68,6 +89,6 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
                             console.print((await path.read_text(errors="replace"))[-4000:],
                                           markup=False, highlight=False)
             console.print(f"{dag_id} run {run_id}: {state_text(run.state)}")
-            return run.state == "success"
+            return 0 if run.state == "success" else 1
         finally:
             await store.close()

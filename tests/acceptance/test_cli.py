@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from acceptance.harness import CliResult, Dagd, LineReader, table_rows
+from acceptance.harness import (
+    CliResult,
+    Dagd,
+    LineReader,
+    process_gone,
+    table_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -266,6 +275,7 @@ def test_dagd_test_runs_a_dag_in_the_foreground_without_touching_the_data_dir(
     assert not (dagd.data_dir / "logs").exists()
     assert daemon.healthy()
 
+
 QUIET_DAG = """
     from dagd import DAG, PythonTask
 
@@ -365,3 +375,44 @@ def test_runs_and_tasks_fit_an_80_column_terminal_with_ids_whole(
         assert SHORT_TIME.match(row[columns.index("started")]), tasks
     assert "nightly_warehouse_refresh" in tasks.stdout  # the title names the run's DAG
 
+
+SLEEPER_DAG = """
+    from dagd import DAG, ShellTask
+
+    with DAG("sleeper"):
+        ShellTask(task_id="nap", command="echo $$ > {pidfile}; exec sleep 300")
+"""
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_dagd_test_stopped_by_a_signal_stops_its_shell_commands(
+    dagd: Dagd, write_dag: Callable[..., Path], tmp_path: Path, signum: int
+) -> None:
+    pidfile = tmp_path / "nap.pid"
+    write_dag("sleeper.py", SLEEPER_DAG.format(pidfile=str(pidfile)))
+    proc = dagd.popen_cli("test", "sleeper")
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = LineReader(proc.stdout), LineReader(proc.stderr)
+    pid = dagd.wait(lambda: _pid_in(pidfile), timeout=30, what="the shell command's pid file")
+    try:
+        assert not process_gone(pid)
+        proc.send_signal(signum)
+        try:
+            code = proc.wait(timeout=8)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"dagd test still running 8s after {signum!r}") from None
+        output = out.join(5) + err.join(5)
+        wait_until(lambda: process_gone(pid), timeout=5, what=f"sleep (pid {pid}) to be gone")
+        assert code == 128 + signum, output
+        assert "interrupted" in output, output
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
