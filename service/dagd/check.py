@@ -112,8 +112,9 @@ def _plural(n: int, word: str) -> str:
 
 
 def report(bag: DagBag, console: Console, *, took: float) -> int:
-    """`file:line: ok: DAG 'id', N tasks` per DAG and `file:line: error: ...` per import
-    error, like a compiler; then a summary. 1 if anything failed, else 0."""
+    """`file:line: ok: DAG 'id', N tasks` per DAG, `file:line: error: ...` per import
+    error and `file: warning: ...` per warning, like a compiler; then a summary. 1 if
+    anything failed (a warning alone does not), else 0."""
 
     def say(text: str) -> None:  # one line each, whatever the terminal's width
         console.print(text, highlight=False, soft_wrap=True)
@@ -124,15 +125,28 @@ def report(bag: DagBag, console: Console, *, took: float) -> int:
         where = f"{file}:{d.lineno}" if d.lineno else file
         say(f"{escape(where)}: [green]ok[/]: DAG {escape(repr(dag_id))}, "
             f"{_plural(len(d.tasks), 'task')}")
-    for e in bag.errors:
+    errors = [e for e in bag.errors if not is_warning(e)]
+    warnings = [e for e in bag.errors if is_warning(e)]
+    for e in errors + warnings:
         where = f"{shown(e.file)}:{e.line}" if e.line else shown(e.file)
-        first, *rest = own_words(e).splitlines() or [""]
-        say(f"{escape(where)}: [red]error[/]: {escape(first)}")
+        words = own_words(e)
+        kind = "[red]error[/]"
+        if is_warning(e):
+            words, kind = words.removeprefix("warning: "), "[yellow]warning[/]"
+        first, *rest = words.splitlines() or [""]
+        say(f"{escape(where)}: {kind}: {escape(first)}")
         for more in rest:
             say(f"    {escape(more)}")
-    errors = _plural(len(bag.errors), "error") if bag.errors else "no errors"
-    say(f"{_plural(len(bag.dags), 'DAG')}, {errors} ({took:.2f}s)")
-    return 1 if bag.errors else 0
+    summary = _plural(len(errors), "error") if errors else "no errors"
+    if warnings:
+        summary += f", {_plural(len(warnings), 'warning')}"
+    say(f"{_plural(len(bag.dags), 'DAG')}, {summary} ({took:.2f}s)")
+    return 1 if errors else 0
+
+
+def is_warning(failure: ImportFailure) -> bool:
+    """A helper module that an installed one shadows: worth saying, not a failure."""
+    return failure.message.startswith("warning: ")
 
 
 def check(settings: Settings, paths: Sequence[Path], console: Console) -> int:

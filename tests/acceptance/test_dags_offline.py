@@ -271,3 +271,16 @@ def test_dags_check_of_some_paths_and_of_a_clean_folder(
     assert absent.code == 1, absent
     assert "dags/nope.py: error: no such file or folder" in absent.stdout, absent
     assert not dagd.data_dir.exists()
+
+
+def test_a_shadowed_helper_is_a_warning_that_does_not_fail_the_check(
+    dagd: Dagd, write_dag: Callable[..., Path]
+) -> None:
+    write_dag("good.py", GOOD)
+    (dagd.dags_folder / "json.py").write_text("VALUE = 1\n")  # hidden by the stdlib's json
+    result = dagd.cli("dags", "check")
+    assert result.code == 0, result
+    [line] = [row for row in result.stdout.splitlines() if "json.py" in row]
+    assert re.match(r"^\S*json\.py: warning: json\.py has the name of the standard library "
+                    r"module 'json'", line), line
+    assert "1 DAG, no errors, 1 warning" in result.stdout, result
