@@ -335,7 +335,8 @@ async def _follow(
 
     async def step() -> bool:
         nonlocal attempt, offset
-        ti = await store.get_ti((await store.get_run(args.run, args.dag)).id, args.task)
+        ti = await store.get_ti((await store.get_run(args.run, args.dag)).id, args.task,
+                                args.map_index)
         attempts = await store.list_attempts(ti.id)
         if attempt is None:
             attempt = await _attempt(store, args)
@@ -426,6 +427,26 @@ def cmd_dags_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
+
+def whole(low: int, high: int = MAX_ID) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high], else a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text) if len(text) <= 40 else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dagd", description="dagd: an event-driven orchestrator")
     p.add_argument("--config", help="config file (default: ./config/dagd.toml or /etc/dagd)")
@@ -435,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon in the foreground")
     run.add_argument("--host")
-    run.add_argument("--port", type=int)
+    run.add_argument("--port", type=whole(0, 65535))
 
     dags = sub.add_parser("dags", help="list, show, pause DAGs; import errors")
     dsub = dags.add_subparsers(dest="dags_command", required=True)
@@ -463,30 +484,31 @@ def build_parser() -> argparse.ArgumentParser:
     rsub = runs.add_subparsers(dest="runs_command", required=True)
     rlist = rsub.add_parser("list", help="recent runs, newest first")
     rlist.add_argument("dag", nargs="?")
-    rlist.add_argument("--limit", type=int, default=30)
+    rlist.add_argument("--limit", type=whole(1, 1000), default=30)
 
     tasks = sub.add_parser("tasks", help="task instances of a run")
     tsub = tasks.add_subparsers(dest="tasks_command", required=True)
     tlist = tsub.add_parser("list", help="the task instances of one run")
     tlist.add_argument("dag")
-    tlist.add_argument("run", type=int)
+    tlist.add_argument("run", type=whole(0))
 
     logs = sub.add_parser("logs", help="an attempt's log")
     logs.add_argument("dag")
-    logs.add_argument("run", type=int)
+    logs.add_argument("run", type=whole(0))
     logs.add_argument("task")
-    logs.add_argument("--try", dest="try_number", type=int, help="try number (default: last)")
+    logs.add_argument("--try", dest="try_number", type=whole(1),
+                      help="try number (default: last)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
-    logs.add_argument("--map-index", type=int, default=-1,
+    logs.add_argument("--map-index", type=whole(-1, 2**31), default=-1,
                       help="which instance of a mapped task (default: the task itself)")
 
     events = sub.add_parser("events", help="the event ledger: why did (or didn't) it run?")
     esub = events.add_subparsers(dest="events_command", required=True)
     elist = esub.add_parser("list", help="recent events and their outcome, newest first")
     elist.add_argument("--dag")
-    elist.add_argument("--limit", type=int, default=50)
+    elist.add_argument("--limit", type=whole(1, 1000), default=50)
     replay = esub.add_parser("replay", help="start a new run from a stored event")
-    replay.add_argument("event", type=int)
+    replay.add_argument("event", type=whole(0))
 
     backfill = sub.add_parser("backfill", help="queue runs for a past range of a timer DAG")
     backfill.add_argument("dag")
