@@ -19,6 +19,9 @@ from dagd.config import Settings
 from dagd.errors import DaemonUnavailable, DagdError
 from dagd.lock import DataDirLock, Holder, daemon_running
 
+# Offline commands queue on the data directory's lock (another one holds it a moment).
+OFFLINE_PATIENCE = 30.0
+
 if TYPE_CHECKING:
     from dagd.scheduler.loop import Engine
 
@@ -64,7 +67,7 @@ async def offline_engine(settings: Settings, dag_id: str | None = None) -> Async
     bag = await anyio.to_thread.run_sync(load_dags, settings)
     if dag_id is not None:
         find(bag, dag_id)
-    with DataDirLock(settings.lock_path):
+    with DataDirLock(settings.lock_path, patience=OFFLINE_PATIENCE):
         store = await Store.open(settings.db_path, synchronous=settings.synchronous)
         try:
             engine = Engine(store, settings)
@@ -117,7 +120,7 @@ async def set_paused(settings: Settings, dag_id: str, paused: bool) -> bool:
         return True
     from dagd.store import Store
 
-    with DataDirLock(settings.lock_path):
+    with DataDirLock(settings.lock_path, patience=OFFLINE_PATIENCE):
         store = await Store.open(settings.db_path, synchronous=settings.synchronous)
         try:
             await store.set_paused(dag_id, paused)
