@@ -184,7 +184,8 @@ from dagd import DAG, ShellTask
 with DAG("spawner") as spawner:
     ShellTask(
         task_id="spawn",
-        command="{{ conf.prefix }}sleep 1000 & sleep 1000 & echo $$ > {{ conf.pidfile }}; "
+        # The prefix is shell text the test means to splice: `| raw`.
+        command="{{ conf.prefix | raw }}sleep 1000 & sleep 1000 & echo $$ > {{ conf.pidfile }}; "
                 "sleep 1000",
         execution_timeout=1.5,
     )

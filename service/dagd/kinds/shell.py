@@ -1,10 +1,15 @@
 """ShellTask: run a command in its own process group, its output streamed live into the
 attempt's log, and its whole group stopped when the attempt ends.
 
-The command, `env` and `cwd` are templates rendered when the attempt starts. The child
-also finds the run in its environment (DAGD_DAG_ID, DAGD_RUN_ID, DAGD_TASK_ID,
-DAGD_TRY_NUMBER, DAGD_DS, DAGD_CONF, ...). A non-zero exit fails the attempt with
-`ShellCommandFailed`; the last non-blank line of stdout becomes the XCom.
+The command, `env` and `cwd` are templates rendered when the attempt starts. A value
+rendered into a shell command never becomes shell text (`dagd.templating.render_shell`:
+the command refers to it as `"${DAGD_ARG_1}"`, the value travels in the environment);
+`| raw` splices shell text for the author who means it. A list command is an argv: no
+shell, each element one argument. The child starts with a clean environment (an
+allow-list, `dagd.executors.env`; `inherit_env=True` for all of the daemon's), then the
+run (DAGD_DAG_ID, DAGD_RUN_ID, DAGD_TASK_ID, DAGD_TRY_NUMBER, DAGD_DS, DAGD_CONF, ...),
+then the task's `env`. A non-zero exit fails the attempt with `ShellCommandFailed`; the
+last non-blank line of stdout becomes the XCom (cut to fit the XCom cap as JSON).
 
 Stopping (`dagd.executors.procgroup`): at the timeout (or when the daemon stops) the
 group gets SIGTERM, then SIGKILL after `KILL_GRACE` seconds. When the command exits by
@@ -29,12 +34,16 @@ from anyio.abc import Process
 from dagd.authoring.context import Context
 from dagd.authoring.tasks import BaseTask
 from dagd.errors import DagDefinitionError
+from dagd.executors.env import task_environment
 from dagd.executors.logs import AttemptLog, current_log
 from dagd.executors.procgroup import group_alive, pump, stop_group
-from dagd.templating import render
+from dagd.templating import render, render_shell, render_words
 
 PIPE_GRACE = 1.0  # seconds to drain output after exit; a setsid'd grandchild may hold it
-LINE_CAP = 1024 * 1024  # bytes of one stdout line kept for the XCom; XCom has its own cap
+# Bytes of the last stdout line kept for the XCom, as JSON (quotes and escapes counted):
+# the XCom cap's default, so the line always fits it.
+LINE_CAP = 1024 * 1024
+ARG_SHOWN = 200  # characters of a value passed by reference, shown in the log
 DEFAULT_SHELL = "/bin/sh"
 
 
@@ -67,7 +76,8 @@ def _signal_name(number: int) -> str:
 
 class ShellTask(BaseTask):
     """Run a shell command (`shell=True`: `/bin/sh -c`; a string names another shell;
-    `shell=False`: the command is split like a shell would and run directly)."""
+    `shell=False`: the command is split like a shell would and run directly), or a list:
+    a program and its arguments, run directly."""
 
     kind = "shell"
 
@@ -79,6 +89,7 @@ class ShellTask(BaseTask):
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         append_env: bool = True,
+        inherit_env: bool = False,
         shell: bool | str = True,
         **kwargs: Any,
     ) -> None:
@@ -95,12 +106,16 @@ class ShellTask(BaseTask):
         if isinstance(command, str):
             ok = bool(command.strip())
         else:
-            ok = (not shell and isinstance(command, list | tuple) and bool(command)
+            ok = (isinstance(command, list | tuple) and bool(command)
                   and all(isinstance(part, str) for part in command))
         if not ok:
             raise DagDefinitionError(
-                "command must be a non-empty string (or, with shell=False, a list of strings)"
-                f", got {command!r}", field="command", **where)
+                "command must be a non-empty string (a shell command) or a list of strings "
+                f"(a program and its arguments), got {command!r}", field="command", **where)
+        if not isinstance(command, str) and isinstance(shell, str):
+            raise DagDefinitionError(
+                f"a list command runs without a shell: give a string to run it with {shell}",
+                field="shell", **where)
         if env is not None and not (
             isinstance(env, Mapping)
             and all(isinstance(k, str) and k and "=" not in k for k in env)
@@ -110,40 +125,55 @@ class ShellTask(BaseTask):
                 f"env must map variable names to strings, got {env!r}", field="env", **where)
         if cwd is not None and not isinstance(cwd, str | os.PathLike):
             raise DagDefinitionError(f"cwd must be a path, got {cwd!r}", field="cwd", **where)
-        if not isinstance(append_env, bool):
-            raise DagDefinitionError(f"append_env must be True or False, got {append_env!r}",
-                                     field="append_env", **where)
+        for name, flag in (("append_env", append_env), ("inherit_env", inherit_env)):
+            if not isinstance(flag, bool):
+                raise DagDefinitionError(f"{name} must be True or False, got {flag!r}",
+                                         field=name, **where)
+        if inherit_env and not append_env:
+            raise DagDefinitionError(
+                "inherit_env=True passes the daemon's environment, append_env=False none of "
+                "it: choose one", field="inherit_env", **where)
         self.command: str | list[str] = command if isinstance(command, str) else list(command)
         self.env: dict[str, str] = dict(env or {})
         self.cwd: str | None = os.fspath(cwd) if cwd is not None else None
         self.append_env = append_env
-        self.shell = shell
+        self.inherit_env = inherit_env
+        self.shell: bool | str = shell if isinstance(command, str) else False
 
     # -- running ----------------------------------------------------------------------
-    def argv(self, context: Context) -> list[str]:
-        """The program and its arguments for this attempt, templates rendered."""
-        command = render(self.command, context, field="command")
+    def argv(self, context: Context) -> tuple[list[str], dict[str, str]]:
+        """The program and its arguments for this attempt, templates rendered, and the
+        values a shell command refers to (`DAGD_ARG_n`, for its environment)."""
+        if isinstance(self.command, list):
+            return render(self.command, context, field="command"), {}
         if self.shell:
             program = DEFAULT_SHELL if self.shell is True else str(self.shell)
-            return [program, "-c", command]
-        return shlex.split(command) if isinstance(command, str) else list(command)
+            rendered = render_shell(self.command, context, field="command")
+            return [program, "-c", rendered.text], rendered.env
+        return render_words(self.command, context, field="command"), {}
 
     def environment(self, context: Context) -> dict[str, str]:
-        """The child's environment: the daemon's (with append_env), the run, then `env`."""
-        base = dict(os.environ) if self.append_env else {}
+        """The child's environment: an allow-list of the daemon's (all of it with
+        inherit_env, none with append_env=False), the run, then `env`."""
+        base = task_environment(os.environ, inherit=self.inherit_env) if self.append_env else {}
         base.update(run_environment(context))
         base.update(render(self.env, context, field="env"))
         return base
 
     async def execute(self, context: Context) -> str | None:
-        argv = self.argv(context)
+        argv, args = self.argv(context)
         env = self.environment(context)
+        env.update(args)  # last: what the command refers to is what was rendered
         cwd = render(self.cwd, context, field="cwd") if self.cwd is not None else None
         if cwd is not None and not await anyio.Path(cwd).is_dir():
             raise NotADirectoryError(f"cwd {cwd!r} is not a directory")
         attempt_log = current_log()
         shown = argv[2] if self.shell else shlex.join(argv)
         _note(attempt_log, f"[dagd] $ {shown}\n")
+        for name, value in args.items():
+            # JSON: a value's line breaks cannot pass for lines of the log
+            cut = value if len(value) <= ARG_SHOWN else f"{value[:ARG_SHOWN]}..."
+            _note(attempt_log, f"[dagd]   {name}={orjson.dumps(cut).decode()}\n")
         process = await anyio.open_process(
             argv,
             stdin=subprocess.DEVNULL,
@@ -178,6 +208,7 @@ class ShellTask(BaseTask):
         data["cwd"] = self.cwd
         data["env"] = sorted(self.env)  # names only: values may be secrets
         data["append_env"] = self.append_env
+        data["inherit_env"] = self.inherit_env
         data["shell"] = self.shell
         return data
 
@@ -222,8 +253,20 @@ class LastLine:
         self._pending = bytearray(lines[-1][:LINE_CAP])
 
     def value(self) -> str | None:
+        """The last non-blank line, stripped and cut so that as JSON it fits LINE_CAP."""
         line = self._pending if self._pending.strip() else self._last
         text = bytes(line).decode("utf-8", "replace").strip()
+        if len(orjson.dumps(text)) > LINE_CAP:
+            # The longest start that fits: quotes, escapes and UTF-8 make bytes of JSON
+            # differ from characters, so search (about 20 encodings of at most 1 MiB).
+            fits, over = 0, len(text)
+            while over - fits > 1:
+                middle = (fits + over) // 2
+                if len(orjson.dumps(text[:middle])) <= LINE_CAP:
+                    fits = middle
+                else:
+                    over = middle
+            text = text[:fits].rstrip()
         return text or None
 
 
