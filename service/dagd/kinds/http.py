@@ -1,9 +1,18 @@
 """HttpTask: one HTTP request with aiohttp; its response goes to XCom.
 
 The url, headers, params, json and data are templates rendered when the attempt starts.
-A named connection (`conn="api"`, `[connections.api]` in the config) gives a base URL,
-headers and credentials whose secrets come from the daemon's environment when the task
-runs; a connection's headers and credentials are only ever sent to its base URL's origin.
+A value rendered into the url's path or query is percent-encoded (`dagd.templating.
+render_url`), so it stays one segment or one query value; a header value that holds a
+line break is refused. A named connection (`conn="api"`, `[connections.api]` in the
+config) gives a base URL, headers and credentials whose secrets come from the daemon's
+environment when the task runs; a connection's headers and credentials are only ever
+sent to its base URL's origin.
+
+Redirects are followed here, hop by hop (at most `MAX_REDIRECTS`), not by aiohttp: a
+redirect to another origin is refused, or with `follow_cross_origin_redirects=True`
+followed without the credentials (the connection's headers, and the task's own
+Authorization, Proxy-Authorization and Cookie), which then stay off for the rest of the
+chain.
 
 The XCom is `{"status": 200, "headers": {...}, "body": ...}`: `body` is the decoded JSON
 when the response says it is JSON, else the text (None when empty); `headers` keeps
@@ -32,18 +41,23 @@ from yarl import URL
 from dagd.authoring.context import Context
 from dagd.authoring.tasks import BaseTask
 from dagd.errors import ConfigError, DagDefinitionError
-from dagd.executors.logs import current_log
+from dagd.executors.logs import AttemptLog, current_log
 from dagd.kinds.connections import ConnectionNotFound, get_connection, set_connections
-from dagd.templating import render
+from dagd.templating import TemplateRenderError, render, render_url
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 KEPT_HEADERS = ("content-type", "etag", "last-modified", "location")
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 EXCERPT_BYTES = 1000  # of an unexpected response's body, shown in the error
+MAX_REDIRECTS = 10
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# The task's own headers that are credentials: not sent to another origin either.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 # The daemon hands the config's connections over with `set_connections`; one registry
 # (dagd.kinds.connections) serves every kind, re-exported here for HttpTask's users.
 __all__ = [
+    "HttpRedirectRefused",
     "HttpResponseCheckFailed",
     "HttpResponseTooLarge",
     "HttpStatusError",
@@ -96,6 +110,11 @@ class HttpTimeout(HttpTaskError, TimeoutError):
     """No complete response within the task's `timeout`."""
 
 
+class HttpRedirectRefused(HttpTaskError):
+    """A redirect to another origin (not followed unless the task says so), one that is
+    not http(s), or more than MAX_REDIRECTS of them."""
+
+
 class HttpTask(BaseTask):
     """Send one HTTP request; fail unless the response has an expected status (2xx by
     default) and passes `response_check`."""
@@ -117,6 +136,7 @@ class HttpTask(BaseTask):
         response_check: Callable[[dict[str, Any]], Any] | None = None,
         timeout: float = 30.0,
         max_response_bytes: int = 1_000_000,
+        follow_cross_origin_redirects: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(task_id=task_id, **kwargs)
@@ -149,6 +169,10 @@ class HttpTask(BaseTask):
             not isinstance(max_response_bytes, bool) and isinstance(max_response_bytes, int)
             and max_response_bytes > 0, "max_response_bytes",
             f"max_response_bytes must be a positive whole number, got {max_response_bytes!r}")
+        self._require(isinstance(follow_cross_origin_redirects, bool),
+                      "follow_cross_origin_redirects",
+                      "follow_cross_origin_redirects must be True or False, got "
+                      f"{follow_cross_origin_redirects!r}")
         self.url = url
         self.method: str = verb
         self.conn = conn
@@ -160,6 +184,7 @@ class HttpTask(BaseTask):
         self.response_check = response_check
         self.timeout = float(timeout)
         self.max_response_bytes = max_response_bytes
+        self.follow_cross_origin_redirects = follow_cross_origin_redirects
 
     def _require(self, ok: bool, field: str, message: str) -> None:
         if not ok:
@@ -192,30 +217,45 @@ class HttpTask(BaseTask):
             except ConnectionNotFound as exc:
                 raise ConnectionNotFound(exc.message, dag_id=self.dag.dag_id,
                                          task_id=self.task_id, field="conn") from None
-        url = self._url(render(self.url, context, field="url"), connection)
+        url = self._url(render_url(self.url, context, field="url"), connection)
+        credentials = self._connection_headers(connection)
+        own: dict[str, str] = render(self.headers, context, field="headers")
+        for name, value in own.items():
+            if any(c in value for c in "\r\n\0"):
+                raise TemplateRenderError(
+                    "a header value must be one line: the rendered value holds a line break "
+                    "(CR or LF) or NUL, so nothing was sent", dag_id=self.dag.dag_id,
+                    task_id=self.task_id, field=f"headers.{name}")
         headers: CIMultiDict[str] = CIMultiDict()
-        headers.update(self._connection_headers(connection))
-        headers.update(render(self.headers, context, field="headers"))
+        headers.update(credentials)
+        headers.update(own)
+        # What stays with the origin: the connection's headers, the task's credentials.
+        private = {n.lower() for n in credentials} | {
+            n.lower() for n in own if n.lower() in CREDENTIAL_HEADERS}
+        base = connection.get("base_url")
         return {
             "method": self.method,
             "url": url,
             "headers": headers,
+            "private": private,
+            "origin": _origin(URL(base) if base is not None else url),
             "params": render(self.params, context, field="params"),
             "json": render(self.json, context, field="json"),
             "data": render(self.data, context, field="data"),
         }
 
     def _url(self, rendered: str, connection: Mapping[str, Any]) -> URL:
+        """`rendered` is percent-encoded URL text (render_url): taken as it is."""
         base = connection.get("base_url")
-        url = URL(rendered)
+        url = URL(rendered, encoded=True)
         if not url.is_absolute():
             if base is None:
                 raise ValueError(f"url {rendered!r} is not absolute: give an http(s) URL, "
                                  "or conn= a connection with a base_url")
-            url = URL(f"{base.rstrip('/')}/{rendered.lstrip('/')}")
+            url = URL(f"{str(URL(base)).rstrip('/')}/{rendered.lstrip('/')}", encoded=True)
         if url.scheme not in ("http", "https"):
             raise ValueError(f"url {rendered!r} must be an http:// or https:// URL")
-        if base is not None and url.origin() != URL(base).origin():
+        if base is not None and _origin(url) != _origin(URL(base)):
             # A templated url (from a webhook's conf, say) must not carry the
             # connection's credentials to another host.
             raise ValueError(f"url {str(url)!r} is outside connection {self.conn!r} "
@@ -242,12 +282,16 @@ class HttpTask(BaseTask):
                 f"connection {self.conn!r}: environment variable {var} ({key}) is not set "
                 "in the daemon's environment", dag_id=self.dag.dag_id, task_id=self.task_id,
                 field="conn")
+        if any(c in value for c in "\r\n\0"):
+            raise ConfigError(
+                f"connection {self.conn!r}: environment variable {var} ({key}) holds a line "
+                "break or NUL: a header is one line", dag_id=self.dag.dag_id,
+                task_id=self.task_id, field="conn")
         return value
 
     async def execute(self, context: Context) -> dict[str, Any]:
         req = self.request(context)
-        url_shown = str(req["url"].with_query(None))  # a query may hold a key: not shown
-        shown = f"{req['method']} {url_shown}"
+        shown = f"{req['method']} {_shown(req['url'])}"  # a query may hold a key: not shown
         attempt_log = current_log()
         started = anyio.current_time()
         session = aiohttp.ClientSession(
@@ -255,15 +299,13 @@ class HttpTask(BaseTask):
             json_serialize=lambda value: orjson.dumps(value).decode(),
         )
         try:
-            async with session, session.request(
-                req["method"], req["url"], headers=req["headers"], params=req["params"],
-                json=req["json"], data=req["data"],
-            ) as response:
-                info = await self._response(response, url_shown)
+            with anyio.fail_after(self.timeout):  # every hop of a redirect chain together
+                async with session:
+                    method, url, info = await self._follow(session, req, attempt_log)
         except TimeoutError:
             raise HttpTimeout(f"{shown}: no complete response within {self.timeout:g}s") from None
         if attempt_log is not None:
-            attempt_log.write(f"[dagd] {shown} -> {info['status']} "
+            attempt_log.write(f"[dagd] {method} {_shown(url)} -> {info['status']} "
                               f"({anyio.current_time() - started:.2f}s)\n")
         if self.response_check is not None:
             verdict = self.response_check(info)
@@ -274,6 +316,55 @@ class HttpTask(BaseTask):
                 raise HttpResponseCheckFailed(
                     f"response_check {name} returned {verdict!r} for HTTP {info['status']}")
         return info
+
+    async def _follow(self, session: aiohttp.ClientSession, req: dict[str, Any],
+                      attempt_log: AttemptLog | None) -> tuple[str, URL, dict[str, Any]]:
+        """Send the request and follow its redirects: the last method, URL and response."""
+        method: str = req["method"]
+        url: URL = req["url"]
+        headers: CIMultiDict[str] = req["headers"]
+        body = {"params": req["params"], "json": req["json"], "data": req["data"]}
+        for _ in range(MAX_REDIRECTS + 1):
+            async with session.request(method, url, headers=headers, allow_redirects=False,
+                                       **body) as response:
+                location = response.headers.get("Location")
+                if response.status not in REDIRECT_STATUSES or location is None:
+                    return method, url, await self._response(response, _shown(url))
+                status = response.status
+            target = self._redirect_target(method, url, status, location)
+            if attempt_log is not None:
+                attempt_log.write(f"[dagd] {method} {_shown(url)} -> {status}, to "
+                                  f"{_shown(target)}\n")
+            if _origin(target) != req["origin"] and req["private"]:
+                headers = CIMultiDict((k, v) for k, v in headers.items()
+                                      if k.lower() not in req["private"])
+                req = {**req, "private": set()}  # gone for the rest of the chain
+            body["params"] = None  # the Location carries its own query
+            if status == 303 or (status in (301, 302) and method == "POST"):
+                if method != "HEAD":
+                    method = "GET"
+                body["json"] = body["data"] = None
+            url = target
+        raise HttpRedirectRefused(f"{req['method']} {_shown(req['url'])}: more than "
+                                  f"{MAX_REDIRECTS} redirects (the last to {_shown(url)})")
+
+    def _redirect_target(self, method: str, url: URL, status: int, location: str) -> URL:
+        """Where a redirect points, if it may be followed."""
+        try:
+            target = url.join(URL(location))
+        except ValueError:
+            raise HttpRedirectRefused(f"{method} {_shown(url)} returned HTTP {status} with a "
+                                      f"Location that is not a URL: {location[:200]!r}") from None
+        if target.scheme not in ("http", "https"):
+            raise HttpRedirectRefused(f"{method} {_shown(url)} redirected ({status}) to "
+                                      f"{target.scheme}:, not http(s): not followed")
+        cross = _origin(target) != _origin(url)
+        if cross and not self.follow_cross_origin_redirects:
+            raise HttpRedirectRefused(
+                f"{method} {_shown(url)} redirected ({status}) to another origin, "
+                f"{_origin_text(target)}: not followed, so no credentials go there "
+                "(follow_cross_origin_redirects=True follows it, without them)")
+        return target
 
     async def _response(self, response: aiohttp.ClientResponse, url: str) -> dict[str, Any]:
         if response.status not in self.expected_status:
@@ -306,8 +397,23 @@ class HttpTask(BaseTask):
                                 if isinstance(statuses, range) else sorted(statuses)),
             "timeout": self.timeout,
             "max_response_bytes": self.max_response_bytes,
+            "follow_cross_origin_redirects": self.follow_cross_origin_redirects,
         })
         return data
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the default one when not written): an origin."""
+    return (url.scheme, (url.host or "").lower(), url.port)
+
+
+def _origin_text(url: URL) -> str:
+    return str(url.origin())
+
+
+def _shown(url: URL) -> str:
+    """A URL for logs and errors: without its query (a key may ride there) or fragment."""
+    return str(url.with_query(None).with_fragment(None))
 
 
 def _str_mapping(value: Any) -> bool:
