@@ -5,7 +5,8 @@ Owns: running the statements (committed at the end, rolled back on any error), w
 to XCom (rows as dicts, at most `max_rows`, or the row count) and stopping a query when
 the attempt is cancelled: SQLite's `interrupt()`; for PostgreSQL, asyncpg sends the server
 a cancel request and the connection is closed. The pure parts (statements, placeholders,
-URLs, values) live in `dagd.kinds.sqltext`.
+URLs, values) live in `dagd.kinds.sqltext`. Parameters are always bound by the driver; a
+value rendered into the SQL text itself must be a name or a number (`render_sql`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from dagd.kinds.sqltext import (
     status_count,
     to_json_value,
 )
-from dagd.templating import render
+from dagd.templating import render, render_sql
 
 FETCH_MODES = ("all", "one", "none", "rowcount")
 SQLITE_BUSY_TIMEOUT = 5.0  # seconds to wait for another writer's lock
@@ -170,7 +171,7 @@ class SqlTask(BaseTask):
             texts: list[str] = [await anyio.Path(self.sql_file).read_text(encoding="utf-8")]
         else:
             texts = [self.sql] if isinstance(self.sql, str) else list(self.sql or [])
-        rendered = render(texts, context, field="sql")
+        rendered = [render_sql(text, context, field="sql") for text in texts]
         statements = [s for text in rendered for s in split_statements(text, dialect)]
         if not statements:
             raise self.fail("no SQL statement to run (only whitespace or comments)")
