@@ -3,6 +3,7 @@ routes `print` and `logging` output of in-loop and thread tasks into it.
 
 The file is created on the first write, so an attempt that prints nothing costs no
 file. Past `max_bytes`, one notice is written and further output is discarded.
+`mask` hides configured secrets' values in a log's text when it is shown.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,21 @@ class AttemptLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+MASK = b"***"
+MASK_MIN_CHARS = 4  # a shorter value would hide ordinary words and numbers, not secrets
+
+
+def mask(text: bytes, secrets: Iterable[str]) -> bytes:
+    """`text` with every occurrence of each secret's value replaced by `***`; values that
+    are empty or shorter than MASK_MIN_CHARS are left alone. Longest first, so a secret
+    that holds another is hidden whole."""
+    values = sorted({s.encode() for s in secrets if len(s) >= MASK_MIN_CHARS},
+                    key=len, reverse=True)
+    for value in values:
+        text = text.replace(value, MASK)
+    return text
 
 
 def current_log() -> AttemptLog | None:

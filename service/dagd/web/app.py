@@ -4,6 +4,7 @@ engine, and one error middleware that turns every DagdError into a JSON error.""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -13,6 +14,8 @@ import orjson
 from aiohttp import web
 
 from dagd.errors import BadRequest, DagdError, InvalidInput, NotFound
+from dagd.executors.logs import mask
+from dagd.kinds.connections import connection_names, get_connection
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from dagd.supervise import Supervisor
@@ -154,6 +157,22 @@ async def get_run(request: web.Request) -> web.Response:
 
 
 async def get_log(request: web.Request) -> web.Response:
+    """An attempt's log, with the values of configured secrets shown as `***`: those of
+    the environment variables that connections, SMTP and the DAGs' webhooks name, read
+    now (a task may print one anyway)."""
+
+    def secrets() -> list[str]:
+        settings = request.app[SETTINGS]
+        # The config's connections, and those a SIGHUP loaded since.
+        tables = [*settings.connections.values(), *map(get_connection, connection_names())]
+        names: set[str | None] = {settings.smtp_password_env}
+        for table in tables:
+            names.update((table.get("password_env"), table.get("token_env")))
+            names.update((table.get("headers_env") or {}).values())
+        names.update(getattr(trigger, "secret_env", None)
+                     for dag in request.app[ENGINE].dags.values() for trigger in dag.triggers)
+        return [os.environ.get(name, "") for name in names if name]
+
     reader = request.app[READER]
     run_id = _int(request, "run_id")
     ti = await reader.get_ti(run_id, request.match_info["task_id"])
@@ -167,7 +186,7 @@ async def get_log(request: web.Request) -> web.Response:
                 body = await anyio.Path(attempt.log_path).read_bytes()
             except FileNotFoundError:
                 body = b""
-            return web.Response(body=body, content_type="text/plain")
+            return web.Response(body=mask(body, secrets()), content_type="text/plain")
     raise NotFound(f"no try {wanted}", task_id=ti.task_id)
 
 
