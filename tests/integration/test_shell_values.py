@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dagd import DAG, DagDefinitionError, ShellTask
 from integration.harness import StartEngine, read_text
 
 pytestmark = pytest.mark.anyio
@@ -189,3 +191,23 @@ with DAG("listed") as listed:
         value = await h.xcom(run_id, "argv")
     assert (state, value) == ("success", "<a b; c>")
     assert "[dagd] $ printf '<%s>' 'a b; c'\n" in await read_text(attempt.log_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "words"),
+    [
+        ({"command": ["echo", "x"], "shell": "/bin/bash"}, "shell",
+         "a list command runs without a shell"),
+        ({"command": ["echo", 1]}, "command", "or a list of strings"),
+        ({"command": "env", "inherit_env": True, "append_env": False}, "inherit_env",
+         "choose one"),
+        ({"command": "env", "inherit_env": "yes"}, "inherit_env", "must be True or False"),
+    ],
+)
+def test_bad_shell_settings_are_refused_when_the_dag_is_defined(
+    kwargs: dict[str, Any], field: str, words: str
+) -> None:
+    with DAG("bad_shell"), pytest.raises(DagDefinitionError) as caught:
+        ShellTask(task_id="t", **kwargs)
+    assert (caught.value.field, caught.value.task_id) == (field, "t")
+    assert words in caught.value.message

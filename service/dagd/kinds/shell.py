@@ -89,33 +89,14 @@ class ShellTask(BaseTask):
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         append_env: bool = True,
-        inherit_env: bool = False,
+        inherit_env: bool | None = None,
         shell: bool | str = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(task_id=task_id, **kwargs)
         where: dict[str, Any] = {"dag_id": self.dag.dag_id, "task_id": self.task_id,
                                  "file": self.fileloc, "line": self.lineno}
-        if isinstance(shell, str):
-            if not shell:
-                raise DagDefinitionError("shell must be True, False or a shell's path",
-                                         field="shell", **where)
-        elif not isinstance(shell, bool):
-            raise DagDefinitionError(f"shell must be True, False or a shell's path, got "
-                                     f"{shell!r}", field="shell", **where)
-        if isinstance(command, str):
-            ok = bool(command.strip())
-        else:
-            ok = (isinstance(command, list | tuple) and bool(command)
-                  and all(isinstance(part, str) for part in command))
-        if not ok:
-            raise DagDefinitionError(
-                "command must be a non-empty string (a shell command) or a list of strings "
-                f"(a program and its arguments), got {command!r}", field="command", **where)
-        if not isinstance(command, str) and isinstance(shell, str):
-            raise DagDefinitionError(
-                f"a list command runs without a shell: give a string to run it with {shell}",
-                field="shell", **where)
+        _check_command(command, shell, where)
         if env is not None and not (
             isinstance(env, Mapping)
             and all(isinstance(k, str) and k and "=" not in k for k in env)
@@ -125,6 +106,8 @@ class ShellTask(BaseTask):
                 f"env must map variable names to strings, got {env!r}", field="env", **where)
         if cwd is not None and not isinstance(cwd, str | os.PathLike):
             raise DagDefinitionError(f"cwd must be a path, got {cwd!r}", field="cwd", **where)
+        if inherit_env is None:  # the DAG's default_args may give it (False if not)
+            inherit_env = bool(getattr(self, "inherit_env", False))
         for name, flag in (("append_env", append_env), ("inherit_env", inherit_env)):
             if not isinstance(flag, bool):
                 raise DagDefinitionError(f"{name} must be True or False, got {flag!r}",
@@ -137,7 +120,7 @@ class ShellTask(BaseTask):
         self.env: dict[str, str] = dict(env or {})
         self.cwd: str | None = os.fspath(cwd) if cwd is not None else None
         self.append_env = append_env
-        self.inherit_env = inherit_env
+        self.inherit_env: bool = inherit_env
         self.shell: bool | str = shell if isinstance(command, str) else False
 
     # -- running ----------------------------------------------------------------------
@@ -211,6 +194,29 @@ class ShellTask(BaseTask):
         data["inherit_env"] = self.inherit_env
         data["shell"] = self.shell
         return data
+
+
+def _check_command(command: Any, shell: Any, where: dict[str, Any]) -> None:
+    if isinstance(shell, str):
+        if not shell:
+            raise DagDefinitionError("shell must be True, False or a shell's path",
+                                     field="shell", **where)
+    elif not isinstance(shell, bool):
+        raise DagDefinitionError(f"shell must be True, False or a shell's path, got "
+                                 f"{shell!r}", field="shell", **where)
+    if isinstance(command, str):
+        ok = bool(command.strip())
+    else:
+        ok = (isinstance(command, list | tuple) and bool(command)
+              and all(isinstance(part, str) for part in command))
+    if not ok:
+        raise DagDefinitionError(
+            "command must be a non-empty string (a shell command) or a list of strings "
+            f"(a program and its arguments), got {command!r}", field="command", **where)
+    if not isinstance(command, str) and isinstance(shell, str):
+        raise DagDefinitionError(
+            f"a list command runs without a shell: give a string to run it with {shell}",
+            field="shell", **where)
 
 
 def run_environment(context: Context) -> dict[str, str]:
