@@ -40,6 +40,7 @@ TASK_DEFAULT_KEYS = frozenset(
         "execution_timeout",
         "trigger_rule",
         "isolation",
+        "inherit_env",
     }
 )
 
@@ -112,3 +113,11 @@ def check_isolation(value: Any, **where: Any) -> str | None:
             **where,
         )
     return value
+
+
+def check_inherit_env(value: Any, **where: Any) -> bool:
+    if value is not None and not isinstance(value, bool):
+        raise DagDefinitionError(
+            f"inherit_env must be True or False, got {value!r}", field="inherit_env", **where
+        )
+    return bool(value)

@@ -32,6 +32,7 @@ from dagd.authoring.settings import (
 from dagd.authoring.settings import (
     build_retry_policy,
     check_id,
+    check_inherit_env,
     check_isolation,
     check_timeout,
     check_trigger_rule,
@@ -113,6 +114,7 @@ class BaseTask(Linkable):
         execution_timeout: float | timedelta | None = None,
         trigger_rule: str | None = None,
         isolation: str | None = None,
+        inherit_env: bool | None = None,
         doc: str | None = None,
     ) -> None:
         self.fileloc, self.lineno = caller_location()
@@ -133,11 +135,14 @@ class BaseTask(Linkable):
             execution_timeout=execution_timeout,
             trigger_rule=trigger_rule,
             isolation=isolation,
+            inherit_env=inherit_env,
         )
         self.retry_policy = build_retry_policy(settings, **where)
         self.execution_timeout = check_timeout(settings["execution_timeout"], **where)
         self.trigger_rule: str = check_trigger_rule(settings["trigger_rule"], **where)
         self.isolation: str | None = check_isolation(settings["isolation"], **where)
+        # A worker process gets a clean environment unless the task asks for the daemon's.
+        self.inherit_env: bool = check_inherit_env(settings["inherit_env"], **where)
         self.upstream_ids: set[str] = set()
         self.downstream_ids: set[str] = set()
         self._register()

@@ -3,14 +3,14 @@
 - in the loop: async tasks, cancelled at their timeout;
 - in a thread (`isolation="thread"`): sync I/O-bound code; at the timeout the attempt
   fails and the thread is abandoned (Python cannot kill a thread);
-- in a worker process (the default for sync code): killed, with its whole process
-  group, at the timeout; a crash, a hang or a flood of output never reaches the daemon.
+- in a worker process (the default for sync code), with a clean environment
+  (`dagd.executors.env`): killed, with its whole process group, at the timeout; a
+  crash, a hang or a flood of output never reaches the daemon.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +24,7 @@ from anyio.abc import Process
 
 from dagd.authoring.context import reset_current_context, set_current_context
 from dagd.executors.base import AttemptResult, AttemptSpec, XComError, encode_xcom
+from dagd.executors.env import task_environment
 from dagd.executors.logs import AttemptLog, reset_current_log, set_current_log
 from dagd.executors.procgroup import pump, stop_group
 from dagd.executors.worker import format_failure
@@ -136,7 +137,10 @@ class LocalExecutor:
                 "xcom_max_bytes": self.xcom_max_bytes,
             }
         )
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Not the daemon's secrets (SMTP, connections, webhooks): an allow-list, or all
+        # of it for a task with inherit_env=True.
+        env = task_environment(inherit=spec.task.inherit_env)
+        env["PYTHONUNBUFFERED"] = "1"
         attempt_log = AttemptLog(spec.log_path, self.log_max_bytes)
         process = await anyio.open_process(
             # -P: the working directory (the DAGs folder, if the daemon was started in
