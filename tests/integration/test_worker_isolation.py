@@ -1,14 +1,18 @@
-"""What a worker process shares with the daemon: its environment (no daemon secrets
-unless inherit_env=True)."""
+"""What a worker process shares with the daemon, and what it leaves behind: its
+environment (no daemon secrets unless inherit_env=True) and the processes its task
+started (none outlives the attempt, even one that left the process group)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from integration.harness import StartEngine
+from integration.harness import StartEngine, pid_alive, read_text, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -52,3 +56,119 @@ async def test_a_worker_sees_no_daemon_secret_unless_the_task_inherits_the_envir
         assert await h.xcom(clean_run, "clean") == {"secret": None, "path": True}
         assert await h.xcom(clean_run, "inherits") == "hunter2"
         assert await h.xcom(default_run, "by_default") == "hunter2"
+
+
+# Each task starts `sleep` processes and prints their pids; some leave the worker's
+# process group (setsid), one is a daemon (double fork: orphaned, re-parented).
+TREE_DAG = """
+import os
+import subprocess
+import sys
+import time
+from dagd import DAG, task
+
+IGNORES_TERM = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "time.sleep(3600)")
+
+
+def spawn(*, setsid=False, ignore_term=False):
+    argv = [sys.executable, "-c", IGNORES_TERM] if ignore_term else ["sleep", "3600"]
+    child = subprocess.Popen(argv, start_new_session=setsid)
+    print(f"pid {child.pid}", flush=True)
+
+
+def daemonize():
+    read, write = os.pipe()
+    if os.fork() == 0:  # the child: a new session, a grandchild, then gone
+        os.setsid()
+        if os.fork() == 0:
+            os.write(write, f"{os.getpid()}\\n".encode())
+            time.sleep(3600)
+        os._exit(0)
+    print(f"pid {os.read(read, 64).decode().strip()}", flush=True)
+
+
+with DAG("trees", max_active_tasks=16) as trees:
+    @task
+    def spawn_and_return():
+        spawn()
+
+    @task
+    def setsid_and_return():
+        spawn(setsid=True)
+
+    @task
+    def daemon_and_return():
+        daemonize()
+
+    @task
+    def spawn_and_raise():
+        spawn(setsid=True)
+        raise RuntimeError("failed after starting a child")
+
+    @task(execution_timeout=2)
+    def spawn_and_hang():
+        spawn()
+        time.sleep(3600)
+
+    @task(execution_timeout=2)
+    def setsid_then_hang():
+        spawn(setsid=True)
+        spawn(setsid=True, ignore_term=True)
+        daemonize()
+        time.sleep(3600)
+
+    for make in (spawn_and_return, setsid_and_return, daemon_and_return, spawn_and_raise,
+                 spawn_and_hang, setsid_then_hang):
+        make()
+"""
+
+OUTCOMES = {
+    "spawn_and_return": ("success", 1),
+    "setsid_and_return": ("success", 1),
+    "daemon_and_return": ("success", 1),
+    "spawn_and_raise": ("failed", 1),
+    "spawn_and_hang": ("failed", 1),
+    "setsid_then_hang": ("failed", 3),
+}
+
+
+@contextlib.contextmanager
+def killed_at_exit(pids: list[int]) -> Iterator[list[int]]:
+    """Whatever the test finds alive is killed at the end, pass or fail."""
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+async def test_no_process_a_task_started_outlives_its_attempt(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("trees.py", TREE_DAG)
+    with killed_at_exit([]) as started:
+        async with start_engine() as h:
+            run_id, _ = await h.run("trees", deadline=30)
+            found: dict[str, tuple[str, list[int], str]] = {}
+            for task_id in OUTCOMES:
+                [attempt] = await h.attempts(run_id, task_id)
+                text = await read_text(attempt.log_path)
+                pids = [int(line.split()[1]) for line in text.splitlines()
+                        if line.startswith("pid ")]
+                started.extend(pids)
+                found[task_id] = (attempt.state, pids, text)
+        for task_id, (state, expected) in OUTCOMES.items():
+            got_state, pids, text = found[task_id]
+            assert (got_state, len(pids)) == (state, expected), (task_id, text)
+        # A worker that ended by itself has ended its task's processes before exiting.
+        for task_id in ("spawn_and_return", "setsid_and_return", "daemon_and_return",
+                        "spawn_and_raise"):
+            _, pids, text = found[task_id]
+            assert not any(pid_alive(pid) for pid in pids), (task_id, text)
+            assert "[dagd] stopped 1 process(es) the task left running" in text
+        # At a timeout, the daemon kills the worker's whole tree.
+        await wait_until(lambda: not any(pid_alive(pid) for pid in started), deadline=5,
+                         what=f"every process the tasks started to die: {started}")

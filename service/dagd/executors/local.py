@@ -4,8 +4,9 @@
 - in a thread (`isolation="thread"`): sync I/O-bound code; at the timeout the attempt
   fails and the thread is abandoned (Python cannot kill a thread);
 - in a worker process (the default for sync code), with a clean environment
-  (`dagd.executors.env`): killed, with its whole process group, at the timeout; a
-  crash, a hang or a flood of output never reaches the daemon.
+  (`dagd.executors.env`): killed, with its whole process tree (its group and whatever
+  left it), at the timeout; a crash, a hang or a flood of output never reaches the
+  daemon, and nothing it started outlives the attempt.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dagd.authoring.context import reset_current_context, set_current_context
 from dagd.executors.base import AttemptResult, AttemptSpec, XComError, encode_xcom
 from dagd.executors.env import task_environment
 from dagd.executors.logs import AttemptLog, reset_current_log, set_current_log
-from dagd.executors.procgroup import pump, stop_group
+from dagd.executors.procgroup import pump, signal_group, stop_group
 from dagd.executors.worker import format_failure
 
 log = logging.getLogger(__name__)
@@ -166,14 +167,18 @@ class LocalExecutor:
                     await process.wait()
                 if scope.cancelled_caught:
                     timed_out = True
-                    await stop_group(process)
+                    await stop_group(process, tree=True)
+                else:
+                    # The worker ended what its task left running; a worker that could
+                    # not (it crashed, or the task called os._exit) leaves it here.
+                    signal_group(process.pid, signal.SIGKILL)
                 # A grandchild may hold the pipe open: do not wait for it for long.
                 with anyio.move_on_after(1.0):
                     await pumped.wait()
                 tg.cancel_scope.cancel()
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await stop_group(process)
+                await stop_group(process, tree=True)
             raise
         finally:
             attempt_log.close()

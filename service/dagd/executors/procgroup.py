@@ -3,7 +3,9 @@ reading its output while it runs.
 
 A child that dagd starts (a worker process, a shell command) runs in a session of its
 own, so its pid is also its process group's id. Stopping it means SIGTERM to the whole
-group, then SIGKILL to whatever is left after `KILL_GRACE` seconds. Its output is
+group, then SIGKILL to whatever is left after `KILL_GRACE` seconds; with `tree`, the
+same for every descendant that left the group (`setsid`, a double fork), found by
+parentage (`dagd.executors.proctree`) before the first signal. Its output is
 pumped into the attempt's log until the pipe closes; past the log's cap the pump keeps
 reading, so that the child never blocks on a full pipe.
 """
@@ -18,6 +20,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, Process
 
 from dagd.executors.logs import AttemptLog
+from dagd.executors.proctree import Proc, alive, descendants, kill_trees, signal_all, start_time
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 REAP_WAIT = 5.0  # seconds to wait for the process to exit after SIGKILL
@@ -32,22 +35,45 @@ def signal_group(pgid: int, sig: int) -> None:
 
 
 async def stop_group(
-    process: Process, *, grace: float = KILL_GRACE, members: bool = False
+    process: Process, *, grace: float = KILL_GRACE, members: bool = False, tree: bool = False
 ) -> None:
     """SIGTERM the process's group; SIGKILL whatever is left after `grace` seconds.
 
     The grace ends early when the process exits; with `members`, only once every member
-    of its group has exited too (they get the same grace as the process itself).
+    of its group has exited too (they get the same grace as the process itself). With
+    `tree`, its descendants outside the group get the same signals and the same grace,
+    and at the end everything below the process (and below them) is killed.
     """
     pgid = process.pid
+    root: Proc | None = None
+    escaped: list[Proc] = []
+    if tree:
+        started = start_time(pgid)
+        root = (pgid, started) if started is not None else None
+        # Before any signal: once the process dies, its orphans are no longer below it.
+        escaped = await anyio.to_thread.run_sync(descendants, pgid)
     signal_group(pgid, signal.SIGTERM)
+    signal_all(escaped, signal.SIGTERM)
     with anyio.move_on_after(grace):
         await process.wait()
         if members:
             await _group_gone(pgid)
+        if escaped:
+            await _all_gone(escaped)
+    if tree:
+        roots = ([root] if root is not None else []) + escaped
+        await anyio.to_thread.run_sync(kill_trees, roots)
     signal_group(pgid, signal.SIGKILL)  # also anything the process left in its group
     with anyio.move_on_after(REAP_WAIT):
         await process.wait()
+
+
+async def _all_gone(procs: list[Proc]) -> None:
+    # Not our children: no exit notification exists for them (the caller bounds it).
+    while True:
+        if not any(alive(p) for p in procs):
+            return
+        await anyio.sleep(0.05)
 
 
 def group_alive(pgid: int) -> bool:

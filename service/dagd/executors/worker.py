@@ -8,6 +8,12 @@ task, prints to stdout/stderr (a pipe to the daemon, which writes the attempt's 
 log), and writes its result as JSON to the path given. It dies with the daemon
 (PR_SET_PDEATHSIG on Linux).
 
+What the task starts ends with the attempt: the worker is a child subreaper (Linux), so
+a process the task started that leaves the group (`setsid`, a double fork) is re-parented
+to the worker, not to init, and once the task has returned or raised, the worker ends
+every descendant still running (SIGTERM, then SIGKILL) and says so in the log before it
+exits.
+
 Also how a failed attempt reads in its log (`format_failure`, used by the local executor
 too): the cause on one line, then the traceback of the user's code without dagd's frames.
 """
@@ -27,18 +33,36 @@ from typing import Any
 
 import orjson
 
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+LEFTOVER_GRACE = 1.0  # seconds the task's leftover processes get between SIGTERM and SIGKILL
+
 
 def _die_with_parent() -> None:
+    """Die with the daemon, and adopt the orphans of the task's processes."""
     if not sys.platform.startswith("linux"):
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
     if os.getppid() == 1:  # the daemon died before prctl took effect
         os._exit(1)
+
+
+def _end_leftovers() -> None:
+    """The task has returned or raised: what it started and left running ends now."""
+    from dagd.executors.proctree import end_descendants
+
+    left = end_descendants(LEFTOVER_GRACE)
+    if left:
+        names = ", ".join(f"{pid} ({name})" for pid, name in left[:10])
+        more = f" and {len(left) - 10} more" if len(left) > 10 else ""
+        sys.stderr.write(f"[dagd] stopped {len(left)} process(es) the task left running: "
+                         f"pid {names}{more}\n")
+        sys.stderr.flush()
 
 
 def _write_result(path: str, result: dict[str, Any]) -> None:
@@ -127,6 +151,17 @@ def format_failure(exc: BaseException) -> str:
     return headline + "\n" + "".join(te.format())
 
 
+def _report(spec: dict[str, Any], exc: BaseException) -> None:
+    from dagd.retry import exception_names
+
+    error = f"{type(exc).__name__}: {exc}"
+    sys.stderr.write(format_failure(exc))
+    sys.stderr.flush()
+    _end_leftovers()
+    _write_result(spec["result_path"],
+                  {"ok": False, "error": error, "error_names": exception_names(type(exc))})
+
+
 def main() -> int:
     _die_with_parent()
     spec = orjson.loads(sys.stdin.buffer.read())
@@ -138,7 +173,6 @@ def main() -> int:
     from dagd.authoring.context import Context, set_current_context
     from dagd.authoring.loader import find_dag
     from dagd.executors.base import encode_xcom
-    from dagd.retry import exception_names
 
     try:
         dag = find_dag(Path(spec["dag_file"]), spec["dag_id"], spec.get("dag_source"))
@@ -148,18 +182,10 @@ def main() -> int:
         value = task.call_sync(ctx)
         xcom = encode_xcom(value, spec["xcom_max_bytes"])
     except BaseException as exc:  # the task's own failure, reported, not raised
-        sys.stderr.write(format_failure(exc))
-        sys.stderr.flush()
-        _write_result(
-            spec["result_path"],
-            {
-                "ok": False,
-                "error": f"{type(exc).__name__}: {exc}",
-                "error_names": exception_names(type(exc)),
-            },
-        )
+        _report(spec, exc)
         return 1
     sys.stdout.flush()
+    _end_leftovers()
     _write_result(spec["result_path"], {"ok": True, "xcom": xcom})
     return 0
 
