@@ -12,6 +12,7 @@ task runs (`token_env`, `password_env`, `headers_env`), never stored in the file
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,8 @@ class Settings:
     synchronous: str = "full"
     shutdown_grace_period: float = 10.0
     log_level: str = "INFO"
+    # Bytes a task in a worker process may allocate, unless it sets its own; None: no cap.
+    default_memory_limit: int | None = None
     config_file: Path | None = None
     # name -> {"base_url", "headers", "headers_env", "token_env", "username",
     # "password_env"}; read-only mappings. Not hashed: a dict cannot be.
@@ -75,6 +78,41 @@ class Settings:
         return self.data_dir / "dagd.lock"
 
 
+class Size(int):
+    """A config value in bytes: a whole number, or a string such as "512MB" or "2GiB"."""
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def parse_bytes(value: object) -> int:
+    """Bytes from an int or a string like "512MB" (10^6) or "2GiB" (2^30); ValueError
+    says what is accepted."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        match = _SIZE.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(f"must be a number of bytes or a string such as \"512MB\" or "
+                             f"\"2GiB\" (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), "
+                             f"got {value!r}")
+        number = int(float(match[1]) * _UNITS[(match[2] or "b").lower()])
+    if number <= 0:
+        raise ValueError(f"must be more than 0 bytes, got {value!r}")
+    return number
+
+
+def format_bytes(number: int) -> str:
+    """512000000 -> "512 MB", 2147483648 -> "2 GiB": the largest unit that divides it."""
+    for unit in ("TiB", "GiB", "MiB", "TB", "GB", "MB", "KiB", "KB"):
+        size = _UNITS[unit.lower()]
+        if number >= size and number % size == 0:
+            return f"{number // size} {unit}"
+    return f"{number} bytes"
+
+
 # (section, key) -> (Settings field, type)
 _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("core", "dags_folder"): ("dags_folder", Path),
@@ -86,6 +124,7 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("core", "default_max_active_tasks"): ("default_max_active_tasks", int),
     ("core", "shutdown_grace_period"): ("shutdown_grace_period", float),
     ("core", "log_level"): ("log_level", str),
+    ("core", "default_memory_limit"): ("default_memory_limit", Size),
     ("server", "host"): ("host", str),
     ("server", "port"): ("port", int),
     ("server", "max_body"): ("max_body", int),
@@ -105,6 +144,11 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
 
 
 def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is Size:
+        try:
+            return parse_bytes(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where} {exc}") from None
     if kind is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} must be a non-empty path string, got {value!r}")

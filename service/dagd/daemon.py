@@ -149,6 +149,7 @@ class Daemon:
             install_capture()
             set_connections(settings.connections)  # for tasks that name a connection
             engine = Engine(store, settings)
+            engine.executor.default_memory_limit = settings.default_memory_limit
             email.configure(settings)
             outbox = Outbox(store, lambda: engine.dags)
             engine.notification_listeners.append(outbox.wake)

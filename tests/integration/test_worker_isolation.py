@@ -1,6 +1,7 @@
 """What a worker process shares with the daemon, and what it leaves behind: its
-environment (no daemon secrets unless inherit_env=True) and the processes its task
-started (none outlives the attempt, even one that left the process group)."""
+environment (no daemon secrets unless inherit_env=True), the processes its task started
+(none outlives the attempt, even one that left the process group), and its memory
+(memory_limit fails the attempt and says so)."""
 
 from __future__ import annotations
 
@@ -172,3 +173,69 @@ async def test_no_process_a_task_started_outlives_its_attempt(
         # At a timeout, the daemon kills the worker's whole tree.
         await wait_until(lambda: not any(pid_alive(pid) for pid in started), deadline=5,
                          what=f"every process the tasks started to die: {started}")
+
+
+MEMORY_DAG = """
+from dagd import DAG, task
+
+with DAG("memory", default_args={"retries": 0}) as memory:
+    @task(memory_limit="256MB")
+    def limited():
+        data = bytearray(2 * 1024**3)
+        return len(data)
+
+    limited()
+
+with DAG("memory_default", default_args={"memory_limit": 256 * 1024**2}) as memory_default:
+    @task
+    def by_default():
+        return len(bytearray(2 * 1024**3))
+
+    by_default()
+
+with DAG("no_limit") as no_limit:
+    @task
+    def unlimited():
+        return len(bytearray(2 * 1024**3))
+
+    unlimited()
+"""
+
+
+def available_memory() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def test_a_task_over_its_memory_limit_fails_and_says_so(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("memory.py", MEMORY_DAG)
+    async with start_engine() as h:
+        run_id, _ = await h.run("memory", deadline=30)
+        [limited] = await h.attempts(run_id, "limited")
+        default_run, _ = await h.run("memory_default", deadline=30)
+        [by_default] = await h.attempts(default_run, "by_default")
+        limited_log = await read_text(limited.log_path)
+        default_log = await read_text(by_default.log_path)
+    assert limited.state == "failed"
+    assert limited.error == "MemoryError: memory limit of 256 MB exceeded"
+    assert limited_log.startswith("MemoryError: memory limit of 256 MB exceeded\n")
+    assert "bytearray(2 * 1024**3)" in limited_log  # the user's line, in the traceback
+    assert by_default.state == "failed"
+    assert by_default.error == "MemoryError: memory limit of 256 MiB exceeded"
+    assert "memory limit of 256 MiB exceeded" in default_log
+
+
+@pytest.mark.skipif(available_memory() < 3 * 1024**3,
+                    reason="needs 3 GB free to allocate 2 GB with no limit")
+async def test_the_same_allocation_with_no_limit_succeeds(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("memory.py", MEMORY_DAG)
+    async with start_engine() as h:
+        run_id, state = await h.run("no_limit", deadline=30)
+        assert state == "success"
+        assert await h.xcom(run_id, "unlimited") == 2 * 1024**3

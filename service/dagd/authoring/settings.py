@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from dagd.config import parse_bytes
 from dagd.errors import DagDefinitionError
 from dagd.retry import RetryPolicy
 
@@ -41,6 +42,7 @@ TASK_DEFAULT_KEYS = frozenset(
         "trigger_rule",
         "isolation",
         "inherit_env",
+        "memory_limit",
     }
 )
 
@@ -121,3 +123,13 @@ def check_inherit_env(value: Any, **where: Any) -> bool:
             f"inherit_env must be True or False, got {value!r}", field="inherit_env", **where
         )
     return bool(value)
+
+
+def check_memory_limit(value: Any, **where: Any) -> int | None:
+    """Bytes, from an int or a string such as "512MB" or "2GiB"; None: no limit."""
+    if value is None:
+        return None
+    try:
+        return parse_bytes(value)
+    except ValueError as exc:
+        raise DagDefinitionError(f"memory_limit {exc}", field="memory_limit", **where) from None

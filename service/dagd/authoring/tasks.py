@@ -34,6 +34,7 @@ from dagd.authoring.settings import (
     check_id,
     check_inherit_env,
     check_isolation,
+    check_memory_limit,
     check_timeout,
     check_trigger_rule,
     with_defaults,
@@ -115,6 +116,7 @@ class BaseTask(Linkable):
         trigger_rule: str | None = None,
         isolation: str | None = None,
         inherit_env: bool | None = None,
+        memory_limit: int | str | None = None,
         doc: str | None = None,
     ) -> None:
         self.fileloc, self.lineno = caller_location()
@@ -136,6 +138,7 @@ class BaseTask(Linkable):
             trigger_rule=trigger_rule,
             isolation=isolation,
             inherit_env=inherit_env,
+            memory_limit=memory_limit,
         )
         self.retry_policy = build_retry_policy(settings, **where)
         self.execution_timeout = check_timeout(settings["execution_timeout"], **where)
@@ -143,6 +146,13 @@ class BaseTask(Linkable):
         self.isolation: str | None = check_isolation(settings["isolation"], **where)
         # A worker process gets a clean environment unless the task asks for the daemon's.
         self.inherit_env: bool = check_inherit_env(settings["inherit_env"], **where)
+        # Bytes a worker process may allocate (enforced for isolation="process" only).
+        self.memory_limit: int | None = check_memory_limit(settings["memory_limit"], **where)
+        if memory_limit is not None and self.isolation == "thread":
+            raise DagDefinitionError(
+                "memory_limit is enforced only in a worker process (a thread shares the "
+                "daemon's memory): drop it or use isolation=\"process\"",
+                field="memory_limit", **where)
         self.upstream_ids: set[str] = set()
         self.downstream_ids: set[str] = set()
         self._register()
@@ -217,6 +227,7 @@ class BaseTask(Linkable):
             "retries": self.retry_policy.retries,
             "execution_timeout": self.execution_timeout,
             "isolation": self.isolation,
+            "memory_limit": self.memory_limit,
             "doc": self.doc,
             "line": self.lineno,
             "group": self.group.qualified_id if self.group else None,
@@ -334,6 +345,11 @@ class PythonTask(BaseTask):
         self.op_args = list(op_args or [])
         self.op_kwargs = dict(op_kwargs or {})
         self.is_async = inspect.iscoroutinefunction(python_callable)
+        if self.is_async and kwargs.get("memory_limit") is not None:
+            raise DagDefinitionError(
+                "memory_limit is enforced only in a worker process, and an async function "
+                "runs in the daemon's event loop: drop it or make the function a plain def",
+                dag_id=self.dag.dag_id, task_id=self.task_id, field="memory_limit")
         # expand: keyword -> a list, or an upstream task's output (a list at run time);
         # one task instance per item (per combination, for several keywords).
         self.mapped: dict[str, Any] | None = dict(expand) if expand else None

@@ -4,9 +4,9 @@
 - in a thread (`isolation="thread"`): sync I/O-bound code; at the timeout the attempt
   fails and the thread is abandoned (Python cannot kill a thread);
 - in a worker process (the default for sync code), with a clean environment
-  (`dagd.executors.env`): killed, with its whole process tree (its group and whatever
-  left it), at the timeout; a crash, a hang or a flood of output never reaches the
-  daemon, and nothing it started outlives the attempt.
+  (`dagd.executors.env`) and the task's memory limit: killed, with its whole process
+  tree (its group and whatever left it), at the timeout; a crash, a hang or a flood of
+  output never reaches the daemon, and nothing it started outlives the attempt.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import orjson
 from anyio.abc import Process
 
 from dagd.authoring.context import reset_current_context, set_current_context
+from dagd.config import format_bytes
 from dagd.executors.base import AttemptResult, AttemptSpec, XComError, encode_xcom
 from dagd.executors.env import task_environment
 from dagd.executors.logs import AttemptLog, reset_current_log, set_current_log
@@ -46,6 +47,8 @@ class LocalExecutor:
         self.log_max_bytes = log_max_bytes
         self.xcom_max_bytes = xcom_max_bytes
         self.on_pid = on_pid
+        # For a task that sets none (the config's `core.default_memory_limit`).
+        self.default_memory_limit: int | None = None
         tmp_dir.mkdir(parents=True, exist_ok=True)
 
     async def execute(self, spec: AttemptSpec) -> AttemptResult:
@@ -122,9 +125,13 @@ class LocalExecutor:
             attempt_log.seal()
 
     # -- in a worker process -------------------------------------------------------------
+    def memory_limit(self, spec: AttemptSpec) -> int | None:
+        return spec.task.memory_limit or self.default_memory_limit
+
     async def _in_process(self, spec: AttemptSpec) -> AttemptResult:
         result_path = self.tmp_dir / f"attempt-{spec.attempt_id}.json"
         result_path.unlink(missing_ok=True)
+        memory_limit = self.memory_limit(spec)
         payload = orjson.dumps(
             {
                 "dag_file": spec.dag_file,
@@ -136,6 +143,7 @@ class LocalExecutor:
                 "context": spec.context.to_json(),
                 "result_path": str(result_path),
                 "xcom_max_bytes": self.xcom_max_bytes,
+                "memory_limit": memory_limit,
             }
         )
         # Not the daemon's secrets (SMTP, connections, webhooks): an allow-list, or all
@@ -143,6 +151,7 @@ class LocalExecutor:
         env = task_environment(inherit=spec.task.inherit_env)
         env["PYTHONUNBUFFERED"] = "1"
         attempt_log = AttemptLog(spec.log_path, self.log_max_bytes)
+        oom_before = _oom_kills()
         process = await anyio.open_process(
             # -P: the working directory (the DAGs folder, if the daemon was started in
             # it) does not go first on sys.path, in place of installed modules.
@@ -186,21 +195,63 @@ class LocalExecutor:
             attempt_log.write(f"[dagd] {spec.ref}: execution_timeout exceeded, process killed\n")
             attempt_log.close()
             return AttemptResult.timeout(spec)
-        return await _read_result(spec, process, result_path, attempt_log)
+        return await _read_result(spec, process, result_path, attempt_log,
+                                  memory_limit=memory_limit, oom_before=oom_before)
+
+
+def _memory_events() -> Path | None:
+    """The cgroup v2 `memory.events` of this process (its workers share it), if any."""
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                path = Path("/sys/fs/cgroup") / line[3:].lstrip("/") / "memory.events"
+                return path if path.exists() else None
+    except OSError:
+        pass
+    return None
+
+
+MEMORY_EVENTS = _memory_events()
+
+
+def _oom_kills() -> int | None:
+    """How many processes the kernel's OOM killer has killed in this cgroup so far."""
+    if MEMORY_EVENTS is None:
+        return None
+    try:
+        for line in MEMORY_EVENTS.read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _crash_text(code: int | None, memory_limit: int | None, oom_before: int | None) -> str:
+    """What ended a worker that reported nothing, as the attempt's error says it."""
+    if code is None or code >= 0:
+        return f"worker process exited with code {code} before reporting a result"
+    sig = signal.Signals(-code)
+    if sig == signal.SIGKILL and oom_before is not None:
+        after = _oom_kills()
+        if after is not None and after > oom_before:
+            return ("worker process killed by the kernel's out-of-memory killer (SIGKILL) "
+                    "before reporting a result: the machine or the daemon's cgroup ran out "
+                    "of memory")
+    text = f"worker process killed by signal {sig.name} before reporting a result"
+    if memory_limit and sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS):
+        # C code that does not check for a failed allocation dies like this.
+        text += f" (its memory limit of {format_bytes(memory_limit)} may have been exceeded)"
+    return text
 
 
 async def _read_result(
-    spec: AttemptSpec, process: Process, result_path: Path, attempt_log: AttemptLog
+    spec: AttemptSpec, process: Process, result_path: Path, attempt_log: AttemptLog, *,
+    memory_limit: int | None = None, oom_before: int | None = None,
 ) -> AttemptResult:
     apath = anyio.Path(result_path)
     if not await apath.exists():
-        code = process.returncode
-        how = (
-            f"killed by signal {signal.Signals(-code).name}"
-            if code is not None and code < 0
-            else f"exited with code {code}"
-        )
-        error = f"worker process {how} before reporting a result"
+        error = _crash_text(process.returncode, memory_limit, oom_before)
         attempt_log.write(f"[dagd] {spec.ref}: {error}\n")
         attempt_log.close()
         return AttemptResult.failure(spec, error=error, reason="crashed")

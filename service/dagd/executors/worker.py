@@ -12,7 +12,8 @@ What the task starts ends with the attempt: the worker is a child subreaper (Lin
 a process the task started that leaves the group (`setsid`, a double fork) is re-parented
 to the worker, not to init, and once the task has returned or raised, the worker ends
 every descendant still running (SIGTERM, then SIGKILL) and says so in the log before it
-exits.
+exits. A memory limit (`memory_limit=`) is set on the worker before the task is called;
+a MemoryError under it fails the attempt with "memory limit of 512 MB exceeded".
 
 Also how a failed attempt reads in its log (`format_failure`, used by the local executor
 too): the cause on one line, then the traceback of the user's code without dagd's frames.
@@ -151,11 +152,36 @@ def format_failure(exc: BaseException) -> str:
     return headline + "\n" + "".join(te.format())
 
 
+def _limit_memory(limit: int) -> None:
+    """Cap the memory this process may take: on Linux its data (heap, anonymous maps:
+    what a task allocates, not the libraries it maps), elsewhere its address space."""
+    import resource
+
+    kind = resource.RLIMIT_AS
+    release = os.uname().release.split(".")
+    if sys.platform.startswith("linux") and release[0].isdigit():
+        # Since Linux 4.7 RLIMIT_DATA counts anonymous maps too (large allocations).
+        minor = release[1] if len(release) > 1 and release[1].isdigit() else "0"
+        if (int(release[0]), int(minor)) >= (4, 7):
+            kind = resource.RLIMIT_DATA
+    _soft, hard = resource.getrlimit(kind)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    # The hard limit too: the task cannot raise it again.
+    resource.setrlimit(kind, (limit, limit))
+
+
 def _report(spec: dict[str, Any], exc: BaseException) -> None:
+    from dagd.config import format_bytes
     from dagd.retry import exception_names
 
     error = f"{type(exc).__name__}: {exc}"
-    sys.stderr.write(format_failure(exc))
+    text = format_failure(exc)
+    limit = spec.get("memory_limit")
+    if isinstance(exc, MemoryError) and limit:
+        error = f"MemoryError: memory limit of {format_bytes(limit)} exceeded"
+        text = error + text[text.index("\n"):]
+    sys.stderr.write(text)
     sys.stderr.flush()
     _end_leftovers()
     _write_result(spec["result_path"],
@@ -179,6 +205,8 @@ def main() -> int:
         task = dag.get_task(spec["task_id"])
         ctx = Context.from_json(spec["context"])
         set_current_context(ctx)
+        if spec.get("memory_limit"):
+            _limit_memory(spec["memory_limit"])
         value = task.call_sync(ctx)
         xcom = encode_xcom(value, spec["xcom_max_bytes"])
     except BaseException as exc:  # the task's own failure, reported, not raised
