@@ -5,11 +5,17 @@ what a previous daemon left, start the web server, then say ready.
 SIGTERM/SIGINT stop gracefully (a second one forces); SIGHUP reloads the DAGs.
 Shutdown: web server, grace period for running attempts, cancel the rest (recorded
 as interrupted, retried at the next start), close the store, release the lock.
+
+A thread task still running then (abandoned at its timeout or at the stop: a thread
+cannot be killed) must neither keep the process alive past the grace period nor run
+on without the lock: the daemon names it and exits at once (`os._exit`), the lock held
+until the process is gone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -124,6 +130,7 @@ class Daemon:
         self.port = settings.port
         self._stop = anyio.Event()
         self._force = False
+        self._engine: Engine | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -135,8 +142,31 @@ class Daemon:
         await anyio.to_thread.run_sync(lambda: lock.acquire(patience=5.0))
         try:
             await self._run(lock, on_ready)
+        except BaseException:
+            self._exit_if_threads_remain(1)
+            raise
+        else:
+            self._exit_if_threads_remain(0)
         finally:
             lock.release()
+
+    def _exit_if_threads_remain(self, code: int) -> None:
+        """Exit now, still holding the lock, if thread tasks still run (abandoned at
+        their timeout or at the stop): Python cannot stop them, and they must neither
+        hold the exit up nor run on once another daemon may have the data directory."""
+        running = list(self._engine.executor.threads.values()) if self._engine else []
+        if not running:
+            return
+        log.warning("exiting with %d thread task(s) still running, abandoned (a thread "
+                    "cannot be stopped; it ends with the process): %s", len(running),
+                    ", ".join(spec.ref for spec in running))
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)  # the kernel releases the lock with the process
 
     async def _run(self, lock: DataDirLock, on_ready: Callable[[Daemon], None] | None) -> None:
         settings = self.settings
@@ -148,7 +178,7 @@ class Daemon:
                      sys.version.split()[0], await store.sqlite_version(), settings.db_path)
             install_capture()
             set_connections(settings.connections)  # for tasks that name a connection
-            engine = Engine(store, settings)
+            engine = self._engine = Engine(store, settings)
             engine.executor.default_memory_limit = settings.default_memory_limit
             email.configure(settings)
             outbox = Outbox(store, lambda: engine.dags)

@@ -2,7 +2,9 @@
 
 - in the loop: async tasks, cancelled at their timeout;
 - in a thread (`isolation="thread"`): sync I/O-bound code; at the timeout the attempt
-  fails and the thread is abandoned (Python cannot kill a thread);
+  fails and the thread is abandoned (Python cannot kill a thread). These are daemon
+  threads of dagd's own, listed in `threads` while they run, so that an abandoned one
+  never holds the process up at exit (the daemon exits without waiting for it);
 - in a worker process (the default for sync code), with a clean environment
   (`dagd.executors.env`) and the task's memory limit: killed, with its whole process
   tree (its group and whatever left it), at the timeout; a crash, a hang or a flood of
@@ -11,10 +13,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,8 @@ class LocalExecutor:
         self.on_pid = on_pid
         # For a task that sets none (the config's `core.default_memory_limit`).
         self.default_memory_limit: int | None = None
+        # attempt id -> spec, while it runs in a thread of its own
+        self.threads: dict[int, AttemptSpec] = {}
         tmp_dir.mkdir(parents=True, exist_ok=True)
 
     async def execute(self, spec: AttemptSpec) -> AttemptResult:
@@ -98,24 +105,46 @@ class LocalExecutor:
     # -- in a thread -----------------------------------------------------------------
     async def _in_thread(self, spec: AttemptSpec) -> AttemptResult:
         attempt_log = AttemptLog(spec.log_path, self.log_max_bytes)
+        loop = asyncio.get_running_loop()
+        # (value, exception): a SystemExit in the task is its failure, not the daemon's.
+        done: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
 
-        def call() -> Any:
+        def report(outcome: tuple[Any, BaseException | None]) -> None:
+            if not done.done():  # not cancelled at the timeout meanwhile
+                done.set_result(outcome)
+
+        def call() -> None:
             log_token = set_current_log(attempt_log)
             ctx_token = set_current_context(spec.context)
+            outcome: tuple[Any, BaseException | None]
             try:
-                return spec.task.call_sync(spec.context)
+                outcome = (spec.task.call_sync(spec.context), None)
+            except BaseException as exc:
+                outcome = (None, exc)
             finally:
                 reset_current_context(ctx_token)
                 reset_current_log(log_token)
+                self.threads.pop(spec.attempt_id, None)
+            try:
+                loop.call_soon_threadsafe(report, outcome)
+            except RuntimeError:
+                pass  # the loop is closed: an abandoned thread outlived the daemon's stop
 
+        # A daemon thread: one abandoned at its timeout never keeps the process alive.
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(call,),
+                                  name=f"dagd task {spec.ref}", daemon=True)
+        self.threads[spec.attempt_id] = spec
         try:
+            thread.start()
             with anyio.move_on_after(spec.timeout) as scope:
-                value = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+                value, error = await done
             if scope.cancelled_caught:
                 attempt_log.write(
                     f"[dagd] {spec.ref}: execution_timeout exceeded; the thread is abandoned\n"
                 )
                 return AttemptResult.timeout(spec)
+            if error is not None:
+                return self._failed(spec, error, attempt_log)
             return self._finish(spec, value, attempt_log)
         except Exception as exc:
             return self._failed(spec, exc, attempt_log)
@@ -123,6 +152,8 @@ class LocalExecutor:
             # Always (a log that hit its cap still holds an open file), and for good:
             # a thread abandoned at its timeout may print on, into no file.
             attempt_log.seal()
+            if not thread.is_alive():
+                self.threads.pop(spec.attempt_id, None)
 
     # -- in a worker process -------------------------------------------------------------
     def memory_limit(self, spec: AttemptSpec) -> int | None:

@@ -1,0 +1,85 @@
+"""Tasks that run inside the daemon's own process, seen from outside `dagd run`: a thread
+task that outlives the stop (the lock is held until the process is gone, and the exit
+keeps to the grace period)."""
+
+from __future__ import annotations
+
+import fcntl
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from acceptance.harness import Daemon, Dagd, process_gone
+
+pytestmark = pytest.mark.slow
+
+GRACE = 2.0
+
+
+def trigger(daemon: Daemon, dag_id: str) -> int:
+    status, body = daemon.request("POST", f"/api/v1/dags/{dag_id}/runs", {"conf": {}})
+    assert status == 201, body
+    return int(body["run_id"])
+
+
+def log_has(path: str | None, text: str) -> bool:
+    return bool(path) and Path(str(path)).exists() and text in Path(str(path)).read_text()
+
+
+STUCK_THREAD_DAG = """
+    import time
+
+    from dagd import DAG, task
+
+    with DAG("stuck"):
+        @task(isolation="thread")
+        def sleeps():
+            print("sleeping", flush=True)
+            time.sleep(30)
+
+        sleeps()
+"""
+
+
+def lock_taken_by_someone(lock: Path) -> bool:
+    """True if another process holds the data directory's lock (tried, never kept)."""
+    with open(lock, "a+b") as file:
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def test_a_thread_task_still_running_at_the_stop_neither_delays_the_exit_nor_outlives_the_lock(
+    dagd: Dagd, write_dag: Callable[..., Path]
+) -> None:
+    write_dag("stuck.py", STUCK_THREAD_DAG)
+    daemon = dagd.start()
+    run = trigger(daemon, "stuck")
+    dagd.wait(lambda: any(a["state"] == "running" and log_has(a["log_path"], "sleeping")
+                          for a in dagd.attempts("stuck", "sleeps")),
+              timeout=20, what="the thread task running")
+    lock = dagd.data_dir / "dagd.lock"
+    sent = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    # Until the process is gone nobody else may take the lock: look all along.
+    while not process_gone(daemon.pid):
+        if lock_taken_by_someone(lock):
+            time.sleep(0.02)
+            continue
+        assert process_gone(daemon.pid), "the lock was free while the daemon still ran"
+        break
+    assert daemon.wait_exit(GRACE + 3.0) == 0
+    took = time.monotonic() - sent
+    assert GRACE - 0.1 <= took <= GRACE + 3.0, f"exited {took:.2f}s after SIGTERM"
+    assert not lock_taken_by_someone(lock)
+    log = daemon.log()
+    assert "exiting with 1 thread task(s) still running, abandoned" in log
+    assert f"stuck.sleeps[run {run} #1]" in log
+    [attempt] = dagd.attempts("stuck", "sleeps")
+    assert (attempt["state"], attempt["error"]) == ("failed", "interrupted: the daemon stopped")
