@@ -32,6 +32,7 @@ from dagd.authoring.loader import DagBag, load_folder
 from dagd.config import Settings, load_settings
 from dagd.errors import ConfigError, DagdError
 from dagd.executors.logs import install_capture
+from dagd.executors.watchdog import LoopWatchdog
 from dagd.kinds.connections import set_connections
 from dagd.lock import DataDirLock
 from dagd.notify import email
@@ -173,13 +174,18 @@ class Daemon:
         store = await Store.open(settings.db_path, synchronous=settings.synchronous)
         reader: Store | None = None
         runner: web.AppRunner | None = None
+        watchdog: LoopWatchdog | None = None
         try:
             log.info("dagd %s, Python %s, SQLite %s, database %s", dagd.__version__,
                      sys.version.split()[0], await store.sqlite_version(), settings.db_path)
             install_capture()
             set_connections(settings.connections)  # for tasks that name a connection
             engine = self._engine = Engine(store, settings)
-            engine.executor.default_memory_limit = settings.default_memory_limit
+            executor = engine.executor
+            executor.default_memory_limit = settings.default_memory_limit
+            watchdog = LoopWatchdog(lambda: [spec.ref for spec in list(executor.in_loop.values())])
+            executor.on_loop_attempt = watchdog.attempt_started
+            watchdog.start()
             email.configure(settings)
             outbox = Outbox(store, lambda: engine.dags)
             engine.notification_listeners.append(outbox.wake)
@@ -249,6 +255,8 @@ class Daemon:
                 if reader is not None:
                     await reader.close()
                 await store.close()
+            if watchdog is not None:
+                watchdog.stop()
             log.info("dagd stopped")
 
     async def _signals(self, folder: DagFolder, engine: Engine) -> None:

@@ -1,6 +1,6 @@
 """Tasks that run inside the daemon's own process, seen from outside `dagd run`: a thread
 task that outlives the stop (the lock is held until the process is gone, and the exit
-keeps to the grace period)."""
+keeps to the grace period), an async task that blocks the loop (the log names it)."""
 
 from __future__ import annotations
 
@@ -83,3 +83,35 @@ def test_a_thread_task_still_running_at_the_stop_neither_delays_the_exit_nor_out
     assert f"stuck.sleeps[run {run} #1]" in log
     [attempt] = dagd.attempts("stuck", "sleeps")
     assert (attempt["state"], attempt["error"]) == ("failed", "interrupted: the daemon stopped")
+
+
+BLOCKING_DAG = """
+    import time
+
+    from dagd import DAG, task
+
+    with DAG("blocker"):
+        @task
+        async def naps():
+            time.sleep(2)  # blocks the event loop: what the watchdog is for
+
+        naps()
+"""
+
+
+def test_an_async_task_that_blocks_the_loop_is_named_in_the_daemon_log(
+    dagd: Dagd, write_dag: Callable[..., Path]
+) -> None:
+    write_dag("blocker.py", BLOCKING_DAG)
+    daemon = dagd.start()
+    run = trigger(daemon, "blocker")
+    dagd.wait_runs({run: "success"}, timeout=20)
+    dagd.wait(lambda: "the event loop was blocked for" in daemon.log(), timeout=5,
+              what="the watchdog's second line")
+    warnings = [line for line in daemon.log().splitlines()
+                if " WARNING " in line and "event loop" in line]
+    assert len(warnings) == 2, warnings
+    assert all(f"blocker.naps[run {run} #1]" in line for line in warnings), warnings
+    assert "has not answered for 1.0s" in warnings[0]
+    blocked = float(warnings[1].split("blocked for ", 1)[1].split("s", 1)[0])
+    assert 1.5 <= blocked <= 3.0, warnings[1]

@@ -1,6 +1,7 @@
 """LocalExecutor: runs attempts on this machine.
 
-- in the loop: async tasks, cancelled at their timeout;
+- in the loop: async tasks, cancelled at their timeout; `in_loop` names the ones
+  running, for the loop watchdog's warning when one blocks the loop;
 - in a thread (`isolation="thread"`): sync I/O-bound code; at the timeout the attempt
   fails and the thread is abandoned (Python cannot kill a thread). These are daemon
   threads of dagd's own, listed in `threads` while they run, so that an abandoned one
@@ -54,8 +55,11 @@ class LocalExecutor:
         self.on_pid = on_pid
         # For a task that sets none (the config's `core.default_memory_limit`).
         self.default_memory_limit: int | None = None
-        # attempt id -> spec, while it runs in a thread of its own
+        # attempt id -> spec, while it runs in the loop / in a thread of its own
+        self.in_loop: dict[int, AttemptSpec] = {}
         self.threads: dict[int, AttemptSpec] = {}
+        # Told when an attempt starts in the loop (the watchdog starts watching).
+        self.on_loop_attempt: Callable[[], None] | None = None
         tmp_dir.mkdir(parents=True, exist_ok=True)
 
     async def execute(self, spec: AttemptSpec) -> AttemptResult:
@@ -83,6 +87,9 @@ class LocalExecutor:
         attempt_log = AttemptLog(spec.log_path, self.log_max_bytes)
         log_token = set_current_log(attempt_log)
         ctx_token = set_current_context(spec.context)
+        self.in_loop[spec.attempt_id] = spec
+        if self.on_loop_attempt is not None:
+            self.on_loop_attempt()
         try:
             if spec.timeout is None:  # no cancel scope: the common case stays cheap
                 value = await spec.task.execute(spec.context)
@@ -98,6 +105,7 @@ class LocalExecutor:
         except Exception as exc:
             return self._failed(spec, exc, attempt_log)
         finally:
+            del self.in_loop[spec.attempt_id]
             reset_current_context(ctx_token)
             reset_current_log(log_token)
             attempt_log.close()
