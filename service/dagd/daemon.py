@@ -9,17 +9,20 @@ as interrupted, retried at the next start), close the store, release the lock.
 A thread task still running then (abandoned at its timeout or at the stop: a thread
 cannot be killed) must neither keep the process alive past the grace period nor run
 on without the lock: the daemon names it and exits at once (`os._exit`), the lock held
-until the process is gone.
+until the process is gone. A fatal signal (a segfault in a thread task's C code) leaves
+a crash report in the data directory, for the next start's recovery to read.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import IO
 
 import anyio
 from aiohttp import web
@@ -38,6 +41,7 @@ from dagd.lock import DataDirLock
 from dagd.notify import email
 from dagd.notify.outbox import Outbox
 from dagd.scheduler.loop import Engine
+from dagd.scheduler.recovery import crash_report_path
 from dagd.store import Store
 from dagd.supervise import Supervisor
 from dagd.triggers.service import TriggerService
@@ -175,6 +179,7 @@ class Daemon:
         reader: Store | None = None
         runner: web.AppRunner | None = None
         watchdog: LoopWatchdog | None = None
+        crash_report: IO[str] | None = None
         try:
             log.info("dagd %s, Python %s, SQLite %s, database %s", dagd.__version__,
                      sys.version.split()[0], await store.sqlite_version(), settings.db_path)
@@ -194,6 +199,7 @@ class Daemon:
             folder = DagFolder(settings, store, engine, triggers)
             await folder.load()
             await engine.boot()
+            crash_report = self._report_crashes()
             reader = await Store.open(settings.db_path, readonly=True)
             runner = web.AppRunner(create_app(engine, reader, supervisor=supervisor),
                                    access_log=None)
@@ -257,7 +263,21 @@ class Daemon:
                 await store.close()
             if watchdog is not None:
                 watchdog.stop()
+            if crash_report is not None:
+                faulthandler.disable()
+                crash_report.close()
+                crash_report_path(settings.data_dir).unlink(missing_ok=True)
             log.info("dagd stopped")
+
+    def _report_crashes(self) -> IO[str] | None:
+        """A fatal signal (a segfault in a thread task's C code) writes the tracebacks of
+        every thread into the data directory, for the next start to report. Not when
+        faulthandler is already on (PYTHONFAULTHANDLER, a test runner): theirs stays."""
+        if faulthandler.is_enabled():
+            return None
+        report = open(crash_report_path(self.settings.data_dir), "w")
+        faulthandler.enable(report, all_threads=True)
+        return report
 
     async def _signals(self, folder: DagFolder, engine: Engine) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

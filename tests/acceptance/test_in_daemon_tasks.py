@@ -1,6 +1,7 @@
 """Tasks that run inside the daemon's own process, seen from outside `dagd run`: a thread
-task that outlives the stop (the lock is held until the process is gone, and the exit
-keeps to the grace period), an async task that blocks the loop (the log names it)."""
+task that segfaults (the next start names the cause), one that outlives the stop (the
+lock is held until the process is gone, and the exit keeps to the grace period), an
+async task that blocks the loop (the log names it); and the config's memory limit."""
 
 from __future__ import annotations
 
@@ -27,6 +28,44 @@ def trigger(daemon: Daemon, dag_id: str) -> int:
 
 def log_has(path: str | None, text: str) -> bool:
     return bool(path) and Path(str(path)).exists() and text in Path(str(path)).read_text()
+
+
+SEGFAULT_DAG = """
+    import ctypes
+
+    from dagd import DAG, task
+
+    with DAG("crashy", default_args={"retries": 1, "retry_delay": 0}):
+        @task(isolation="thread")
+        def segfaults(try_number):
+            if try_number == 1:
+                ctypes.string_at(0)  # reads address 0: SIGSEGV, in the daemon's process
+            return "survived"
+
+        segfaults()
+"""
+
+
+def test_a_thread_task_that_kills_the_daemon_is_named_at_the_next_start(
+    dagd: Dagd, write_dag: Callable[..., Path]
+) -> None:
+    write_dag("crashy.py", SEGFAULT_DAG)
+    first = dagd.start()
+    run = trigger(first, "crashy")
+    assert first.wait_exit(20) == -signal.SIGSEGV
+
+    second = dagd.start()
+    dagd.wait_runs({run: "success"}, timeout=20)
+    attempts = dagd.attempts("crashy", "segfaults")
+    assert [(a["try_number"], a["state"], a["error"]) for a in attempts] == [
+        (1, "failed", "the daemon died while this attempt was running in the daemon's own "
+                      "process (isolation=thread): run it with isolation=\"process\""),
+        (2, "success", None),
+    ]
+    log = second.log()
+    assert "the previous daemon crashed; its crash report:" in log
+    assert "Segmentation fault" in log
+    assert "crashy.py" in log  # the crash report's traceback reaches the task's line
 
 
 STUCK_THREAD_DAG = """
@@ -115,3 +154,30 @@ def test_an_async_task_that_blocks_the_loop_is_named_in_the_daemon_log(
     assert "has not answered for 1.0s" in warnings[0]
     blocked = float(warnings[1].split("blocked for ", 1)[1].split("s", 1)[0])
     assert 1.5 <= blocked <= 3.0, warnings[1]
+
+
+MEMORY_DAG = """
+    from dagd import DAG, task
+
+    with DAG("hungry"):
+        @task
+        def allocates():
+            return len(bytearray(2 * 1024**3))
+
+        allocates()
+"""
+
+
+def test_the_configured_default_memory_limit_applies_to_every_task(
+    dagd: Dagd, write_dag: Callable[..., Path]
+) -> None:
+    dagd.config.write_text(f'[core]\nshutdown_grace_period = {GRACE}\n'
+                           'default_memory_limit = "256MB"\n\n'
+                           '[database]\nsynchronous = "normal"\n')
+    write_dag("hungry.py", MEMORY_DAG)
+    daemon = dagd.start()
+    run = trigger(daemon, "hungry")
+    dagd.wait_runs({run: "failed"}, timeout=30)
+    [attempt] = dagd.attempts("hungry", "allocates")
+    assert attempt["error"] == "MemoryError: memory limit of 256 MB exceeded"
+    assert log_has(attempt["log_path"], "memory limit of 256 MB exceeded")

@@ -5,6 +5,12 @@ the engine's working copy (`Runs`). Attempts left `running` are recorded failed
 ("daemon restarted") and retried; queued task instances go back to their queues,
 retries keep their due time, and every running run is carried on to a final state. A
 run whose DAG is gone fails with that reason.
+
+An attempt that ran inside the daemon's own process (a `def` task with
+`isolation="thread"`) may be what killed it (a segfault in C code): it is recorded with
+that said, and what to do about it, instead of "daemon restarted". So is an in-loop
+attempt (an async task) when the previous daemon left a crash report (the daemon
+writes one with `faulthandler` when a fatal signal kills it), which is also logged.
 """
 
 from __future__ import annotations
@@ -30,30 +36,87 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+RESTARTED = "daemon restarted"
+IN_DAEMON = ("the daemon died while this attempt was running in the daemon's own process "
+             "({where}): run it with isolation=\"process\"")
+IN_LOOP = ("the daemon died while this attempt was running in the daemon's own process "
+           "(in its event loop, an async task): make it a plain def, which runs in a worker "
+           "process")
+CRASH_REPORT = "crash.txt"  # in the data directory: what faulthandler wrote at a crash
+
+
+def crash_report_path(data_dir: Path) -> Path:
+    return data_dir / CRASH_REPORT
+
+
+def _read_crash_report(data_dir: Path) -> str:
+    """What the previous daemon wrote as it crashed (a fatal signal), or "" if nothing."""
+    try:
+        return crash_report_path(data_dir).read_text(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _isolation(runs: Runs, dag_id: str | None, task_id: str) -> str:
+    """Where the task runs: "loop", "thread" or "process" ("" if no longer defined)."""
+    dag = runs.dags.get(dag_id) if dag_id is not None else None
+    task = dag.tasks.get(task_id) if dag is not None else None
+    if task is None:
+        return ""
+    if task.runs_in_loop:
+        return "loop"
+    return task.isolation or runs.settings.default_isolation
+
+
+def _error_for(isolation: str, crashed: bool) -> str:
+    if isolation == "thread":
+        return IN_DAEMON.format(where="isolation=thread")
+    if isolation == "loop" and crashed:
+        return IN_LOOP
+    return RESTARTED
+
+
 async def boot(store: Store, runs: Runs) -> None:
     """Settle what a dead daemon left running and load the active runs into `runs`."""
     batch = store.batch()
     batch.now = runs.clock()
-    attempts = await store.running_attempts()
-    for attempt in attempts:
-        _kill_leftover_worker(attempt)
-        batch.finish_attempt(attempt.id, success=False, error="daemon restarted")
+    crash = _read_crash_report(runs.settings.data_dir)
+    if crash:
+        log.error("the previous daemon crashed; its crash report:\n%s", crash)
     tis_by_run: dict[int, list[Any]] = defaultdict(list)
+    task_of: dict[int, TaskInstanceRow] = {}
     for row in await store.active_tis():
         tis_by_run[row.run_id].append(row)
+        task_of[row.id] = row
+    active = await store.active_runs()
+    dag_of = {run.id: run.dag_id for run in active}
+    attempts = await store.running_attempts()
+    errors: dict[int, str] = {}  # ti id -> why its running attempt failed
+    for attempt in attempts:
+        _kill_leftover_worker(attempt)
+        ti = task_of.get(attempt.ti_id)
+        isolation = _isolation(runs, dag_of.get(ti.run_id), ti.task_id) if ti else ""
+        error = errors[attempt.ti_id] = _error_for(isolation, bool(crash))
+        if error != RESTARTED:
+            assert ti is not None
+            log.warning("%s.%s[run %d #%d]: %s", dag_of.get(ti.run_id), ti.task_id,
+                        ti.run_id, attempt.try_number, error)
+        batch.finish_attempt(attempt.id, success=False, error=error)
     xcoms = await store.active_xcoms()
-    for run in await store.active_runs():
+    for run in active:
         if run.state == RunState.QUEUED:
             runs.queue(run)
         else:
-            _recover_run(runs, batch, run, tis_by_run[run.id], xcoms)
+            _recover_run(runs, batch, run, tis_by_run[run.id], xcoms, errors)
     await store.commit(batch)
     if attempts:
         log.warning("recovered %d attempt(s) left running by a previous daemon", len(attempts))
+    if crash:
+        crash_report_path(runs.settings.data_dir).unlink(missing_ok=True)
 
 
 def _recover_run(runs: Runs, batch: Batch, run: RunRow, rows: list[Any],
-                 xcoms: dict[int, Any]) -> None:
+                 xcoms: dict[int, Any], errors: dict[int, str]) -> None:
     dag = runs.dags.get(run.dag_id)
     if dag is None:
         _fail_orphan_run(batch, run, rows)
@@ -67,20 +130,22 @@ def _recover_run(runs: Runs, batch: Batch, run: RunRow, rows: list[Any],
     for ti in list(active.tis.values()):
         if ti.task_id in active.children:
             continue  # a mapped task's own instance: its instances are resumed below
-        _resume_ti(runs, batch, active, ti)
+        _resume_ti(runs, batch, active, ti, errors)
     for children in active.children.values():
         for child in children:
-            _resume_ti(runs, batch, active, child)
+            _resume_ti(runs, batch, active, child, errors)
     runs.reconsider(active, dag.tasks)
 
 
-def _resume_ti(runs: Runs, batch: Batch, run: ActiveRun, ti: TI) -> None:
+def _resume_ti(runs: Runs, batch: Batch, run: ActiveRun, ti: TI,
+               errors: dict[int, str]) -> None:
     if ti.task_id not in run.dag.tasks:
         if ti.state not in TASK_TERMINAL:
             runs.set_ti(batch, run, ti, TaskState.FAILED, reason="task no longer in DAG")
     elif ti.state == TaskState.RUNNING:
+        # The reason stays "daemon restarted": an interruption, retried by that rule.
         restarted = AttemptResult.failure(
-            _stub_spec(run, ti), error="daemon restarted", reason="daemon restarted"
+            _stub_spec(run, ti), error=errors.get(ti.id, RESTARTED), reason=RESTARTED
         )
         runs.after_failure(batch, run, ti, restarted)
     elif ti.state == TaskState.QUEUED:
