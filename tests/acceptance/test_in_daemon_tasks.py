@@ -43,29 +43,46 @@ SEGFAULT_DAG = """
             return "survived"
 
         segfaults()
+
+    with DAG("crashy_async", default_args={"retries": 1, "retry_delay": 0}):
+        @task
+        async def segfaults_in_the_loop(try_number):
+            if try_number == 1:
+                ctypes.string_at(0)
+            return "survived"
+
+        segfaults_in_the_loop()
 """
+IN_A_THREAD = ("the daemon died while this attempt was running in the daemon's own process "
+               "(isolation=thread): run it with isolation=\"process\"")
+IN_THE_LOOP = ("the daemon died while this attempt was running in the daemon's own process "
+               "(in its event loop, an async task): make it a plain def, which runs in a "
+               "worker process")
 
 
-def test_a_thread_task_that_kills_the_daemon_is_named_at_the_next_start(
-    dagd: Dagd, write_dag: Callable[..., Path]
+@pytest.mark.parametrize(("dag_id", "task_id", "error"), [
+    ("crashy", "segfaults", IN_A_THREAD),
+    ("crashy_async", "segfaults_in_the_loop", IN_THE_LOOP),
+], ids=["thread", "async"])
+def test_a_task_that_kills_the_daemon_is_named_at_the_next_start(
+    dagd: Dagd, write_dag: Callable[..., Path], dag_id: str, task_id: str, error: str
 ) -> None:
     write_dag("crashy.py", SEGFAULT_DAG)
     first = dagd.start()
-    run = trigger(first, "crashy")
+    run = trigger(first, dag_id)
     assert first.wait_exit(20) == -signal.SIGSEGV
 
     second = dagd.start()
     dagd.wait_runs({run: "success"}, timeout=20)
-    attempts = dagd.attempts("crashy", "segfaults")
+    attempts = dagd.attempts(dag_id, task_id)
     assert [(a["try_number"], a["state"], a["error"]) for a in attempts] == [
-        (1, "failed", "the daemon died while this attempt was running in the daemon's own "
-                      "process (isolation=thread): run it with isolation=\"process\""),
-        (2, "success", None),
+        (1, "failed", error), (2, "success", None),
     ]
     log = second.log()
     assert "the previous daemon crashed; its crash report:" in log
     assert "Segmentation fault" in log
     assert "crashy.py" in log  # the crash report's traceback reaches the task's line
+    assert not (dagd.data_dir / "crash.txt").read_text()  # the new daemon's, still empty
 
 
 STUCK_THREAD_DAG = """
