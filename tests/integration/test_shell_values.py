@@ -211,3 +211,12 @@ def test_bad_shell_settings_are_refused_when_the_dag_is_defined(
         ShellTask(task_id="t", **kwargs)
     assert (caught.value.field, caught.value.task_id) == (field, "t")
     assert words in caught.value.message
+
+
+def test_inherit_env_comes_from_default_args_unless_the_task_says() -> None:
+    with DAG("defaults", default_args={"inherit_env": True}):
+        given = ShellTask(task_id="given", command="env")
+        refused = ShellTask(task_id="refused", command="env", inherit_env=False)
+    with DAG("no_defaults"):
+        plain = ShellTask(task_id="plain", command="env")
+    assert (given.inherit_env, refused.inherit_env, plain.inherit_env) == (True, False, False)
