@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench faults lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(TEST_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Fault and attack scenarios against a real `dagd run` (tests/faults/run.py --help);
+# FAULTS_ARGS=--quick for the shorter CI run, --only NAME for one scenario.
+faults: $(TEST_STAMP)
+	$(BIN)/python tests/faults/run.py $(FAULTS_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check service tests bench plugins examples
