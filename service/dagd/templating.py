@@ -16,8 +16,9 @@ Three render modes keep a value data where the text around it is code or structu
   word around it, whatever it holds.
 - `render_words`: a command run without a shell, split into arguments like a shell would
   split the template's own text; each value lands verbatim inside its argument.
-- `render_sql`: SQL text. A value must be a name (`sales`, `public.sales_2024`) or a
-  number; anything else is refused: values belong in bound parameters.
+- `render_sql`: SQL text. A value must be a name (`sales`, `public.sales_2024`), a
+  number or an ISO date or time (`'{{ ds }}'`, as Airflow's SQL writes it); anything
+  else is refused: values belong in bound parameters.
 - `render_url`: a URL. A value in the path, query or fragment is percent-encoded, so it
   stays one path segment or one query value; a value the URL begins with (`{{ conf.base
   }}/items`, an http(s) URL) is its base, taken as is; a value in the host or port part
@@ -361,8 +362,13 @@ def render_words(source: str, context: Context, *, field: str) -> list[str]:
 
 
 # -- SQL text ---------------------------------------------------------------------------
-_SQL_NAME_OR_NUMBER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-                                 r"|[0-9]+(?:\.[0-9]+)?")
+_SQL_NAME_OR_NUMBER = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"  # a name: sales, public.sales
+    r"|[0-9]+(?:\.[0-9]+)?"  # a number (no sign: `5-{{ n }}` must not become `5--1`)
+    # an ISO date or time, as `{{ ds }}` and `{{ ts }}` give them ('{{ ds }}' in Airflow's
+    # SQL): digits, '-', ':', '.', 'T', '+' and 'Z' cannot end a string or start a comment
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})?)?")
 
 
 def render_sql(source: str, context: Context, *, field: str) -> str:
@@ -373,7 +379,7 @@ def render_sql(source: str, context: Context, *, field: str) -> str:
     for value, after in zip(values, texts[1:], strict=True):
         if not isinstance(value, Raw) and not _SQL_NAME_OR_NUMBER.fullmatch(value):
             raise TemplateRenderError(
-                f"a value rendered into SQL text must be a name or a number, got "
+                f"a value rendered into SQL text must be a name, a number or an ISO date, got "
                 f"{value[:100]!r}: pass values as parameters (:name), bound by the driver",
                 dag_id=context.dag_id, task_id=context.task_id, field=field)
         out += [value, after]

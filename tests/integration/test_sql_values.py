@@ -1,11 +1,12 @@
 """Values from outside in a SqlTask, against a real SQLite file: in parameters they are
-bound (a `'; DROP TABLE` stays text), and in the SQL text only a name or a number is
-rendered, so a webhook's conf overriding a param cannot add a statement."""
+bound (a `'; DROP TABLE` stays text), and in the SQL text only a name, a number or an
+ISO date is rendered, so a webhook's conf overriding a param cannot add a statement."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,8 @@ async def test_a_conf_value_cannot_become_sql_text(
     assert count.error is not None
     assert count.error.startswith(
         "TemplateRenderError: DAG 'by_table', task 'count', field 'sql': a value rendered "
-        f"into SQL text must be a name or a number, got {attack!r}: pass values as "
-        "parameters (:name), bound by the driver")
+        f"into SQL text must be a name, a number or an ISO date, got {attack!r}: pass "
+        "values as parameters (:name), bound by the driver")
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT n FROM keep").fetchall() == [(1,)]
         # In a parameter the same text is bound: stored as it was sent.
@@ -73,3 +74,29 @@ async def test_a_name_still_renders_into_sql_text(
         run_id, state = await h.run("by_table", conf={"table": "main.keep"})
         value = await h.xcom(run_id, "count")
     assert (state, value) == ("success", {"n": 1})
+
+
+DATED = """
+from dagd import DAG, SqlTask
+
+with DAG("dated", params={"day": "2026-01-01"}) as dated:
+    SqlTask(task_id="pick", conn="sqlite:///{db}", fetch="one",
+            sql="SELECT '{{ ds }}' AS ds, '{{ ts }}' AS ts, '{{ params.day }}' AS day")
+"""
+
+
+async def test_an_iso_date_renders_into_sql_text_as_airflow_sql_writes_it(
+    write_dag: WriteDag, start_engine: StartEngine, tmp_path: Path
+) -> None:
+    """`WHERE day = '{{ ds }}'` is how Airflow's SQL names the run's day."""
+    db = make_db(tmp_path / "w.db")
+    write_dag("dated.py", DATED.replace("{db}", str(db)))
+    async with start_engine() as h:
+        run_id = await h.engine.trigger("dated", conf={"day": "2026-11-02"},
+                                        logical_date=datetime(2026, 11, 1, 2, tzinfo=UTC))
+        assert await h.wait(run_id) == "success"
+        value = await h.xcom(run_id, "pick")
+        _, refused = await h.run("dated", conf={"day": "2026-11-02' OR '1'='1"})
+    assert value == {"ds": "2026-11-01", "ts": "2026-11-01T02:00:00+00:00",
+                     "day": "2026-11-02"}
+    assert refused == "failed"

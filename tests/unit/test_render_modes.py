@@ -142,6 +142,12 @@ def test_sql_text_takes_names_and_numbers_and_refuses_anything_else() -> None:
     for bad in ("x; DROP TABLE y", "x -- y", "'x'", "-1", "a b", "", "x.", "1e5"):
         with pytest.raises(TemplateRenderError) as caught:
             render_sql("SELECT * FROM {{ conf.t }}", context(t=bad), field="sql")
-        assert "must be a name or a number" in str(caught.value), bad
+        assert "must be a name, a number or an ISO date" in str(caught.value), bad
+    assert render_sql("WHERE d = '{{ conf.d }}' AND t < '{{ conf.t }}'",
+                      context(d="2026-11-01", t="2026-11-01T02:00:00+01:00"),
+                      field="sql") == "WHERE d = '2026-11-01' AND t < '2026-11-01T02:00:00+01:00'"
+    for bad in ("2026-11-01' OR '1'='1", "2026-11-01--", "2026-11-01T02:00:00+01:00;"):
+        with pytest.raises(TemplateRenderError):
+            render_sql("WHERE d = '{{ conf.d }}'", context(d=bad), field="sql")
     assert render_sql("SELECT {{ conf.t | raw }}", context(t="1; SELECT 2"),
                       field="sql") == "SELECT 1; SELECT 2"

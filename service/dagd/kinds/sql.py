@@ -6,7 +6,8 @@ to XCom (rows as dicts, at most `max_rows`, or the row count) and stopping a que
 the attempt is cancelled: SQLite's `interrupt()`; for PostgreSQL, asyncpg sends the server
 a cancel request and the connection is closed. The pure parts (statements, placeholders,
 URLs, values) live in `dagd.kinds.sqltext`. Parameters are always bound by the driver; a
-value rendered into the SQL text itself must be a name or a number (`render_sql`).
+value rendered into the SQL text itself must be a name, a number or an ISO date
+(`render_sql`).
 """
 
 from __future__ import annotations
