@@ -118,7 +118,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per change otherwise
-    anyio.run(Daemon(settings).run)
+    anyio.run(Daemon(settings, exit_holding_lock=True).run)
     return 0
 
 

@@ -130,8 +130,11 @@ class DagFolder:
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, exit_holding_lock: bool = False) -> None:
         self.settings = settings
+        # `dagd run`: after a stop, end the process still holding the lock, so that no
+        # other daemon can take the data directory while this one still exists.
+        self.exit_holding_lock = exit_holding_lock
         self.port = settings.port
         self._stop = anyio.Event()
         self._force = False
@@ -152,6 +155,9 @@ class Daemon:
             raise
         else:
             self._exit_if_threads_remain(0)
+            if self.exit_holding_lock:
+                lock.unpublish()
+                _exit_now(0)
         finally:
             lock.release()
 
@@ -165,13 +171,7 @@ class Daemon:
         log.warning("exiting with %d thread task(s) still running, abandoned (a thread "
                     "cannot be stopped; it ends with the process): %s", len(running),
                     ", ".join(spec.ref for spec in running))
-        logging.shutdown()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)  # the kernel releases the lock with the process
+        _exit_now(code)
 
     async def _run(self, lock: DataDirLock, on_ready: Callable[[Daemon], None] | None) -> None:
         settings = self.settings
@@ -315,3 +315,14 @@ class Daemon:
 async def _scoped(scope: anyio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
     with scope:
         await fn()
+
+
+def _exit_now(code: int) -> None:
+    """End the process at once, its log flushed; the kernel releases the lock with it."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

@@ -66,10 +66,17 @@ class DataDirLock:
         self._file.write(orjson.dumps({"pid": os.getpid(), "host": host, "port": port}))
         self._file.flush()
 
-    def release(self) -> None:
+    def unpublish(self) -> None:
+        """Say no more where this daemon serves, still holding the lock (an exit that
+        leaves the release to the kernel)."""
         if self._file is not None:
             self._file.seek(0)
             self._file.truncate()
+            self._file.flush()
+
+    def release(self) -> None:
+        if self._file is not None:
+            self.unpublish()
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
             self._file = None

@@ -103,7 +103,9 @@ def test_the_ledger_explains_every_delivery_and_replays_them(
     status, body = post_hook(daemon, "nobody-listens", {"n": 1})
     assert status == 404, body
     (inbox / "one.csv").write_text("a,b\n1,2\n")
-    dagd.wait(lambda: len(api_events(daemon, "ledger")) == 3, timeout=10,
+    # 4 of the DAG's: the webhook, its duplicate, the refused one and the file (the
+    # 404 concerns no DAG).
+    dagd.wait(lambda: len(api_events(daemon, "ledger")) == 4, timeout=10,
               what="the file drop's event")
 
     paused = dagd.cli("dags", "pause", "ledger")
@@ -112,7 +114,7 @@ def test_the_ledger_explains_every_delivery_and_replays_them(
     assert (status, held["run_id"]) == (202, None), held
     assert [r["outcome"] for r in held["runs"]] == ["dag_paused"]
     (inbox / "two.csv").write_text("a,b\n3,4\n")
-    dagd.wait(lambda: len(api_events(daemon, "ledger")) == 5, timeout=10,
+    dagd.wait(lambda: len(api_events(daemon, "ledger")) == 6, timeout=10,
               what="the paused file drop's event")
 
     rows = events_list(dagd, "--dag", "ledger")

@@ -115,3 +115,36 @@ async def test_a_full_database_refuses_new_events_and_recovers_by_itself(
         assert (status, health["status"]) == (200, "ok")
         runs = await h.store.list_runs("etl", limit=10_000)
         assert sorted(r.id for r in runs) == sorted(run_ids)  # the refused ones never existed
+
+
+async def test_a_delivery_waiting_on_an_unwritable_tick_is_told_so_within_bounds(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its tick is retried, so it may still be recorded: the answer says "not recorded
+    yet", never a promise, and once the disk has room the run exists once."""
+    from dagd.scheduler import intake
+
+    monkeypatch.setattr(intake, "UNWRITABLE_WAIT", 0.3)
+    write_dag("etl.py", DAGS)
+    async with start_engine() as h:
+        await pages(h)
+        refused: list[StorageUnavailable] = []
+        with anyio.fail_after(30):
+            while not refused:  # until one lands in a tick that cannot be committed
+                try:
+                    await h.engine.trigger("etl")
+                except StorageUnavailable as exc:
+                    refused.append(exc)
+        assert "not recorded yet" in str(refused[0])
+        before = {r.id for r in await h.store.list_runs("etl", limit=10_000)}
+        await pages(h, 1_000_000)
+
+        async def settled() -> bool:
+            return h.engine.unhealthy is None
+
+        await wait_until(settled, what="the tick committed")
+        runs = await h.store.list_runs("etl", limit=10_000)
+        for run in runs:
+            assert await h.wait(run.id) == "success"
+        assert len(runs) - len(before) == 1  # the one that waited, recorded once

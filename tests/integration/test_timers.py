@@ -244,3 +244,25 @@ async def test_the_most_runs_of_one_backfill_is_configured(
         assert await h.store.list_runs("nightly") == []
         done = await h.engine.intake.backfill("nightly", start="2026-11-01", end="2026-11-02")
         assert len(done.queued) == 2
+
+
+LEAP = """
+    from dagd import DAG, Cron, task
+
+    @task
+    async def load():
+        return None
+
+    with DAG("leap", triggers=[Cron("0 2 29 2 *")]):
+        load()
+"""
+
+
+async def test_a_backfill_whose_next_fire_is_past_year_9999_is_refused(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("leap.py", LEAP)
+    async with start_engine() as h:
+        with pytest.raises(InvalidInput, match=r"reaches past what cron:0 2 29 2 \* can fire"):
+            await h.engine.intake.backfill("leap", start="9996-01-01", end="9998-12-31")
+        assert await h.store.list_runs("leap") == []

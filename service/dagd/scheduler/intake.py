@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 # Kinds whose repeated deliveries are recorded (with the outcome `duplicate`).
 LEDGER_DUPLICATES = frozenset({"webhook"})
+UNWRITABLE_WAIT = 5.0  # seconds a delivery waits on a tick that cannot be committed
 
 
 @dataclass
@@ -183,7 +184,7 @@ class Intake:
                 await self._commit_now(mine)
         try:
             for item in mine:
-                await item.done.wait()
+                await self._recorded(item)
         finally:
             for item in mine:
                 if item.dag_id is not None and delivery.dedup_key is not None:
@@ -194,6 +195,20 @@ class Intake:
         if delivery.kind in LEDGER_DUPLICATES:
             await self._ledger_duplicates(delivery, outcomes)
         return outcomes
+
+    async def _recorded(self, item: Pending) -> None:
+        """Wait until the tick that records `item` is committed. While the database
+        cannot be written, answer within UNWRITABLE_WAIT seconds that it is not recorded
+        yet: the tick is retried and may still record it, so the sender's retry (with
+        the same Idempotency-Key) is told apart from a new delivery."""
+        while True:
+            with anyio.move_on_after(UNWRITABLE_WAIT):
+                await item.done.wait()
+                return
+            if self.engine.unhealthy is not None:
+                raise StorageUnavailable(
+                    f"not recorded yet: {self.engine.unhealthy}; send it again later (with "
+                    "the same Idempotency-Key, it counts once)")
 
     async def _ledger_duplicates(self, delivery: Delivery, outcomes: list[Outcome]) -> None:
         """A repeated delivery from another system is worth a row ("why no new run?");
@@ -297,15 +312,21 @@ class Intake:
         if last < first:
             raise InvalidInput("end is before start", dag_id=dag_id, field="end")
         most = self.engine.settings.max_backfill_runs
-        fires = logical_fires(timer, first, last, most + 1)
+        try:
+            fires = logical_fires(timer, first, last, most + 1)
+            confs: list[dict[str, Any]] = [{**fire_conf(timer, fire), "backfill": True}
+                                           for fire in fires]
+        except (ValueError, OverflowError):  # a fire time past year 9999
+            raise InvalidInput(f"the range reaches past what {timer.source} can fire in "
+                               "(year 9999): end it earlier", dag_id=dag_id,
+                               field="end") from None
         if len(fires) > most:
             raise InvalidInput(
                 f"the range holds more than {most} runs of {timer.source} "
                 "([server] max_backfill_runs): backfill it in smaller ranges",
                 dag_id=dag_id, field="end")
         result = Backfill()
-        for fire in fires:
-            conf: dict[str, Any] = {**fire_conf(timer, fire), "backfill": True}
+        for fire, conf in zip(fires, confs, strict=True):
             delivery = Delivery(kind="backfill", source=f"backfill:{timer.source}",
                                 payload=conf, dedup_key=fire.astimezone(UTC).isoformat(),
                                 logical_date=timer.data_interval(fire)[0])
