@@ -32,6 +32,7 @@ from rich.tree import Tree
 from dagd import check, client
 from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
+from dagd.executors.logs import mask, secret_values
 from dagd.lock import daemon_running
 from dagd.states import TASK_TERMINAL
 from dagd.tables import Column, fitted, seconds, state_cell, state_text, ti_table, when
@@ -308,9 +309,10 @@ async def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
         if attempt is None and not args.follow:
             raise NotFound(f"the task has not run yet in run {args.run}",
                            dag_id=args.dag, task_id=args.task)
-        offset = await _print_new(attempt, 0)
+        secrets = await _secrets(settings, store, args.dag)
+        offset = await _print_new(attempt, 0, secrets)
         if args.follow:
-            attempt, offset = await _follow(settings, store, args, attempt, offset)
+            attempt, offset = await _follow(settings, store, args, attempt, offset, secrets)
     finally:
         await store.close()
     if offset == 0:
@@ -322,7 +324,8 @@ async def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _follow(
-    settings: Settings, store: Store, args: argparse.Namespace, attempt: Any, offset: int
+    settings: Settings, store: Store, args: argparse.Namespace, attempt: Any, offset: int,
+    secrets: list[str],
 ) -> tuple[Any, int]:
     """Print the attempt's new output until it is no longer running; return the
     attempt as it ended, and how much of its log was printed.
@@ -346,7 +349,7 @@ async def _follow(
                                    f"{args.run}", dag_id=args.dag, task_id=args.task)
                 return False
         attempt = next((a for a in attempts if a.id == attempt.id), attempt)
-        offset = await _print_new(attempt, offset)
+        offset = await _print_new(attempt, offset, secrets)
         return bool(attempt.state != "running")
 
     if await step():
@@ -358,7 +361,7 @@ async def _follow(
     return attempt, offset
 
 
-async def _print_new(attempt: Any, offset: int) -> int:
+async def _print_new(attempt: Any, offset: int, secrets: list[str]) -> int:
     if attempt is None:
         return offset
     path = anyio.Path(attempt.log_path)
@@ -368,9 +371,23 @@ async def _print_new(attempt: Any, offset: int) -> int:
         await f.seek(offset)
         data = await f.read()
     if data:
-        sys.stdout.write(data.decode("utf-8", "replace"))
+        # A secret split across two reads of a followed log is not masked: whole files
+        # (without --follow) always are.
+        sys.stdout.write(mask(data, secrets).decode("utf-8", "replace"))
         sys.stdout.flush()
     return offset + len(data)
+
+
+async def _secrets(settings: Settings, store: Any, dag_id: str) -> list[str]:
+    """The configured secrets' values, as the API's log route masks them."""
+    try:
+        spec = (await store.get_dag(dag_id)).spec
+    except NotFound:
+        spec = {}
+    return secret_values(
+        smtp_password_env=settings.smtp_password_env,
+        connections=settings.connections.values(),
+        webhook_secret_envs=[t.get("secret_env") for t in spec.get("triggers", [])])
 
 
 async def cmd_events_list(settings: Settings, args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,20 @@ class AttemptLog:
 
 MASK = b"***"
 MASK_MIN_CHARS = 4  # a shorter value would hide ordinary words and numbers, not secrets
+
+
+def secret_values(
+    *, smtp_password_env: str | None, connections: Iterable[Mapping[str, Any]],
+    webhook_secret_envs: Iterable[str | None], environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The values of the configured secrets, read now: the environment variables that
+    connections (`password_env`, `token_env`, `headers_env`), SMTP and webhooks name."""
+    names: set[str | None] = {smtp_password_env, *webhook_secret_envs}
+    for table in connections:
+        names.update((table.get("password_env"), table.get("token_env")))
+        names.update((table.get("headers_env") or {}).values())
+    env = os.environ if environ is None else environ
+    return [env.get(name, "") for name in names if name]
 
 
 def mask(text: bytes, secrets: Iterable[str]) -> bytes:

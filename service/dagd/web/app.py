@@ -4,7 +4,6 @@ engine, and one error middleware that turns every DagdError into a JSON error.""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -14,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from dagd.errors import BadRequest, DagdError, InvalidInput, NotFound
-from dagd.executors.logs import mask
+from dagd.executors.logs import mask, secret_values
 from dagd.kinds.connections import connection_names, get_connection
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
@@ -163,15 +162,14 @@ async def get_log(request: web.Request) -> web.Response:
 
     def secrets() -> list[str]:
         settings = request.app[SETTINGS]
-        # The config's connections, and those a SIGHUP loaded since.
-        tables = [*settings.connections.values(), *map(get_connection, connection_names())]
-        names: set[str | None] = {settings.smtp_password_env}
-        for table in tables:
-            names.update((table.get("password_env"), table.get("token_env")))
-            names.update((table.get("headers_env") or {}).values())
-        names.update(getattr(trigger, "secret_env", None)
-                     for dag in request.app[ENGINE].dags.values() for trigger in dag.triggers)
-        return [os.environ.get(name, "") for name in names if name]
+        return secret_values(
+            smtp_password_env=settings.smtp_password_env,
+            # The config's connections, and those a SIGHUP loaded since.
+            connections=[*settings.connections.values(),
+                         *map(get_connection, connection_names())],
+            webhook_secret_envs=[getattr(trigger, "secret_env", None)
+                                 for dag in request.app[ENGINE].dags.values()
+                                 for trigger in dag.triggers])
 
     reader = request.app[READER]
     run_id = _int(request, "run_id")
