@@ -23,6 +23,7 @@ import os
 import shlex
 import signal
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -42,6 +43,9 @@ from dagd.templating import render, render_shell, render_words
 PIPE_GRACE = 1.0  # seconds to drain output after exit; a setsid'd grandchild may hold it
 # Bytes of the last stdout line kept for the XCom, as JSON (quotes and escapes counted):
 # the XCom cap's default, so the line always fits it.
+# Linux's limit on one environment variable (MAX_ARG_STRLEN, 32 pages), with room for
+# its name: past it, starting the process fails.
+ENV_VALUE_MAX = 128 * 1024 - 64
 LINE_CAP = 1024 * 1024
 ARG_SHOWN = 200  # characters of a value passed by reference, shown in the log
 DEFAULT_SHELL = "/bin/sh"
@@ -145,8 +149,28 @@ class ShellTask(BaseTask):
 
     async def execute(self, context: Context) -> str | None:
         argv, args = self.argv(context)
+        for name, value in args.items():
+            if len(value.encode()) > ENV_VALUE_MAX:
+                raise ValueError(
+                    f"the value {name} of the command is {len(value.encode()):,} bytes, over "
+                    f"the {ENV_VALUE_MAX:,} one variable of a process may hold: write it "
+                    "to a file and pass the file's path")
         env = self.environment(context)
         env.update(args)  # last: what the command refers to is what was rendered
+        conf_file = None
+        if len(env.get("DAGD_CONF", "").encode()) > ENV_VALUE_MAX:
+            # A large conf (a big webhook body) would make the exec itself fail: the
+            # command finds it in a file instead, named by DAGD_CONF_FILE.
+            conf_file = await anyio.to_thread.run_sync(_spill, env.pop("DAGD_CONF"))
+            env["DAGD_CONF_FILE"] = conf_file
+        try:
+            return await self._run(context, argv, args, env)
+        finally:
+            if conf_file is not None:
+                await anyio.Path(conf_file).unlink(missing_ok=True)
+
+    async def _run(self, context: Context, argv: list[str], args: dict[str, str],
+                   env: dict[str, str]) -> str | None:
         cwd = render(self.cwd, context, field="cwd") if self.cwd is not None else None
         if cwd is not None and not await anyio.Path(cwd).is_dir():
             raise NotADirectoryError(f"cwd {cwd!r} is not a directory")
@@ -217,6 +241,14 @@ def _check_command(command: Any, shell: Any, where: dict[str, Any]) -> None:
         raise DagDefinitionError(
             f"a list command runs without a shell: give a string to run it with {shell}",
             field="shell", **where)
+
+
+def _spill(text: str) -> str:
+    """Write `text` to a private temporary file; its path."""
+    fd, path = tempfile.mkstemp(prefix="dagd-conf-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
 
 
 def run_environment(context: Context) -> dict[str, str]:
