@@ -187,7 +187,6 @@ class Daemon:
             set_connections(settings.connections)  # for tasks that name a connection
             engine = self._engine = Engine(store, settings)
             executor = engine.executor
-            executor.default_memory_limit = settings.default_memory_limit
             watchdog = LoopWatchdog(lambda: [spec.ref for spec in list(executor.in_loop.values())])
             executor.on_loop_attempt = watchdog.attempt_started
             watchdog.start()

@@ -58,6 +58,8 @@ class Engine:
             xcom_max_bytes=settings.xcom_max_bytes,
             on_pid=self._record_pid,
         )
+        if executor is None:  # the config's memory limit, for tasks that set none
+            self.executor.default_memory_limit = settings.default_memory_limit
         self.rand = rand
         self.clock = clock
         self.runs = Runs(settings, rand=rand, clock=clock, wake=self.wake)
