@@ -408,3 +408,44 @@ def test_retry_after_is_read_as_seconds_or_an_http_date(
 ) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_retry_after(header, now) == seconds
+
+
+LEAKS = """
+from dagd import DAG, HttpTask, ShellTask
+
+with DAG("leaks") as leaks:
+    HttpTask(task_id="call", conn="api", url="auth")
+    # Its XCom is its last line: a secret of the daemon's, if the task could see one.
+    ShellTask(task_id="env", command="env | grep DAGD_TEST_ | tail -n 1")
+"""
+
+
+async def test_no_secret_reaches_the_database(
+    write_dag: WriteDag, start_engine: StartEngine, server: Server, settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection's token and the daemon's own secrets, after runs that used them:
+    not in the database file (nor its WAL), whatever the tasks printed or returned."""
+    monkeypatch.setenv("DAGD_TEST_API_TOKEN", "tok-7f3a9c2e")
+    monkeypatch.setenv("DAGD_TEST_SMTP_PASSWORD", "smtp-91b4d0aa")
+    write_dag("leaks.py", LEAKS)
+    connections = {"api": {"base_url": f"{server.base}/api/v1/",
+                           "token_env": "DAGD_TEST_API_TOKEN"}}
+    with_secrets = replace(settings, connections=connections,
+                           smtp_password_env="DAGD_TEST_SMTP_PASSWORD")
+    async with start_engine(with_secrets) as h:
+        _, state = await h.run("leaks")
+        assert state == "success"
+    stored = b"".join(p.read_bytes() for p in settings.data_dir.glob("dagd.db*"))
+    assert b"tok-7f3a9c2e" not in stored
+    assert b"smtp-91b4d0aa" not in stored
+
+
+def test_a_password_in_an_http_url_is_refused_where_it_is_written() -> None:
+    from dagd import DAG, HttpTask
+    from dagd.errors import DagDefinitionError
+
+    with DAG("x"), pytest.raises(DagDefinitionError, match="the url holds a password"):
+        HttpTask(task_id="t", url="https://etl:hunter2@api.example.com/v1")
+    with DAG("y"):
+        HttpTask(task_id="user_only", url="https://etl@api.example.com/v1?at=12:00")

@@ -173,6 +173,10 @@ class HttpTask(BaseTask):
                       "follow_cross_origin_redirects",
                       "follow_cross_origin_redirects must be True or False, got "
                       f"{follow_cross_origin_redirects!r}")
+        # A password in the URL would be stored with the DAG, shown by the API and logged.
+        self._require(not _has_password(url), "url",
+                      "the url holds a password: name a connection instead (conn=..., with "
+                      "[connections.NAME] username and password_env)")
         self.url = url
         self.method: str = verb
         self.conn = conn
@@ -472,3 +476,10 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def _has_password(url: str) -> bool:
+    """True for `scheme://user:password@host...` (before any template is rendered)."""
+    authority = url.split("://", 1)[1] if "://" in url else ""
+    userinfo = authority.split("/", 1)[0].rpartition("@")[0]
+    return ":" in userinfo
