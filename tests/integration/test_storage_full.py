@@ -148,3 +148,32 @@ async def test_a_delivery_waiting_on_an_unwritable_tick_is_told_so_within_bounds
         for run in runs:
             assert await h.wait(run.id) == "success"
         assert len(runs) - len(before) == 1  # the one that waited, recorded once
+
+
+async def test_a_stop_while_the_database_cannot_be_written_keeps_to_the_grace_period(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+) -> None:
+    """The tick that cannot be committed is given up at the end of the grace period:
+    no hang, no crash; what it held was not recorded, and the rows say so."""
+    write_dag("etl.py", DAGS)
+    async with start_engine() as h:
+        await pages(h)
+
+        async def stuck() -> bool:
+            if h.engine.unhealthy is None:  # one more run, until a tick cannot commit
+                with anyio.move_on_after(0.05):
+                    try:
+                        await h.engine.trigger("etl")
+                    except StorageUnavailable:
+                        pass
+            return h.engine.unhealthy is not None
+
+        await wait_until(stuck, deadline=30, what="a tick that cannot be committed")
+        started = anyio.current_time()
+        with anyio.fail_after(10):
+            await h.engine.stop(1.0)
+        took = anyio.current_time() - started
+        assert took < 1.0 + 1.5, took
+        await pages(h, 1_000_000)
+        runs = await h.store.list_runs("etl", limit=10_000)
+    assert all(r.state in ("queued", "running", "success") for r in runs)

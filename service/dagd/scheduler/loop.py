@@ -71,6 +71,8 @@ class Engine:
         self._waiters: dict[int, anyio.Event] = {}
         self._wake = anyio.Event()
         self._stopping = False
+        self._stop_deadline: float | None = None
+        self._abandoned = False  # stopped with a tick that could not be committed
         self._stopped = anyio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         # The events port: every trigger delivers through it.
@@ -148,7 +150,7 @@ class Engine:
         self.serving = True
         task_status.started()
         try:
-            while not (self._stopping and self.runs.running_total == 0):
+            while not (self._stopping and (self.runs.running_total == 0 or self._abandoned)):
                 await self._sleep()
                 await self.tick()
         finally:
@@ -187,6 +189,7 @@ class Engine:
     async def stop(self, grace: float) -> None:
         """Start no new attempts; give running ones `grace` seconds, then cancel them."""
         self._stopping = True
+        self._stop_deadline = time.monotonic() + grace
         self.wake()
         with anyio.move_on_after(grace):
             await self._stopped.wait()
@@ -200,6 +203,8 @@ class Engine:
             scope.cancel()
 
     async def tick(self) -> None:
+        if self._abandoned:  # the database could not be written at the stop: nothing more
+            return
         runs = self.runs
         batch = self.store.batch()
         batch.now = self.clock()
@@ -223,16 +228,18 @@ class Engine:
             runs.fill_slots(batch, dispatch)
         runs.finish_runs(batch)
         ended = runs.take_ended()
-        await self._commit(batch)
-        self._after_commit(batch, inbox, dispatch, ended)
+        if await self._commit(batch):
+            self._after_commit(batch, inbox, dispatch, ended)
 
-    async def _commit(self, batch: Batch) -> None:
+    async def _commit(self, batch: Batch) -> bool:
         """Commit the tick's batch; while the database cannot be written (a full disk),
         say so (health, refused deliveries) and try the same batch again, backing off,
-        until it can. Stopping, give up after the grace period: what is not committed
-        did not happen, and the next start carries on from the rows."""
+        until it can. Stopping, give up at the end of the grace period (False): what is
+        not committed did not happen, the engine records nothing more, and the next
+        start carries on from the rows."""
+        if not batch:
+            return True
         failures = 0
-        deadline: float | None = None
         while True:
             try:
                 await self.store.commit(batch)
@@ -242,20 +249,23 @@ class Engine:
                     log.error("%s; refusing new events, retrying until it can be written",
                               exc)
                 self.unhealthy = str(exc)
+                delay = COMMIT_BACKOFF.delay(min(failures, 16), lambda: 0.0)
                 if self._stopping:
-                    now = time.monotonic()
-                    deadline = deadline or now + self.settings.shutdown_grace_period
-                    if now >= deadline:
-                        log.error("stopping with a tick of %d change(s) not recorded: %s",
+                    left = (self._stop_deadline or 0.0) - time.monotonic()
+                    if left <= 0:
+                        log.error("stopping with %d change(s) not recorded (the next start "
+                                  "carries on from the rows): %s",
                                   sum(map(len, batch.rows.values())), exc)
-                        raise
-                await anyio.sleep(COMMIT_BACKOFF.delay(min(failures, 16), lambda: 0.0))
+                        self._abandoned = True
+                        return False
+                    delay = min(delay, left)
+                await anyio.sleep(delay)
                 continue
             if self.unhealthy is not None:
                 log.warning("the database can be written again (after %d failed commit(s))",
                             failures)
                 self.unhealthy = None
-            return
+            return True
 
     def _after_commit(self, batch: Batch, inbox: list[Pending], dispatch: list[AttemptSpec],
                       ended: list[int]) -> None:
