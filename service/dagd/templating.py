@@ -10,10 +10,11 @@ its method: `{{ upstream.get.body }}` reads the upstream task named `get`, and
 Three render modes keep a value data where the text around it is code or structure:
 
 - `render_shell`: a shell command. A value never becomes shell text: the command refers
-  to it as `"${DAGD_ARG_1}"` and the value travels in the environment (the shell never
-  reads an expanded variable as code). The reference is quoted for where it stands (bare,
-  in double quotes, in single quotes), so a value is one argument, or part of the quoted
-  word around it, whatever it holds.
+  to it as `"${DAGD_ARG_1}"` and the value travels in the environment (a POSIX shell
+  never reads an expanded variable as code; bash's arithmetic does, so in `$(( ))`,
+  `(( ))` and beside `-eq`-style comparisons only a whole number is accepted). The
+  reference is quoted for where it stands (bare, in double quotes, in single quotes), so
+  a value is one argument, or part of the quoted word around it, whatever it holds.
 - `render_words`: a command run without a shell, split into arguments like a shell would
   split the template's own text; each value lands verbatim inside its argument.
 - `render_sql`: SQL text. A value must be a name (`sales`, `public.sales_2024`), a
@@ -207,15 +208,32 @@ def render_shell(source: str, context: Context, *, field: str) -> ShellText:
     out = [texts[0]]
     scan.feed(texts[0])
     env: dict[str, str] = {}
-    for value, after in zip(values, texts[1:], strict=True):
+    for before, value, after in zip(texts[:-1], values, texts[1:], strict=True):
         if isinstance(value, Raw):
             out.append(str(value))
             scan.feed(str(value))
+        elif (_NUMERIC_BEFORE.search(before) or _NUMERIC_AFTER.match(after)) and not (
+                _INTEGER.fullmatch(str(value))):
+            # `[[ $x -gt 5 ]]`: bash evaluates the operands of these as arithmetic.
+            raise TemplateRenderError(
+                f"a value compared with -eq, -ne, -lt, -le, -gt or -ge must be a whole "
+                f"number, got {str(value)[:100]!r}", dag_id=context.dag_id,
+                task_id=context.task_id, field=field)
         elif scan.heredoc is not None and scan.heredoc[1]:
             raise TemplateRenderError(
                 "a value in a quoted here-document (<<'EOF') stays as written: give it "
                 "in env= and unquote the delimiter, or use | raw", dag_id=context.dag_id,
                 task_id=context.task_id, field=field)
+        elif scan.in_arithmetic:
+            # `$(( ))` and `(( ))` evaluate what they expand (bash runs `a[$(cmd)]`), and
+            # a quoted reference is no number there: only a whole number goes in, as is.
+            text = str(value)
+            if not _INTEGER.fullmatch(text):
+                raise TemplateRenderError(
+                    f"a value in shell arithmetic must be a whole number, got {text[:100]!r}",
+                    dag_id=context.dag_id, task_id=context.task_id, field=field)
+            out.append(text)
+            scan.feed(text)
         else:
             name = f"{ARG_PREFIX}{len(env) + 1}"
             env[name] = str(value)
@@ -225,25 +243,37 @@ def render_shell(source: str, context: Context, *, field: str) -> ShellText:
     return ShellText("".join(out), env)
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_NUMERIC_OPERATOR = r"-(?:eq|ne|lt|le|gt|ge)"
+_NUMERIC_BEFORE = re.compile(_NUMERIC_OPERATOR + r"[\s\"']*$")
+_NUMERIC_AFTER = re.compile(r"[\s\"']*" + _NUMERIC_OPERATOR + r"\b")
+
+
 class _ShellQuotes:
     """Follows POSIX sh quoting through a command's own text, to quote a reference for
     where it stands. Only correctness rests on this: a reference is an expansion in any
     context the guess could be wrong about, never code.
 
     Contexts: unquoted (also inside `$( )`, `( )` and backquotes), double quotes, single
-    quotes, a here-document's body (expanding, or quoted: literal), a comment.
+    quotes, arithmetic (`$(( ))`, `(( ))`: there `<<` is a shift, not a here-document),
+    a here-document's body (expanding, or quoted: literal), a comment.
     """
 
     _HEREDOC = re.compile(r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|([^\s;&|<>()]+))")
 
     def __init__(self) -> None:
-        self.stack: list[str] = ["U"]  # U, D, S, P (inside $( ) or ( )), B (backquotes)
+        # U, D, S, P (inside $( ) or ( )), B (backquotes), A (arithmetic), a (its parens)
+        self.stack: list[str] = ["U"]
         self.escaped = False
         self.comment = False
         self.prev = "\n"
         self.pending: list[tuple[str, bool, bool]] = []  # here-documents: delimiter, quoted, -
         self.heredoc: tuple[str, bool, bool] | None = None
         self.line = ""  # the here-document's line so far
+
+    @property
+    def in_arithmetic(self) -> bool:
+        return self.heredoc is None and self.stack[-1] in ("A", "a")
 
     def reference(self, name: str) -> str:
         self.prev = "x"
@@ -288,8 +318,13 @@ class _ShellQuotes:
             else:
                 self.stack.append("B")
         elif c == "$" and nxt == "(":
+            if text[i + 2 : i + 3] == "(":
+                self.stack.append("A")
+                return 2
             self.stack.append("P")
             return 1
+        elif top in ("A", "a"):
+            return self._arithmetic(text, i, top)
         elif top == "D":
             if c == '"':
                 self.stack.pop()
@@ -302,6 +337,9 @@ class _ShellQuotes:
         c = text[i]
         if c in "'\"":
             self.stack.append("S" if c == "'" else "D")
+        elif c == "(" and nxt_is(text, i, "(") and self.prev in " \t\n;&|(":
+            self.stack.append("A")  # `(( ... ))`, an arithmetic command
+            return 1
         elif c == "(":
             self.stack.append("P")
         elif c == ")" and top == "P":
@@ -319,6 +357,19 @@ class _ShellQuotes:
             self._newline()
         return 0
 
+    def _arithmetic(self, text: str, i: int, top: str) -> int:
+        c = text[i]
+        if c == "(":
+            self.stack.append("a")
+        elif c == ")" and top == "a":
+            self.stack.pop()
+        elif c == ")" and top == "A" and nxt_is(text, i, ")"):
+            self.stack.pop()
+            return 1
+        elif c in "'\"":
+            self.stack.append("S" if c == "'" else "D")
+        return 0
+
     def _newline(self) -> None:
         if self.pending:
             self.heredoc = self.pending.pop(0)
@@ -334,6 +385,10 @@ class _ShellQuotes:
             self.heredoc = None
             self._newline()
         self.line = ""
+
+
+def nxt_is(text: str, i: int, char: str) -> bool:
+    return text[i + 1 : i + 2] == char
 
 
 def render_words(source: str, context: Context, *, field: str) -> list[str]:

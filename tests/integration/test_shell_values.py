@@ -220,3 +220,33 @@ def test_inherit_env_comes_from_default_args_unless_the_task_says() -> None:
     with DAG("no_defaults"):
         plain = ShellTask(task_id="plain", command="env")
     assert (given.inherit_env, refused.inherit_env, plain.inherit_env) == (True, False, False)
+
+
+BASH_ARITHMETIC = """
+from dagd import DAG, ShellTask
+
+with DAG("arith"):
+    ShellTask(task_id="after_shift", shell="bash",
+              command="n=$(( 1 << 2 ))\\nprintf '%s|' {{ conf.file }}")
+    ShellTask(task_id="compare", shell="bash",
+              command="[[ {{ conf.n }} -gt 5 ]] && echo big || echo small")
+"""
+
+
+async def test_bash_arithmetic_neither_unquotes_a_value_nor_evaluates_one(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, tmp_path: Path,
+) -> None:
+    marker = tmp_path / "pwned"
+    write_dag("arith.py", BASH_ARITHMETIC)
+    async with start_engine() as h:
+        run_id, _ = await h.run("arith", conf={"file": "*", "n": f"a[$(touch {marker})]"})
+        shifted = await h.xcom(run_id, "after_shift")
+        states = await h.states(run_id)
+        [compare] = await h.attempts(run_id, "compare")
+        good_id, good = await h.run("arith", conf={"file": "x", "n": 9})
+        big = await h.xcom(good_id, "compare")
+    assert shifted == "*|"  # one argument, not globbed
+    assert states == {"after_shift": "success", "compare": "failed"}
+    assert compare.error is not None and "must be a whole number" in compare.error
+    assert not marker.exists()
+    assert (good, big) == ("success", "big")

@@ -151,3 +151,29 @@ def test_sql_text_takes_names_and_numbers_and_refuses_anything_else() -> None:
             render_sql("WHERE d = '{{ conf.d }}'", context(d=bad), field="sql")
     assert render_sql("SELECT {{ conf.t | raw }}", context(t="1; SELECT 2"),
                       field="sql") == "SELECT 1; SELECT 2"
+
+
+def test_a_shift_in_arithmetic_is_not_a_here_document() -> None:
+    """`1 << 2` must not make the scanner think a here-document follows, or the next
+    reference would go in unquoted (split and globbed)."""
+    rendered = render_shell("n=$(( 1 << 2 ))\nls -d {{ conf.v }}", context(v="*"),
+                            field="command")
+    assert rendered.text == 'n=$(( 1 << 2 ))\nls -d "${DAGD_ARG_1}"'
+    rendered = render_shell("(( n = 1 << 2 )); ls -d {{ conf.v }}", context(v="*"),
+                            field="command")
+    assert rendered.text.endswith('ls -d "${DAGD_ARG_1}"')
+
+
+@pytest.mark.parametrize("template", [
+    "echo $(( {{ conf.v }} + 1 ))",
+    "(( x = {{ conf.v }} ))",
+    "echo $(( ({{ conf.v }}) * 2 ))",
+    "[[ {{ conf.v }} -gt 5 ]]",
+    "[ 5 -lt \"{{ conf.v }}\" ]",
+])
+def test_a_value_in_arithmetic_must_be_a_whole_number(template: str) -> None:
+    """bash evaluates what arithmetic expands (`a[$(touch pwned)]` runs the command)."""
+    with pytest.raises(TemplateRenderError, match="must be a whole number"):
+        render_shell(template, context(v="a[$(touch pwned)]"), field="command")
+    rendered = render_shell(template, context(v=42), field="command")
+    assert "42" in rendered.text or rendered.env == {"DAGD_ARG_1": "42"}
