@@ -182,19 +182,31 @@ class Intake:
                 self.engine.submit(mine)
             else:
                 await self._commit_now(mine)
-        try:
-            for item in mine:
-                await self._recorded(item)
-        finally:
-            for item in mine:
-                if item.dag_id is not None and delivery.dedup_key is not None:
-                    self._inflight.pop(_key(delivery, item.dag_id), None)
+        await self._wait_recorded(delivery, mine, results)
         if not dag_ids:
             return [item.outcome for item in mine if item.outcome is not None]
         outcomes = [_settled(r, mine) for r in results]
         if delivery.kind in LEDGER_DUPLICATES:
             await self._ledger_duplicates(delivery, outcomes)
         return outcomes
+
+    async def _wait_recorded(self, delivery: Delivery, mine: list[Pending],
+                             results: list[Outcome | Pending]) -> None:
+        """Wait for this delivery's items, and for any twin in flight (a delivery of
+        the same key that came first) whose outcome this one repeats."""
+        try:
+            for item in mine:
+                await self._recorded(item)
+            for twin in results:
+                if isinstance(twin, Pending) and not any(twin is item for item in mine):
+                    await self._recorded(twin)
+        finally:
+            for item in mine:
+                # One not recorded yet (the database cannot be written) stays in flight:
+                # a retry of its key must find it, not queue it twice.
+                if (item.dag_id is not None and delivery.dedup_key is not None
+                        and item.done.is_set()):
+                    self._inflight.pop(_key(delivery, item.dag_id), None)
 
     async def _recorded(self, item: Pending) -> None:
         """Wait until the tick that records `item` is committed. While the database
@@ -224,7 +236,11 @@ class Intake:
     async def _earlier(self, delivery: Delivery, dag_id: str) -> Outcome | Pending | None:
         if delivery.dedup_key is None:
             return None
-        twin = self._inflight.get(_key(delivery, dag_id))
+        key = _key(delivery, dag_id)
+        twin = self._inflight.get(key)
+        if twin is not None and twin.done.is_set():  # recorded since: the store answers
+            del self._inflight[key]
+            twin = None
         if twin is not None:
             _check_digest(delivery, twin.delivery.digest, None, dag_id)
             return twin
