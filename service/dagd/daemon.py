@@ -150,7 +150,10 @@ class Daemon:
         await anyio.to_thread.run_sync(lambda: lock.acquire(patience=5.0))
         try:
             await self._run(lock, on_ready)
-        except BaseException:
+        except BaseException as exc:
+            if self._engine is not None and self._engine.executor.threads:
+                # The exit below skips the traceback the caller would print: log it.
+                log.critical("dagd stopped on an error: %s", exc, exc_info=exc)
             self._exit_if_threads_remain(1)
             raise
         else:
@@ -285,7 +288,11 @@ class Daemon:
                     systemd.notify("RELOADING=1")
                     log.info("SIGHUP: reloading the connections and the DAGs")
                     await self._reload_connections()
-                    await folder.load()
+                    try:
+                        await folder.load()
+                    except DagdError as exc:  # a full disk, say: keep what is loaded
+                        log.error("SIGHUP: reloading the DAGs failed: %s; keeping the "
+                                  "loaded ones", exc)
                     systemd.notify("READY=1")
                 elif not self._stop.is_set():
                     log.info("%s: graceful stop (send again to force)",

@@ -57,6 +57,11 @@ class DataDirLock:
                 f"another dagd ({who}) is already using the data directory "
                 f"{self.path.parent}; stop it first or use another --data-dir"
             ) from None
+        # What a previous holder wrote is stale now (it died without releasing: kill -9,
+        # a crash): nobody must take it for the address of a daemon that runs.
+        f.seek(0)
+        f.truncate()
+        f.flush()
         self._file = f
 
     def publish(self, host: str, port: int) -> None:

@@ -5,13 +5,15 @@ root to mount; skipped, saying why, where the machine does not allow it."""
 from __future__ import annotations
 
 import errno
+import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from acceptance.harness import Dagd
+from acceptance.harness import Dagd, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,3 +47,70 @@ def test_a_start_on_a_full_disk_says_so_in_one_line(dagd: Dagd, full_disk: Path)
     assert "error: cannot write the database" in log, log
     assert "bytes free on" in log, log
     assert "Traceback" not in log, log
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small8"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> None:
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def test_a_sighup_on_a_full_disk_keeps_the_daemon_and_its_dags(
+    dagd: Dagd, small_disk: Path, write_dag: Callable[[str, str], Path]
+) -> None:
+    write_dag("one.py", ONE_DAG)
+    daemon = dagd.spawn(data_dir=small_disk / "data")
+    dagd.data_dir = small_disk / "data"
+    daemon.port = wait_until(lambda: _published(dagd, daemon), timeout=20, what="the lock")
+    wait_until(daemon.healthy, timeout=20, what="healthy")
+    fill(small_disk)
+    write_dag("two.py", ONE_DAG.replace('"one"', '"two"'))  # a change to reload
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: "SIGHUP: reloading the DAGs failed" in daemon.log(), timeout=20,
+               what="the refused reload")
+    assert daemon.proc.poll() is None, daemon.log()
+    status, dags = daemon.request("GET", "/api/v1/dags")
+    assert status == 200 and [d["dag_id"] for d in dags["dags"]] == ["one"], dags
+    (small_disk / "filler").unlink()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(timeout=20) == 0
+
+
+def _published(dagd: Dagd, daemon: Any) -> int:
+    import json
+
+    try:
+        holder = json.loads((dagd.data_dir / "dagd.lock").read_bytes())
+    except (OSError, ValueError):
+        return 0
+    return int(holder["port"]) if holder.get("pid") == daemon.pid else 0
+
+
+ONE_DAG = """
+from dagd import DAG, task
+
+@task
+async def t():
+    return 1
+
+with DAG("one"):
+    t()
+"""

@@ -94,3 +94,23 @@ def test_concurrent_offline_commands_queue_on_the_lock(tmp_path: Path) -> None:
     for t in threads:
         t.join(timeout=20)
     assert sorted(done) == list(range(6))
+
+
+def test_what_a_dead_holder_left_in_the_file_is_never_taken_for_a_daemon(
+    tmp_path: Path,
+) -> None:
+    """After a kill -9 the file still names the dead daemon; whoever takes the lock next
+    empties it, so a probe meanwhile waits instead of calling a dead address."""
+    from dagd.lock import daemon_running, read_holder
+
+    path = tmp_path / "dagd.lock"
+    path.write_bytes(b'{"pid": 999999, "host": "127.0.0.1", "port": 8793}')
+    cli = DataDirLock(path)
+    cli.acquire()
+    try:
+        assert read_holder(path) is None
+        releaser = threading.Timer(0.2, cli.release)
+        releaser.start()
+        assert daemon_running(path, patience=5.0) is None
+    finally:
+        releaser.join()

@@ -123,3 +123,18 @@ def test_the_shipped_config_reads_and_sets_no_memory_limit() -> None:
     shipped = Path(__file__).resolve().parents[2] / "config" / "dagd.toml"
     assert "default_memory_limit" in shipped.read_text()
     assert load_settings(shipped).default_memory_limit is None
+
+
+def test_memory_limit_on_a_kind_that_runs_in_the_loop_is_refused() -> None:
+    from dagd import DAG, ShellTask
+
+    with DAG("shelled"), pytest.raises(DagDefinitionError,
+                                        match="a shell task runs in the daemon's event loop"):
+        ShellTask(task_id="s", command="true", memory_limit="64MB")
+
+
+def test_a_worker_killed_by_a_real_time_signal_is_named_by_number() -> None:
+    from dagd.executors.local import _crash_text
+
+    assert _crash_text(-40, None, None) == (
+        "worker process killed by signal 40 before reporting a result")

@@ -148,6 +148,11 @@ class BaseTask(Linkable):
         self.inherit_env: bool = check_inherit_env(settings["inherit_env"], **where)
         # Bytes a worker process may allocate (enforced for isolation="process" only).
         self.memory_limit: int | None = check_memory_limit(settings["memory_limit"], **where)
+        if memory_limit is not None and type(self).runs_in_loop is BaseTask.runs_in_loop:
+            raise DagDefinitionError(
+                f"memory_limit is enforced only for Python functions run in a worker "
+                f"process; a {self.kind} task runs in the daemon's event loop: drop it",
+                field="memory_limit", **where)
         if memory_limit is not None and self.isolation == "thread":
             raise DagDefinitionError(
                 "memory_limit is enforced only in a worker process (a thread shares the "

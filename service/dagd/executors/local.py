@@ -270,7 +270,10 @@ def _crash_text(code: int | None, memory_limit: int | None, oom_before: int | No
     """What ended a worker that reported nothing, as the attempt's error says it."""
     if code is None or code >= 0:
         return f"worker process exited with code {code} before reporting a result"
-    sig = signal.Signals(-code)
+    try:
+        sig = signal.Signals(-code)
+    except ValueError:  # a real-time signal has no name
+        return f"worker process killed by signal {-code} before reporting a result"
     if sig == signal.SIGKILL and oom_before is not None:
         after = _oom_kills()
         if after is not None and after > oom_before:
