@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from dagd.scheduler.loop import Engine
 
 
-async def api(holder: Holder, method: str, path: str, body: Any = None) -> Any:
+async def api(holder: Holder, method: str, path: str, body: Any = None, *,
+              raw: bool = False) -> Any:
+    """The daemon's JSON answer (or, with `raw`, its body's bytes); its error, raised."""
     import aiohttp
 
     host = "127.0.0.1" if holder.host in ("0.0.0.0", "") else holder.host
@@ -42,6 +44,8 @@ async def api(holder: Holder, method: str, path: str, body: Any = None) -> Any:
             ) as resp,
         ):
             data = await resp.read()
+            if raw and resp.status < 400:
+                return data
             payload = orjson.loads(data) if data else {}
             if resp.status >= 400:
                 error = DagdError(payload.get("message", f"HTTP {resp.status}"))

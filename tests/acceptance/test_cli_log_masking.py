@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,3 +44,13 @@ def test_dagd_logs_masks_a_connection_password_the_task_printed(
     assert shown.code == 0, shown
     assert "pw=***" in shown.stdout, shown
     assert SECRET not in shown.stdout + shown.stderr
+    # As under systemd: the secret is in the daemon's environment, not the operator's.
+    operator = {k: v for k, v in dagd.env().items() if k != "WH_PASSWORD"}
+    shown = dagd.cli("logs", "leaky", str(body["run_id"]), "show", env=operator)
+    assert shown.code == 0, shown
+    assert "pw=***" in shown.stdout and SECRET not in shown.stdout, shown
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(timeout=20) == 0
+    # With no daemon, the CLI masks what its own environment names.
+    offline = dagd.cli("logs", "leaky", str(body["run_id"]), "show")
+    assert "pw=***" in offline.stdout and SECRET not in offline.stdout, offline

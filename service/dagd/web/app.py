@@ -173,7 +173,8 @@ async def get_log(request: web.Request) -> web.Response:
 
     reader = request.app[READER]
     run_id = _int(request, "run_id")
-    ti = await reader.get_ti(run_id, request.match_info["task_id"])
+    map_index = _int(request, "map_index", -1, low=-1, high=2**31)
+    ti = await reader.get_ti(run_id, request.match_info["task_id"], map_index)
     attempts = await reader.list_attempts(ti.id)
     if not attempts:
         raise NotFound("the task has not run yet", task_id=ti.task_id)
