@@ -177,3 +177,12 @@ def test_a_value_in_arithmetic_must_be_a_whole_number(template: str) -> None:
         render_shell(template, context(v="a[$(touch pwned)]"), field="command")
     rendered = render_shell(template, context(v=42), field="command")
     assert "42" in rendered.text or rendered.env == {"DAGD_ARG_1": "42"}
+
+
+def test_a_task_keeps_the_proxy_settings_it_needs_and_none_of_the_secrets() -> None:
+    from dagd.executors.env import task_environment
+
+    env = task_environment({"PATH": "/bin", "https_proxy": "http://proxy:3128",
+                            "NO_PROXY": "localhost", "WAREHOUSE_PASSWORD": "pw"})
+    assert env == {"PATH": "/bin", "https_proxy": "http://proxy:3128",
+                   "NO_PROXY": "localhost"}

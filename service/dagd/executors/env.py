@@ -21,8 +21,10 @@ ALLOWED = frozenset({
     # Python: where dagd and the DAGs' packages are
     "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE",
     "PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONHASHSEED",
-    # TLS trust stores
+    # TLS trust stores, and the proxies a machine behind one needs to reach anything
     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+    "http_proxy", "https_proxy", "no_proxy", "all_proxy",
     # where the plugins are (the worker imports them)
     "DAGD_PLUGINS_FOLDER",
 })
