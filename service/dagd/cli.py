@@ -25,7 +25,6 @@ import anyio
 import orjson
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -135,16 +134,20 @@ async def cmd_dags_list(settings: Settings, args: argparse.Namespace) -> int:
             errors = await store.list_import_errors()
         finally:
             await store.close()
-    table = Table(title=f"DAGs ({settings.dags_folder})")
-    for col in ("dag", "tasks", "paused", "last run", "description", "file"):
-        table.add_column(col)
-    for d in dags:
-        if not d.is_active:
-            continue
-        last = f"{d.last_run_id} {state_text(d.last_run_state or '')}" if d.last_run_id else ""
-        table.add_row(d.dag_id, str(len(d.spec.get("tasks", []))), "yes" if d.is_paused else "",
-                      last, d.description, d.fileloc)
-    console.print(table)
+    active = [d for d in dags if d.is_active]
+    # Never cut: the DAG, its task count. The description wraps; the file goes first.
+    columns = [
+        Column("dag", [d.dag_id for d in active]),
+        Column("tasks", [str(len(d.spec.get("tasks", []))) for d in active],
+               justify="right"),
+        Column("paused", ["yes" if d.is_paused else "" for d in active], drop=2),
+        Column("last run", [f"{d.last_run_id} {state_text(d.last_run_state or '')}"
+                            if d.last_run_id else "" for d in active], drop=3),
+        Column("description", [d.description for d in active], wrap=True, drop=1),
+        Column("file", [_shown_path(d.fileloc, settings.dags_folder) for d in active],
+               drop=4),
+    ]
+    console.print(fitted(f"DAGs ({settings.dags_folder})", columns, console.width))
     if errors:
         err_console.print(f"[red]{len(errors)} file(s) failed to import: `dagd dags errors`[/]")
     return 0
@@ -407,13 +410,21 @@ async def cmd_events_list(settings: Settings, args: argparse.Namespace) -> int:
         events = await store.list_events(args.dag, limit=args.limit)
     finally:
         await store.close()
-    table = Table(title=f"events of {args.dag}" if args.dag else "events")
-    for col in ("event", "when", "kind", "source", "dag", "outcome", "run", "detail"):
-        table.add_column(col)
-    for e in events:
-        table.add_row(str(e.id), when(e.created_at), e.kind, e.source, e.dag_id or "",
-                      e.outcome, str(e.run_id or ""), escape(e.detail or ""))
-    console.print(table)
+    # Never cut: the event, its DAG, its outcome and run. The detail wraps; then the
+    # source, the kind and the time go.
+    columns = [
+        Column("event", [str(e.id) for e in events]),
+        Column("when", [when(e.created_at) for e in events],
+               short=[when(e.created_at, short=True) for e in events], drop=3),
+        Column("kind", [e.kind for e in events], drop=2),
+        Column("source", [e.source for e in events], drop=4),
+        Column("dag", [e.dag_id or "" for e in events]),
+        Column("outcome", [e.outcome for e in events]),
+        Column("run", [str(e.run_id or "") for e in events]),
+        Column("detail", [escape(e.detail or "") for e in events], wrap=True, drop=1),
+    ]
+    console.print(fitted(f"events of {args.dag}" if args.dag else "events", columns,
+                         console.width))
     return 0
 
 
@@ -600,3 +611,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _shown_path(file: str, folder: Path) -> str:
+    """A DAG file's path relative to the DAGs folder, when it is inside it."""
+    try:
+        return str(Path(file).relative_to(Path(folder).resolve()))
+    except ValueError:
+        return file

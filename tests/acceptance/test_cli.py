@@ -375,6 +375,13 @@ def test_runs_and_tasks_fit_an_80_column_terminal_with_ids_whole(
         assert SHORT_TIME.match(row[columns.index("started")]), tasks
     assert "nightly_warehouse_refresh" in tasks.stdout  # the title names the run's DAG
 
+    for command in (("events", "list"), ("dags", "list")):
+        shown = dagd.cli(*command, env=env)
+        assert shown.code == 0, shown
+        assert "…" not in shown.stdout, shown
+        assert max(len(line) for line in shown.stdout.splitlines()) <= 80, shown
+        assert "nightly_warehouse_refresh" in shown.stdout, shown
+
 
 SLEEPER_DAG = """
     from dagd import DAG, ShellTask
