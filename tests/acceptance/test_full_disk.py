@@ -19,39 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
-    try:
-        with open(mount / "filler", "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def test_a_start_on_a_full_disk_says_so_in_one_line(dagd: Dagd, full_disk: Path) -> None:
-    daemon = dagd.spawn(data_dir=full_disk / "data")
-    code = daemon.wait_exit(timeout=30)
-    log = daemon.log()
-    assert code == 1, log
-    assert "error: cannot write the database" in log, log
-    assert "bytes free on" in log, log
-    assert "Traceback" not in log, log
-
-
-@pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small8"
+    """An 8 MiB tmpfs, unmounted at the end whatever happens."""
+    mount = tmp_path / "small"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
                           capture_output=True, text=True, check=False)
@@ -63,7 +33,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.fixture
+def full_disk(small_disk: Path) -> Path:
+    fill(small_disk)
+    return small_disk
+
+
 def fill(folder: Path) -> None:
+    """Write until the file system says it is full (ENOSPC)."""
     with open(folder / "filler", "wb") as f:
         try:
             while True:
@@ -71,6 +48,16 @@ def fill(folder: Path) -> None:
                 f.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
+
+
+def test_a_start_on_a_full_disk_says_so_in_one_line(dagd: Dagd, full_disk: Path) -> None:
+    daemon = dagd.spawn(data_dir=full_disk / "data")
+    code = daemon.wait_exit(timeout=30)
+    log = daemon.log()
+    assert code == 1, log
+    assert "error: cannot write the database" in log, log
+    assert "bytes free on" in log, log
+    assert "Traceback" not in log, log
 
 
 def test_a_sighup_on_a_full_disk_keeps_the_daemon_and_its_dags(
