@@ -13,8 +13,14 @@ from typing import Any
 from dagd.authoring import scope
 from dagd.authoring.scope import caller_location
 from dagd.authoring.scope import current_dag as current_dag  # re-exported: still found here
-from dagd.authoring.settings import TASK_DEFAULT_KEYS, check_id
-from dagd.authoring.tasks import BaseTask
+from dagd.authoring.settings import (
+    DAG_CALLBACKS,
+    TASK_CALLBACKS,
+    TASK_DEFAULT_KEYS,
+    check_callbacks,
+    check_id,
+)
+from dagd.authoring.tasks import BaseTask, Callback, describe_callbacks
 from dagd.errors import CycleError, DagDefinitionError
 
 # While the loader imports a file, every DAG built is collected here.
@@ -61,6 +67,8 @@ class DAG:
         max_active_tasks: int | None = None,
         tags: Iterable[str] = (),
         doc: str | None = None,
+        on_success_callback: Callback | None = None,
+        on_failure_callback: Callback | None = None,
     ) -> None:
         self.fileloc, self.lineno = caller_location()
         self.dag_id = check_id(
@@ -91,6 +99,17 @@ class DAG:
                 dag_id=dag_id,
                 field="default_args",
             )
+        where = {"dag_id": dag_id, "file": self.fileloc, "line": self.lineno}
+        for name in TASK_CALLBACKS:  # refused here, not once per task
+            check_callbacks(self.default_args.get(name), f"default_args.{name}", **where)
+        # The run's callbacks: name -> callables, called once the run's end is committed.
+        given = {"on_success_callback": on_success_callback,
+                 "on_failure_callback": on_failure_callback}
+        self.callbacks: dict[str, tuple[Callable[..., Any], ...]] = {
+            name: found for name in DAG_CALLBACKS
+            if (found := check_callbacks(given[name], name, **where))}
+        # Who receives this DAG's run summary, and for which ends of a run.
+        self.email, self.notify_on = _check_summary(email, notify_on, dag_id)
         self.params = dict(params or {})
         self.max_active_runs = _positive(max_active_runs, "max_active_runs", dag_id)
         self.max_active_tasks = _positive(max_active_tasks, "max_active_tasks", dag_id)
@@ -201,6 +220,9 @@ class DAG:
             "triggers": [describe_trigger(t) for t in self.triggers],
             "catchup": self.catchup,
             "notifiers": [n.describe() for n in self.notifiers],
+            "email": list(self.email),
+            "notify_on": sorted(self.notify_on),
+            **({"callbacks": describe_callbacks(self.callbacks)} if self.callbacks else {}),
             "tasks": [self.tasks[tid].describe() for tid in order],
         }
 
@@ -263,3 +285,23 @@ def _check_notifiers(notifiers: list[Any], dag_id: str) -> list[Any]:
                                      dag_id=dag_id, field="notifiers")
         names.add(n.name)
     return notifiers
+
+
+NOTIFY_ON = ("failure", "success")
+
+
+def _check_summary(email: Any, notify_on: Any, dag_id: str) -> tuple[tuple[str, ...],
+                                                                     frozenset[str]]:
+    """A DAG's `email=` and `notify_on=`: one run summary per run that ends so."""
+    addresses = check_email(email, dag_id=dag_id)
+    if notify_on is None:
+        return addresses, frozenset({"failure"} if addresses else ())
+    chosen = (notify_on,) if isinstance(notify_on, str) else tuple(notify_on)
+    unknown = [c for c in chosen if c not in NOTIFY_ON]
+    if unknown:
+        raise DagDefinitionError(f"notify_on must be among {', '.join(NOTIFY_ON)}, got "
+                                 f"{notify_on!r}", dag_id=dag_id, field="notify_on")
+    if chosen and not addresses:
+        raise DagDefinitionError("notify_on needs email=: who receives the run summary",
+                                 dag_id=dag_id, field="notify_on")
+    return addresses, frozenset(chosen)

@@ -7,6 +7,7 @@ is passed through so the error says which task it is about.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -43,8 +44,17 @@ TASK_DEFAULT_KEYS = frozenset(
         "isolation",
         "inherit_env",
         "memory_limit",
+        "on_failure_callback",
+        "on_success_callback",
+        "on_retry_callback",
+        "on_execute_callback",
     }
 )
+# A task's callbacks (Airflow's names): when each runs, see dagd.scheduler.callbacks.
+TASK_CALLBACKS = ("on_execute_callback", "on_success_callback", "on_failure_callback",
+                  "on_retry_callback")
+# A DAG's callbacks, for its runs.
+DAG_CALLBACKS = ("on_success_callback", "on_failure_callback")
 
 
 def check_id(value: Any, what: str, **where: Any) -> str:
@@ -133,3 +143,57 @@ def check_memory_limit(value: Any, **where: Any) -> int | None:
         return parse_bytes(value)
     except ValueError as exc:
         raise DagDefinitionError(f"memory_limit {exc}", field="memory_limit", **where) from None
+
+
+def check_callbacks(value: Any, field: str, **where: Any) -> tuple[Callable[..., Any], ...]:
+    """A callback setting: None, one callable or a list of them (as Airflow accepts)."""
+    if value is None:
+        return ()
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    for item in items:
+        if not callable(item):
+            raise DagDefinitionError(
+                f"{field} must be a function (or a list of functions) taking the context, "
+                f"got {item!r}", field=field, **where)
+    return tuple(items)
+
+
+# One address, as people write it in a DAG file: local@domain, nothing else (no display
+# name, no second address, no CR/LF: it goes into a header and an SMTP envelope).
+_ADDRESS = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def check_address(value: Any) -> bool:
+    return isinstance(value, str) and _ADDRESS.match(value) is not None
+
+
+def check_email(value: Any, field: str = "email", **where: Any) -> tuple[str, ...]:
+    """`email=`: an address, a list of them, or a comma-separated string (as Airflow
+    accepts); each checked. None: nobody."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple | set | frozenset):
+        raise DagDefinitionError(
+            f"{field} must be an email address or a list of them, got {value!r}",
+            field=field, **where)
+    addresses = tuple(a.strip() if isinstance(a, str) else a for a in items)
+    for address in addresses:
+        if not check_address(address):
+            raise DagDefinitionError(
+                f"{field}: {address!r} is not an email address (one address each, "
+                "like name@example.com)", field=field, **where)
+    return tuple(dict.fromkeys(addresses))
+
+
+def check_flag(value: Any, field: str, default: bool, **where: Any) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise DagDefinitionError(f"{field} must be True or False, got {value!r}",
+                                 field=field, **where)
+    return value

@@ -30,7 +30,9 @@ from dagd.authoring.settings import (
     TRIGGER_RULES as TRIGGER_RULES,  # re-exported: still found here
 )
 from dagd.authoring.settings import (
+    TASK_CALLBACKS,
     build_retry_policy,
+    check_callbacks,
     check_id,
     check_inherit_env,
     check_isolation,
@@ -118,6 +120,10 @@ class BaseTask(Linkable):
         inherit_env: bool | None = None,
         memory_limit: int | str | None = None,
         doc: str | None = None,
+        on_execute_callback: Callback | None = None,
+        on_success_callback: Callback | None = None,
+        on_failure_callback: Callback | None = None,
+        on_retry_callback: Callback | None = None,
     ) -> None:
         self.fileloc, self.lineno = caller_location()
         owner = _owner(task_id, dag, file=self.fileloc, line=self.lineno)
@@ -139,8 +145,17 @@ class BaseTask(Linkable):
             isolation=isolation,
             inherit_env=inherit_env,
             memory_limit=memory_limit,
+            on_execute_callback=on_execute_callback,
+            on_success_callback=on_success_callback,
+            on_failure_callback=on_failure_callback,
+            on_retry_callback=on_retry_callback,
         )
         self.retry_policy = build_retry_policy(settings, **where)
+        # name -> the callables the daemon calls with the context once that state is
+        # committed (dagd.scheduler.callbacks); empty when none is set.
+        self.callbacks: dict[str, tuple[Callable[..., Any], ...]] = {
+            name: found for name in TASK_CALLBACKS
+            if (found := check_callbacks(settings[name], name, **where))}
         self.execution_timeout = check_timeout(settings["execution_timeout"], **where)
         self.trigger_rule: str = check_trigger_rule(settings["trigger_rule"], **where)
         self.isolation: str | None = check_isolation(settings["isolation"], **where)
@@ -161,6 +176,17 @@ class BaseTask(Linkable):
         self.upstream_ids: set[str] = set()
         self.downstream_ids: set[str] = set()
         self._register()
+
+    def _email_settings(self, settings: dict[str, Any], where: dict[str, Any]) -> None:
+        """Who is emailed about this task, as Airflow spells it: on failure and on retry
+        by default once `email` is set; on success only when asked."""
+        self.email: tuple[str, ...] = check_email(settings["email"], **where)
+        self.email_on_failure = check_flag(settings["email_on_failure"], "email_on_failure",
+                                           True, **where)
+        self.email_on_retry = check_flag(settings["email_on_retry"], "email_on_retry", True,
+                                         **where)
+        self.email_on_success = check_flag(settings["email_on_success"], "email_on_success",
+                                           False, **where)
 
     def _register(self) -> None:
         """Add the task to its DAG (which refuses a duplicate id), then to its groups."""
@@ -233,9 +259,11 @@ class BaseTask(Linkable):
             "execution_timeout": self.execution_timeout,
             "isolation": self.isolation,
             "memory_limit": self.memory_limit,
+            "email": list(self.email),
             "doc": self.doc,
             "line": self.lineno,
             "group": self.group.qualified_id if self.group else None,
+            **({"callbacks": describe_callbacks(self.callbacks)} if self.callbacks else {}),
         }
 
     def __repr__(self) -> str:
@@ -272,6 +300,15 @@ class XComArg(Linkable):
 
 
 TaskLike = BaseTask | XComArg
+# A callback setting: a function of the context (sync or async), or a list of them.
+Callback = Callable[..., Any] | Sequence[Callable[..., Any]]
+
+
+def describe_callbacks(callbacks: dict[str, tuple[Callable[..., Any], ...]]
+                       ) -> dict[str, list[str]]:
+    """name -> the callables' qualified names, for the stored description."""
+    return {name: [f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+                   for fn in fns] for name, fns in callbacks.items()}
 
 
 def _as_tasks(other: Any, owner: BaseTask, *, upstream: bool = True) -> list[BaseTask]:
