@@ -55,6 +55,8 @@ class Settings:
     xcom_max_bytes: int = 1024 * 1024
     synchronous: str = "full"
     shutdown_grace_period: float = 10.0
+    # Seconds a task's or DAG's callback may run before it is abandoned (and that noted).
+    callback_timeout: float = 30.0
     log_level: str = "INFO"
     # Bytes a task in a worker process may allocate, unless it sets its own; None: no cap.
     default_memory_limit: int | None = None
@@ -123,6 +125,7 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("core", "default_max_active_runs"): ("default_max_active_runs", int),
     ("core", "default_max_active_tasks"): ("default_max_active_tasks", int),
     ("core", "shutdown_grace_period"): ("shutdown_grace_period", float),
+    ("core", "callback_timeout"): ("callback_timeout", float),
     ("core", "log_level"): ("log_level", str),
     ("core", "default_memory_limit"): ("default_memory_limit", Size),
     ("server", "host"): ("host", str),
@@ -324,6 +327,7 @@ def _validate(s: Settings, path: Path | None) -> None:
         (s.xcom_max_bytes >= 1024, "xcom.max_bytes", "must be at least 1024"),
         (s.synchronous in SYNCHRONOUS, "database.synchronous", f"must be one of {SYNCHRONOUS}"),
         (s.shutdown_grace_period >= 0, "core.shutdown_grace_period", "must not be negative"),
+        (s.callback_timeout > 0, "core.callback_timeout", "must be more than 0 seconds"),
         # logging.basicConfig would otherwise fail at start with a bare ValueError.
         (s.log_level in LOG_LEVELS, "core.log_level", f"must be one of {LOG_LEVELS}"),
     ]
