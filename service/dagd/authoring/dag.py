@@ -18,6 +18,7 @@ from dagd.authoring.settings import (
     TASK_CALLBACKS,
     TASK_DEFAULT_KEYS,
     check_callbacks,
+    check_email,
     check_id,
 )
 from dagd.authoring.tasks import BaseTask, Callback, describe_callbacks
@@ -69,6 +70,8 @@ class DAG:
         doc: str | None = None,
         on_success_callback: Callback | None = None,
         on_failure_callback: Callback | None = None,
+        email: str | Iterable[str] | None = None,
+        notify_on: Iterable[str] | None = None,
     ) -> None:
         self.fileloc, self.lineno = caller_location()
         self.dag_id = check_id(

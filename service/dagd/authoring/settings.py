@@ -48,6 +48,10 @@ TASK_DEFAULT_KEYS = frozenset(
         "on_success_callback",
         "on_retry_callback",
         "on_execute_callback",
+        "email",
+        "email_on_failure",
+        "email_on_retry",
+        "email_on_success",
     }
 )
 # A task's callbacks (Airflow's names): when each runs, see dagd.scheduler.callbacks.

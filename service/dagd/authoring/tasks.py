@@ -33,6 +33,8 @@ from dagd.authoring.settings import (
     TASK_CALLBACKS,
     build_retry_policy,
     check_callbacks,
+    check_email,
+    check_flag,
     check_id,
     check_inherit_env,
     check_isolation,
@@ -124,6 +126,10 @@ class BaseTask(Linkable):
         on_success_callback: Callback | None = None,
         on_failure_callback: Callback | None = None,
         on_retry_callback: Callback | None = None,
+        email: str | Iterable[str] | None = None,
+        email_on_failure: bool | None = None,
+        email_on_retry: bool | None = None,
+        email_on_success: bool | None = None,
     ) -> None:
         self.fileloc, self.lineno = caller_location()
         owner = _owner(task_id, dag, file=self.fileloc, line=self.lineno)
@@ -149,7 +155,12 @@ class BaseTask(Linkable):
             on_success_callback=on_success_callback,
             on_failure_callback=on_failure_callback,
             on_retry_callback=on_retry_callback,
+            email=email,
+            email_on_failure=email_on_failure,
+            email_on_retry=email_on_retry,
+            email_on_success=email_on_success,
         )
+        self._email_settings(settings, where)
         self.retry_policy = build_retry_policy(settings, **where)
         # name -> the callables the daemon calls with the context once that state is
         # committed (dagd.scheduler.callbacks); empty when none is set.
