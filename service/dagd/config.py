@@ -51,6 +51,15 @@ class Settings:
     smtp_starttls: bool = False
     smtp_tls: bool = False
     smtp_timeout: float = 30.0
+    smtp_password_file: str = ""  # a file holding the password (a systemd credential)
+    smtp_ca_file: str = ""  # CA certificates for a server with a private certificate
+    smtp_deadline: float = 60.0  # seconds one whole send may take, all steps together
+    # Notifications ([notifications]): email templates, and how a failed send is retried.
+    templates_folder: Path | None = None
+    notify_max_attempts: int = 8
+    notify_retry_delay: float = 2.0
+    # Where the UI is reached, for links in emails ([server] base_url); "": no UI links.
+    base_url: str = ""
     log_max_bytes: int = 10 * 1024 * 1024
     xcom_max_bytes: int = 1024 * 1024
     synchronous: str = "full"
@@ -132,6 +141,7 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("server", "port"): ("port", int),
     ("server", "max_body"): ("max_body", int),
     ("server", "max_backfill_runs"): ("max_backfill_runs", int),
+    ("server", "base_url"): ("base_url", str),
     ("smtp", "host"): ("smtp_host", str),
     ("smtp", "port"): ("smtp_port", int),
     ("smtp", "sender"): ("smtp_sender", str),
@@ -140,6 +150,12 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("smtp", "starttls"): ("smtp_starttls", bool),
     ("smtp", "tls"): ("smtp_tls", bool),
     ("smtp", "timeout"): ("smtp_timeout", float),
+    ("smtp", "password_file"): ("smtp_password_file", str),
+    ("smtp", "ca_file"): ("smtp_ca_file", str),
+    ("smtp", "deadline"): ("smtp_deadline", float),
+    ("notifications", "templates_folder"): ("templates_folder", Path),
+    ("notifications", "max_attempts"): ("notify_max_attempts", int),
+    ("notifications", "retry_delay"): ("notify_retry_delay", float),
     ("logs", "max_bytes"): ("log_max_bytes", int),
     ("xcom", "max_bytes"): ("xcom_max_bytes", int),
     ("database", "synchronous"): ("synchronous", str),
@@ -228,6 +244,11 @@ def _read_file(path: Path) -> dict[str, Any]:
             continue
         for key, value in table.items():
             spec = _KEYS.get((section, key))
+            if spec is None and section == "smtp" and key == "password":
+                raise ConfigError(
+                    "smtp.password: secrets never go in the config file; use password_env "
+                    "(the name of an environment variable) or password_file (a file's path)",
+                    file=str(path), field="smtp.password")
             if spec is None:
                 raise ConfigError(
                     f"unknown key {section}.{key}", file=str(path), field=f"{section}.{key}"
@@ -323,6 +344,19 @@ def _validate(s: Settings, path: Path | None) -> None:
         (0 < s.smtp_port <= 65535, "smtp.port", "must be between 1 and 65535"),
         (not (s.smtp_tls and s.smtp_starttls), "smtp.tls",
          "and smtp.starttls cannot both be true"),
+        (not (s.smtp_password_env and s.smtp_password_file), "smtp.password_env",
+         "and smtp.password_file cannot both be set: choose one"),
+        (not ((s.smtp_password_env or s.smtp_password_file)
+              and not (s.smtp_tls or s.smtp_starttls)), "smtp.starttls",
+         "or smtp.tls must be true when a password is set: it is never sent in the clear"),
+        (not ((s.smtp_password_env or s.smtp_password_file) and not s.smtp_username),
+         "smtp.username", "must be set when a password is"),
+        (s.smtp_timeout > 0, "smtp.timeout", "must be more than 0"),
+        (s.smtp_deadline > 0, "smtp.deadline", "must be more than 0"),
+        (s.notify_max_attempts >= 1, "notifications.max_attempts", "must be at least 1"),
+        (s.notify_retry_delay >= 0, "notifications.retry_delay", "must not be negative"),
+        (not s.base_url or s.base_url.startswith(("http://", "https://")), "server.base_url",
+         "must be an http:// or https:// URL"),
         (s.log_max_bytes >= 1024, "logs.max_bytes", "must be at least 1024"),
         (s.xcom_max_bytes >= 1024, "xcom.max_bytes", "must be at least 1024"),
         (s.synchronous in SYNCHRONOUS, "database.synchronous", f"must be one of {SYNCHRONOUS}"),
