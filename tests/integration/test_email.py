@@ -96,11 +96,11 @@ async def test_a_failure_and_its_retry_arrive_by_email(
     bodies = [m.content.decode() for m in inbox.messages]
     assert all(m.rcpt_tos == ["oncall@example.com"] for m in inbox.messages)
     assert all(m.mail_from == "dagd@test.example" for m in inbox.messages)
-    retry = next(b for b in bodies if "will retry" in b)
-    assert "Subject: [dagd] mailed.load [run 1 try 1] failed, will retry" in retry
+    retry = next(b for b in bodies if "will be retried" in b)
+    assert "Subject: [dagd] RETRY mailed.load run 1, try 1/2" in retry
     assert "the warehouse refused the connection" in retry
     assert "dagd logs mailed 1 load --try 1" in retry
-    assert any("Subject: [dagd] mailed [run 1] failed" in b for b in bodies)
+    assert any("Subject: [dagd] FAILED mailed run 1: 1 of 1 tasks failed" in b for b in bodies)
 
 
 async def test_an_smtp_server_that_is_down_is_retried_until_it_is_back(

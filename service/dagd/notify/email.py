@@ -1,4 +1,4 @@
-"""EmailNotifier: notifications by email, through the SMTP server of `[smtp]` (aiosmtplib).
+"""EmailNotifier, and the `[smtp]` settings every email of the daemon is sent with.
 
     from dagd import DAG
     from dagd.notify.email import EmailNotifier
@@ -7,24 +7,26 @@
                                              on=("run_failed", "task_retry"))]):
         ...
 
-A server that is down or refuses the message makes the send fail; the outbox keeps the
-notification and tries again later (see dagd.notify.outbox).
+The outbox sends an EmailNotifier's notifications as it sends the built-in task emails
+(`email=` on a task): the same subject, text and HTML parts, thread headers, and the
+same delivery (dagd.notify.smtp); a server that is down or refuses for now makes the
+outbox try again later. `send_message` sends any message through `[smtp]`.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from email.message import EmailMessage
 from typing import Any
 
-import aiosmtplib
-
+from dagd.authoring.settings import check_address
 from dagd.config import Settings
 from dagd.errors import DagDefinitionError
 from dagd.notify.base import Notification, Notifier
+from dagd.notify.message import header_text
+from dagd.notify.smtp import Mailer
 
-# The `[smtp]` part of the daemon's Settings (its smtp_* fields), set at start.
+# The daemon's Settings (their `[smtp]` and `[notifications]` parts), set at start.
 _settings = Settings()
 
 
@@ -34,8 +36,21 @@ def configure(settings: Settings) -> None:
     _settings = settings
 
 
+def current_settings() -> Settings:
+    return _settings
+
+
+async def send_message(message: EmailMessage, recipients: Sequence[str], *,
+                       settings: Settings | None = None) -> None:
+    """Send one message through `[smtp]`; a refusal raises `SendError` (its `permanent`
+    says whether trying again could help, its text the server's answer)."""
+    result = await Mailer(settings or _settings).send(message, recipients)
+    if result.error is not None:
+        raise result.error
+
+
 class EmailNotifier(Notifier):
-    """Send each notification as a plain-text email to `to`."""
+    """Send each notification as an email to `to`."""
 
     kind = "email"
 
@@ -44,16 +59,19 @@ class EmailNotifier(Notifier):
                  subject_prefix: str = "[dagd]") -> None:
         super().__init__(name=name, on=on)
         recipients = [to] if isinstance(to, str) else list(to)
-        if not recipients or not all(isinstance(r, str) and "@" in r for r in recipients):
-            raise DagDefinitionError(f"to= must list email addresses, got {to!r}", field="to")
+        if not recipients or not all(check_address(r) for r in recipients):
+            raise DagDefinitionError(f"to= must list email addresses (one each, like "
+                                     f"name@example.com), got {to!r}", field="to")
         self.to = recipients
-        self.subject_prefix = subject_prefix
+        self.subject_prefix = header_text(subject_prefix)
 
     def message(self, n: Notification, sender: str) -> EmailMessage:
+        """A short plain-text message (the outbox sends the full one; this is for a
+        notifier used on its own)."""
         msg = EmailMessage()
         msg["From"] = sender
         msg["To"] = ", ".join(self.to)
-        msg["Subject"] = f"{self.subject_prefix} {n.title}".strip()
+        msg["Subject"] = header_text(f"{self.subject_prefix} {n.title}".strip())
         lines = [n.title, "", f"DAG:   {n.dag_id}", f"Run:   {n.run_id}"]
         if n.task_id:
             lines.append(f"Task:  {n.task_id} (try {n.try_number})")
@@ -67,19 +85,7 @@ class EmailNotifier(Notifier):
         return msg
 
     async def send(self, notification: Notification) -> None:
-        s = _settings
-        password = None
-        if s.smtp_password_env:
-            password = os.environ.get(s.smtp_password_env)
-            if not password:
-                raise RuntimeError(f"environment variable {s.smtp_password_env} "
-                                   "(the SMTP password) is not set")
-        await aiosmtplib.send(
-            self.message(notification, s.smtp_sender),
-            hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username or None,
-            password=password, use_tls=s.smtp_tls, start_tls=s.smtp_starttls,
-            timeout=s.smtp_timeout,
-        )
+        await send_message(self.message(notification, _settings.smtp_sender), self.to)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "to": self.to}

@@ -25,6 +25,7 @@ from dagd.config import Settings
 from dagd.errors import DagdError
 from dagd.executors.base import XCOM_OPTIONS, AttemptResult, AttemptSpec
 from dagd.executors.logs import attempt_log_path
+from dagd.notify.base import BUILTIN_EMAIL, emailed
 from dagd.retry import INFRASTRUCTURE_REASONS
 from dagd.scheduler.flow import to_skip
 from dagd.scheduler.model import TI, ActiveRun, States, parse_date
@@ -188,28 +189,41 @@ class Runs:
             self.set_ti(batch, run, ti, TaskState.UP_FOR_RETRY, next_attempt_at=due,
                         reason=result.error)
             self.retry_at(run, ti, due)
-            self._notify(batch, run, "task_retry", ti, result.error)
+            self._notify(batch, run, "task_retry", ti, result)
         else:
             log.error("%s failed: %s", ref, result.error, extra=extra)
             self.set_ti(batch, run, ti, TaskState.FAILED, reason=result.error)
-            self._notify(batch, run, "task_failed", ti, result.error)
+            self._notify(batch, run, "task_failed", ti, result)
 
     def _notify(self, batch: Batch, run: ActiveRun, event: str, ti: TI | None = None,
-                error: str | None = None) -> None:
-        """Queue a notification for each of the DAG's notifiers that wants this event."""
-        for notifier in run.dag.notifiers:
-            if event not in notifier.on:
-                continue
-            payload = {
-                "dag_id": run.dag.dag_id, "run_id": run.id,
-                "task_id": ti.task_id if ti else None,
-                "try_number": ti.try_number if ti else None,
-                "state": ti.state.value if ti else event.removeprefix("run_"),
-                "error": error, "at": datetime.fromtimestamp(batch.now, UTC).isoformat(),
-            }
+                result: AttemptResult | None = None) -> None:
+        """Queue a notification for each of the DAG's notifiers that wants this event,
+        and the built-in email when the task's (or, for a run, the DAG's) settings ask."""
+        task = run.dag.tasks.get(ti.task_id) if ti else None
+        emailed_as, to = emailed(run.dag, task, event, ti.try_number if ti else 0)
+        wanted = [n.name for n in run.dag.notifiers if event in n.on]
+        if not wanted and not to:
+            return
+        names = result.error_names if result is not None else []
+        payload = {
+            "dag_id": run.dag.dag_id, "run_id": run.id,
+            "task_id": ti.task_id if ti else None,
+            "try_number": ti.try_number if ti else None,
+            "state": ti.state.value if ti else event.removeprefix("run_"),
+            "error": result.error if result is not None else None,
+            "at": datetime.fromtimestamp(batch.now, UTC).isoformat(),
+            "map_index": ti.map_index if ti else None,
+            "max_tries": ti.max_tries if ti else None,
+            "error_type": names[0].removeprefix("builtins.") if names else None,
+        }
+        for name in wanted:
             batch.queue_notification(dag_id=run.dag.dag_id, run_id=run.id,
-                                     ti_id=ti.id if ti else None, notifier=notifier.name,
+                                     ti_id=ti.id if ti else None, notifier=name,
                                      event=event, payload=payload)
+        if to:
+            batch.queue_notification(dag_id=run.dag.dag_id, run_id=run.id,
+                                     ti_id=ti.id if ti else None, notifier=BUILTIN_EMAIL,
+                                     event=emailed_as, payload={**payload, "to": list(to)})
 
     # -- the tick's steps, in order ----------------------------------------------------
     def apply_result(self, batch: Batch, result: AttemptResult) -> None:
@@ -236,6 +250,8 @@ class Runs:
             else:
                 run.xcoms[ti.task_id] = value
         self.set_ti(batch, run, ti, TaskState.SUCCESS)
+        if getattr(spec.task, "email", None):
+            self._notify(batch, run, "task_success", ti)
         for task_id in sorted(skip):
             other = run.tis[task_id]
             if other.state == TaskState.SCHEDULED:

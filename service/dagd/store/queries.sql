@@ -183,15 +183,37 @@ SELECT min(next_attempt_at) FROM notification WHERE state = 'pending';
 
 -- name: notification_sent
 UPDATE notification SET state = 'sent', attempts = attempts + 1, sent_at = :at,
-    last_error = NULL
+    last_error = :note
 WHERE id = :id AND state = 'pending';
 
 -- name: notification_failed
 UPDATE notification SET state = :state, attempts = attempts + 1, last_error = :error,
     next_attempt_at = :next_attempt_at
 WHERE id = :id AND state = 'pending';
+-- Sent; `note` keeps what the server refused of it (a recipient), else NULL.
 
 -- name: list_notifications
 SELECT id, dag_id, run_id, ti_id, notifier, event, payload, state, attempts,
        next_attempt_at, last_error, created_at, sent_at
-FROM notification WHERE (:dag_id IS NULL OR dag_id = :dag_id) ORDER BY id DESC LIMIT :limit;
+FROM notification WHERE (:dag_id IS NULL OR dag_id = :dag_id)
+  AND (:state IS NULL OR state = :state)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: get_notification
+-- One row of the outbox, by id.
+SELECT id, dag_id, run_id, ti_id, notifier, event, payload, state, attempts,
+       next_attempt_at, last_error, created_at, sent_at
+FROM notification WHERE id = :id;
+
+-- name: notification_thread
+-- The earlier messages to the same notifier about the same task instance (a thread),
+-- found through the DAG's index.
+SELECT id, created_at FROM notification
+WHERE dag_id = :dag_id AND id < :id AND ti_id = :ti_id AND notifier = :notifier
+ORDER BY id;
+
+-- name: retry_notification
+-- A failed notification owed again, now, with a fresh count of tries.
+UPDATE notification SET state = 'pending', attempts = 0, next_attempt_at = :now
+WHERE id = :id AND state = 'failed';
+

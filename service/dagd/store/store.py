@@ -267,13 +267,38 @@ class Store:
         return rows[0][0] if rows else None
 
     async def list_notifications(
-        self, dag_id: str | None = None, *, limit: int = 50
+        self, dag_id: str | None = None, *, limit: int = 50, state: str | None = None,
     ) -> list[NotificationRow]:
-        rows = await self._all(Q.list_notifications, {"dag_id": dag_id, "limit": limit})
+        rows = await self._all(Q.list_notifications,
+                               {"dag_id": dag_id, "limit": limit, "state": state})
         return [NotificationRow.from_row(r) for r in rows]
 
-    async def notification_sent(self, notification_id: int) -> None:
-        await self._write([(Q.notification_sent, {"id": notification_id, "at": time.time()})])
+    async def get_notification(self, notification_id: int) -> NotificationRow:
+        rows = await self._all(Q.get_notification, {"id": notification_id})
+        if not rows:
+            raise NotFound(f"no notification {notification_id}")
+        return NotificationRow.from_row(rows[0])
+
+    async def notification_thread(self, row: NotificationRow) -> list[tuple[int, float]]:
+        """(id, created_at) of the earlier messages of `row`'s thread, oldest first."""
+        if row.ti_id is None:
+            return []
+        rows = await self._all(Q.notification_thread, {
+            "dag_id": row.dag_id, "ti_id": row.ti_id, "notifier": row.notifier,
+            "id": row.id})
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    async def retry_notification(self, notification_id: int) -> None:
+        """A failed notification owed again now; refused unless it is failed."""
+        row = await self.get_notification(notification_id)
+        if row.state != "failed":
+            raise StateError(f"notification {notification_id} is {row.state}: only a failed "
+                             "one can be retried")
+        await self._write([(Q.retry_notification, {"id": notification_id, "now": time.time()})])
+
+    async def notification_sent(self, notification_id: int, note: str | None = None) -> None:
+        await self._write([(Q.notification_sent,
+                            {"id": notification_id, "at": time.time(), "note": note})])
 
     async def notification_failed(
         self, notification_id: int, error: str, next_attempt_at: float | None
