@@ -76,6 +76,11 @@ class Subscription:
         self._items.clear()
         return items
 
+    @property
+    def pending(self) -> int:
+        """Changes queued and not yet read (`next()` returns them without waiting)."""
+        return len(self._items)
+
     def close(self) -> None:
         self._hub.unsubscribe(self)
 

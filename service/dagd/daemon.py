@@ -40,6 +40,7 @@ from dagd.kinds.connections import set_connections
 from dagd.lock import DataDirLock
 from dagd.notify import email
 from dagd.notify.outbox import Outbox
+from dagd.scheduler.callbacks import Callbacks
 from dagd.scheduler.loop import Engine
 from dagd.scheduler.recovery import crash_report_path
 from dagd.store import Store
@@ -88,6 +89,7 @@ class DagFolder:
         self.engine = engine
         self.triggers = triggers
         self.bag: DagBag | None = None
+        self.on_load: list[Callable[[], None]] = []  # told once new DAGs are handed over
         self._lock = anyio.Lock()
         self.stop_watching = anyio.Event()
 
@@ -105,6 +107,8 @@ class DagFolder:
             self.engine.set_dags(bag.dags, paused)
             if self.triggers is not None:
                 self.triggers.update()
+            for listener in self.on_load:
+                listener()
             self.bag = bag
             log.info("loaded %d DAG(s) from %s, %d import error(s)", len(bag.dags),
                      self.settings.dags_folder, len(bag.errors))
@@ -180,6 +184,7 @@ class Daemon:
         settings = self.settings
         store = await Store.open(settings.db_path, synchronous=settings.synchronous)
         reader: Store | None = None
+        callbacks_reader: Store | None = None
         runner: web.AppRunner | None = None
         watchdog: LoopWatchdog | None = None
         crash_report: IO[str] | None = None
@@ -203,6 +208,11 @@ class Daemon:
             await engine.boot()
             crash_report = self._report_crashes()
             reader = await Store.open(settings.db_path, readonly=True)
+            # Subscribed now, before the engine serves: a recovered run may end at once.
+            callbacks_reader = await Store.open(settings.db_path, readonly=True)
+            callbacks = Callbacks(callbacks_reader, engine.changes, lambda: engine.dags,
+                                  timeout=settings.callback_timeout)
+            folder.on_load.append(callbacks.update)
             runner = web.AppRunner(create_app(engine, reader, supervisor=supervisor),
                                    access_log=None)
             await runner.setup()
@@ -232,6 +242,9 @@ class Daemon:
                 keep = supervisor.keep
                 tg.start_soon(_scoped, outbox_scope, lambda: keep("outbox", outbox.run),
                               name="outbox")
+                callbacks_scope = anyio.CancelScope()
+                tg.start_soon(_scoped, callbacks_scope,
+                              lambda: keep("callbacks", callbacks.run), name="callbacks")
                 # Triggers stop first at shutdown: no new event once stopping has begun.
                 trigger_scopes = (anyio.CancelScope(), anyio.CancelScope())
                 tg.start_soon(_scoped, trigger_scopes[0], triggers.run, name="triggers")
@@ -253,6 +266,10 @@ class Daemon:
                 await runner.cleanup()
                 runner = None
                 await engine.stop(0.0 if self._force else settings.shutdown_grace_period)
+                # The callbacks of the runs' last changes, for a moment.
+                await callbacks.drain(0.0 if self._force else min(settings.callback_timeout,
+                                                                   5.0))
+                callbacks_scope.cancel()
                 outbox_scope.cancel()
                 await outbox.flush(0.0 if self._force else 5.0)
                 tg.cancel_scope.cancel()
@@ -262,6 +279,8 @@ class Daemon:
                     await runner.cleanup()
                 if reader is not None:
                     await reader.close()
+                if callbacks_reader is not None:
+                    await callbacks_reader.close()
                 await store.close()
             if watchdog is not None:
                 watchdog.stop()

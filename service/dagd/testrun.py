@@ -22,6 +22,7 @@ from dagd.check import find, load_dags
 from dagd.config import Settings
 from dagd.executors.logs import install_capture
 from dagd.kinds.connections import set_connections
+from dagd.scheduler.callbacks import Callbacks
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from dagd.tables import state_text, ti_table
@@ -36,13 +37,17 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
     with tempfile.TemporaryDirectory(prefix="dagd-test-") as tmp:
         test_settings = replace(settings, data_dir=Path(tmp))
         store = await Store.open(test_settings.db_path, synchronous="normal")
+        reader = await Store.open(test_settings.db_path, readonly=True)  # the callbacks'
         try:
             install_capture()
             set_connections(test_settings.connections)
             engine = Engine(store, test_settings)
             engine.set_dags({dag_id: dag}, set())
+            callbacks = Callbacks(reader, engine.changes, lambda: engine.dags,
+                                  timeout=test_settings.callback_timeout)
             stopped_by: list[int] = []
             async with anyio.create_task_group() as tg:
+                await tg.start(callbacks.run)
                 await tg.start(engine.serve)
                 run_id = await engine.trigger(dag_id, conf=conf, source="dagd test")
                 done = anyio.Event()
@@ -70,6 +75,9 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
                         with anyio.move_on_after(0.125):
                             await done.wait()
                     await engine.stop(0)
+                    # The run's last callbacks, as the daemon calls them (not when stopped).
+                    await callbacks.drain(0.0 if stopped_by else
+                                          test_settings.callback_timeout + 1.0)
                     live.update(ti_table(title, await store.list_tis(run_id),
                                          width=console.width))
                 tg.cancel_scope.cancel()
@@ -91,4 +99,5 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
             console.print(f"{dag_id} run {run_id}: {state_text(run.state)}")
             return 0 if run.state == "success" else 1
         finally:
+            await reader.close()
             await store.close()

@@ -27,9 +27,6 @@ from dagd.authoring.scope import (
     group_prefix,
 )
 from dagd.authoring.settings import (
-    TRIGGER_RULES as TRIGGER_RULES,  # re-exported: still found here
-)
-from dagd.authoring.settings import (
     TASK_CALLBACKS,
     build_retry_policy,
     check_callbacks,
@@ -42,6 +39,9 @@ from dagd.authoring.settings import (
     check_timeout,
     check_trigger_rule,
     with_defaults,
+)
+from dagd.authoring.settings import (
+    TRIGGER_RULES as TRIGGER_RULES,  # re-exported: still found here
 )
 from dagd.errors import DagDefinitionError
 

@@ -143,6 +143,11 @@ FROM task_instance WHERE run_id = :run_id AND task_id = :task_id AND map_index =
 SELECT run_id, ti_id, from_state, to_state, at, reason FROM state_history
 WHERE run_id = :run_id ORDER BY id;
 
+-- name: history_since
+-- Every state change at or after a time, in order (a dropped subscriber catching up).
+SELECT run_id, ti_id, from_state, to_state, at, reason FROM state_history
+WHERE at >= :since ORDER BY id LIMIT :limit;
+
 -- name: list_events
 SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at,
        digest

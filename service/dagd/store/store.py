@@ -235,6 +235,11 @@ class Store:
         rows = await self._all(Q.run_history, {"run_id": run_id})
         return [HistoryRow.from_row(r) for r in rows]
 
+    async def history_since(self, since: float, *, limit: int = 100_000) -> list[HistoryRow]:
+        """State changes at or after `since` (a time), oldest first."""
+        rows = await self._all(Q.history_since, {"since": since, "limit": limit})
+        return [HistoryRow.from_row(r) for r in rows]
+
     async def list_events(self, dag_id: str | None = None, *, limit: int = 50) -> list[EventRow]:
         rows = await self._all(Q.list_events, {"dag_id": dag_id, "limit": limit})
         return [EventRow.from_row(r) for r in rows]
