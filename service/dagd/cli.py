@@ -33,6 +33,7 @@ from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
 from dagd.executors.logs import mask, secret_values
 from dagd.lock import daemon_running
+from dagd.notify import commands as notify_commands
 from dagd.states import TASK_TERMINAL
 from dagd.tables import Column, fitted, seconds, state_cell, state_text, ti_table, when
 
@@ -560,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     test = sub.add_parser("test", help="run a DAG once in the foreground, on throw-away state")
     test.add_argument("dag")
     test.add_argument("--conf", help="JSON object passed to the run as its conf")
+    notify_commands.add_parsers(sub, whole)
     return p
 
 
@@ -579,6 +581,9 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("events", "list"): cmd_events_list,
     ("events", "replay"): cmd_events_replay,
     ("backfill", None): cmd_backfill,
+    ("notifications", "list"): lambda s, a: notify_commands.cmd_list(s, a, console),
+    ("notifications", "retry"): lambda s, a: notify_commands.cmd_retry(s, a, console),
+    ("email", "test"): lambda s, a: notify_commands.cmd_email_test(s, a, console),
 }
 
 

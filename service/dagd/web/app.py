@@ -215,6 +215,25 @@ async def backfill(request: web.Request) -> web.Response:
     return json_response(done.describe(), status=201 if done.queued else 200)
 
 
+async def list_notifications(request: web.Request) -> web.Response:
+    state = request.query.get("state")
+    if state is not None and state not in ("pending", "sent", "failed"):
+        raise InvalidInput("state must be pending, sent or failed", field="state")
+    rows = await request.app[READER].list_notifications(
+        request.query.get("dag"), limit=_limit(request), state=state)
+    return json_response({"notifications": [asdict(r) for r in rows]})
+
+
+async def retry_notification(request: web.Request) -> web.Response:
+    """A failed notification owed again; the outbox is woken to send it now."""
+    engine = request.app[ENGINE]
+    notification_id = _int(request, "notification_id")
+    await engine.store.retry_notification(notification_id)
+    for wake_outbox in engine.notification_listeners:
+        wake_outbox()
+    return json_response({"id": notification_id, "state": "pending"})
+
+
 def create_app(engine: Engine, reader: Store, *,
                supervisor: Supervisor | None = None) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=1024 * 1024)
@@ -238,5 +257,7 @@ def create_app(engine: Engine, reader: Store, *,
     app.router.add_get("/api/v1/events", list_events)
     app.router.add_post("/api/v1/events/{event_id}/replay", replay_event)
     app.router.add_post("/api/v1/dags/{dag_id}/backfill", backfill)
+    app.router.add_get("/api/v1/notifications", list_notifications)
+    app.router.add_post("/api/v1/notifications/{notification_id}/retry", retry_notification)
     app.router.add_post("/hooks/{name}", hooks.receive)
     return app
