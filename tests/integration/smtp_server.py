@@ -74,14 +74,14 @@ class Inbox:
 
 
 @dataclass
-class TestCA:
+class CertAuthority:
     """A certificate authority of the test's own, and a server certificate it signed."""
 
     server_context: ssl.SSLContext
     ca_file: Path
 
 
-def test_ca(folder: Path) -> TestCA:
+def make_ca(folder: Path) -> CertAuthority:
     import trustme
 
     ca = trustme.CA()
@@ -90,7 +90,7 @@ def test_ca(folder: Path) -> TestCA:
     cert.configure_cert(context)
     path = folder / "test-ca.pem"
     ca.cert_pem.write_to_path(str(path))
-    return TestCA(context, path)
+    return CertAuthority(context, path)
 
 
 def authenticator(user: str, password: str) -> Any:
@@ -98,7 +98,7 @@ def authenticator(user: str, password: str) -> Any:
               auth_data: Any) -> AuthResult:
         ok = (isinstance(auth_data, LoginPassword) and auth_data.login == user.encode()
               and auth_data.password == password.encode())
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     return check
 

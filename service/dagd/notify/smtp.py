@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import anyio
@@ -133,6 +134,17 @@ def classify(step: str, exc: BaseException) -> SendError:
     return SendError(step, f"{type(exc).__name__}: {exc}", permanent=False)
 
 
+async def _login(smtp: aiosmtplib.SMTP, username: str, password: str) -> Any:
+    """One mechanism, the plainest the server offers (over TLS, as checked): trying
+    the others after a refusal would only repeat it, and some servers then stall."""
+    offered = {m.lower() for m in smtp.server_auth_methods}
+    if "plain" in offered:
+        return await smtp.auth_plain(username, password)
+    if "login" in offered:
+        return await smtp.auth_login(username, password)
+    return await smtp.login(username, password)
+
+
 class Mailer:
     """Sends messages through the `[smtp]` server of `settings`."""
 
@@ -172,7 +184,7 @@ class Mailer:
                 if not wants_tls:  # the config refuses this; never send it in the clear
                     raise SendError("login", "a password is set but TLS is not",
                                     permanent=True, hint="set [smtp] starttls or tls")
-                self.trace("login", _answer(await smtp.login(s.smtp_username, password)))
+                self.trace("login", _answer(await _login(smtp, s.smtp_username, password)))
         except BaseException as exc:
             smtp.close()
             if isinstance(exc, Exception):
@@ -225,7 +237,9 @@ class Mailer:
                 with anyio.fail_after(deadline):
                     smtp = await self.connect()
             except (SendError, TimeoutError) as exc:
-                error = classify("connect", exc)
+                error = classify("connect", exc) if isinstance(exc, SendError) else \
+                    SendError("connect", f"no answer within the deadline ({deadline:g}s, "
+                              "[smtp] deadline)", permanent=False)
                 for item in pending:
                     await on_result(Result(item, error))
                 return
@@ -236,9 +250,11 @@ class Mailer:
                     try:
                         with anyio.fail_after(deadline):
                             result = await self._send_one(smtp, item)
-                    except TimeoutError as exc:
+                    except TimeoutError:
                         smtp.close()
-                        result = Result(item, classify("DATA", exc))
+                        result = Result(item, SendError(
+                            "send", f"not done within the deadline ({deadline:g}s, [smtp] "
+                            "deadline)", permanent=False))
                     sent_here += 1
                     await on_result(result)
                     lost = not smtp.is_connected
