@@ -85,11 +85,28 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
-_ALLOWED_TASK = frozenset((f, t) for f, targets in TRANSITIONS.items() for t in targets)
+ALLOWED_TASK = frozenset((f, t) for f, targets in TRANSITIONS.items() for t in targets)
+
+# The happy path of a task instance's first try. Its own row records when each happened
+# (queued_at, started_at, ended_at), so these write no history row: a history row is
+# kept for what the row cannot tell (a retry, a failure, a skip, a reason, a later try).
+QUIET_TASK_TRANSITIONS = frozenset({
+    (TaskState.SCHEDULED, TaskState.QUEUED),
+    (TaskState.QUEUED, TaskState.RUNNING),
+    (TaskState.RUNNING, TaskState.SUCCESS),
+})
+
+
+def writes_history(
+    from_state: TaskState, to_state: TaskState, try_number: int, reason: str | None
+) -> bool:
+    """Does this task-instance transition get a row in the state history?"""
+    return (reason is not None or try_number > 1
+            or (from_state, to_state) not in QUIET_TASK_TRANSITIONS)
 
 
 def check_task(from_state: TaskState, to_state: TaskState) -> None:
-    if (from_state, to_state) not in _ALLOWED_TASK:
+    if (from_state, to_state) not in ALLOWED_TASK:
         raise StateError(f"task instance cannot go from {from_state} to {to_state}")
 
 

@@ -125,3 +125,51 @@ async def test_a_state_write_that_does_not_match_raises_and_rolls_back(
         assert (await store.get_ti(run_id, "t")).state == "queued"
     finally:
         await store.close()
+
+
+def older_database(path: Path, files: list[tuple[str, str]]) -> None:
+    """A database as dagd 0003 left it: a run and a task instance that ran, with every
+    transition in the history (no queued_at yet)."""
+    db = sqlite3.connect(path)
+    try:
+        for _, sql in files:
+            db.executescript(sql)
+        db.executescript(f"""
+            PRAGMA user_version = {len(files)};
+            INSERT INTO run (id, dag_id, state, run_type, conf, created_at, started_at,
+                             ended_at) VALUES (1, 'd', 'success', 'manual', '{{}}', 1, 1, 3);
+            INSERT INTO task_instance (id, run_id, task_id, state, try_number, max_tries,
+                                       started_at, ended_at, updated_at)
+                VALUES (1, 1, 't', 'success', 1, 1, 2, 3, 3);
+            INSERT INTO state_history (run_id, ti_id, from_state, to_state, at) VALUES
+                (1, NULL, NULL, 'queued', 1), (1, NULL, 'queued', 'running', 1),
+                (1, 1, 'scheduled', 'queued', 1), (1, 1, 'queued', 'running', 2),
+                (1, 1, 'running', 'success', 3), (1, NULL, 'running', 'success', 3);
+        """)
+    finally:
+        db.close()
+
+
+async def test_a_database_of_an_older_version_is_migrated_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    files = migration_files()
+    older = [f for f in files if f[0] < "0004"]
+    path = tmp_path / "dagd.db"
+    await anyio.to_thread.run_sync(older_database, path, older)
+    store = await Store.open(path)
+    try:
+        version, _ = await anyio.to_thread.run_sync(schema, path)
+        assert version == len(files)
+        [ti] = await store.list_tis(1)
+        assert (ti.state, ti.queued_at, ti.started_at, ti.ended_at) == ("success", None, 2, 3)
+        # Its history reads back as stored: nothing doubled, nothing lost.
+        assert [(r.ti_id, r.from_state, r.to_state) for r in await store.run_history(1)] == [
+            (None, None, "queued"), (None, "queued", "running"), (1, "scheduled", "queued"),
+            (1, "queued", "running"), (1, "running", "success"), (None, "running", "success")]
+        # New rows carry on after the old ones.
+        batch = store.batch()
+        assert batch.create_run(dag_id="d", run_type="manual", conf={}) == 2
+        await store.commit(batch)
+    finally:
+        await store.close()

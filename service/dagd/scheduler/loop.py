@@ -10,6 +10,7 @@ due: it never polls.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import time
@@ -38,6 +39,16 @@ log = logging.getLogger(__name__)
 # A tick that cannot be committed is tried again after 0.25 s, doubling to 5 s.
 COMMIT_BACKOFF = RetryPolicy.build(retries=1_000_000, retry_delay=0.25,
                                    retry_exponential_backoff=True, max_retry_delay=5.0)
+
+
+def settle_heap() -> None:
+    """After DAGs (re)load: collect what the old ones left, then move every live object
+    out of the collector's sight. The DAGs, the modules and the daemon's own objects
+    live as long as the process; a full collection that walks them all again and again
+    while a big run allocates its rows cost 16 to 31% of the scheduler's time."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class Engine:
@@ -98,6 +109,7 @@ class Engine:
     def set_dags(self, dags: dict[str, DAG], paused: set[str]) -> None:
         self.runs.dags = dict(dags)
         self.runs.paused = set(paused)
+        settle_heap()
         self.wake()
 
     def wake(self) -> None:

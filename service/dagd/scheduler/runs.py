@@ -126,9 +126,9 @@ class Runs:
         self.active_by_dag[run.dag.dag_id] += 1
 
     def add_ti(self, batch: Batch, run: ActiveRun, task_id: str) -> None:
-        task = run.dag.tasks[task_id]
-        ti_id = batch.create_ti(run_id=run.id, task_id=task_id, max_tries=task.max_tries)
-        run.tis[task_id] = TI(ti_id, run.id, task_id, TaskState.SCHEDULED, 0, task.max_tries)
+        max_tries = run.dag.tasks[task_id].max_tries  # computed, not stored: read once
+        ti_id = batch.create_ti(run_id=run.id, task_id=task_id, max_tries=max_tries)
+        run.tis[task_id] = TI(ti_id, run.id, task_id, TaskState.SCHEDULED, 0, max_tries)
         run.open += 1
 
     def make_ready(self, run: ActiveRun, ti: TI) -> None:

@@ -15,7 +15,16 @@ from typing import Any
 import orjson
 
 from dagd.changes import ATTEMPT, EVENT, RUN, TI, Change
-from dagd.states import RUN_TERMINAL, TASK_TRY_ENDED, RunState, TaskState, check_run, check_task
+from dagd.states import (
+    ALLOWED_TASK,
+    QUIET_TASK_TRANSITIONS,
+    RUN_TERMINAL,
+    TASK_TRY_ENDED,
+    RunState,
+    TaskState,
+    check_run,
+    check_task,
+)
 
 # The order in which the queued rows are written: parents before children.
 ORDER = (
@@ -53,6 +62,11 @@ class Batch:
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in ORDER})
     # task instance id -> (its pending insert or update row, the key holding its state)
     _ti_rows: dict[int, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    # Every run and task-instance transition, in order, for `changes()`:
+    # (run_id, ti_id or None for the run, to_state, reason, dag_id, detail). A task
+    # instance's quiet transitions (see `states.writes_history`) have no history row.
+    transitions: list[tuple[int, int | None, str, str | None, str | None,
+                            Mapping[str, Any] | None]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(self.rows.values())
@@ -73,12 +87,9 @@ class Batch:
 
     def _run_history(self, run_id: int, frm: str | None, to: str, reason: str | None,
                       dag_id: str | None, detail: Mapping[str, Any] | None) -> None:
-        # dag_id and detail are not columns: they ride along for `changes()`. A task
-        # instance's history row (the hot path) carries nothing extra.
+        # dag_id and detail are not columns: they ride along for `changes()`.
         self._history(run_id, None, frm, to, reason)
-        row = self.rows["insert_history"][-1]
-        row["dag_id"] = dag_id
-        row["detail"] = detail
+        self.transitions.append((run_id, None, to, reason, dag_id, detail))
 
     def record_event(
         self,
@@ -173,6 +184,7 @@ class Batch:
             "try_number": 0,
             "max_tries": max_tries,
             "next_attempt_at": None,
+            "queued_at": None,
             "started_at": None,
             "ended_at": None,
             "at": self.now,
@@ -193,33 +205,42 @@ class Batch:
         next_attempt_at: float | None = None,
         reason: str | None = None,
     ) -> None:
-        check_task(frm, to)
-        started_at = self.now if to == TaskState.RUNNING else None
-        ended_at = self.now if to in TASK_TRY_ENDED else None
+        """A task instance's state change. The row keeps the time it was first queued,
+        first started and last ended; `writes_history` says which changes also get a
+        history row (the happy path of a first try is told by those times alone)."""
+        if (frm, to) not in ALLOWED_TASK:
+            check_task(frm, to)  # raises, naming both states
+        now = self.now
+        value = to._value_
         pending = self._ti_rows.get(ti_id)
         if pending is not None:
-            # Already written in this batch: fold this change into that row (the history
-            # still gets one row per transition).
+            # Already written in this batch: fold this change into that row.
             row, state_key = pending
-            row[state_key] = to._value_
+            row[state_key] = value
             row["try_number"] = try_number
             row["next_attempt_at"] = next_attempt_at
-            row["started_at"] = row["started_at"] or started_at
-            row["ended_at"] = ended_at
+            if to is TaskState.QUEUED:
+                row["queued_at"] = row["queued_at"] or now
+            elif to is TaskState.RUNNING:
+                row["started_at"] = row["started_at"] or now
+            row["ended_at"] = now if to in TASK_TRY_ENDED else None
         else:
             row = {
                 "id": ti_id,
                 "from_state": frm._value_,
-                "to_state": to._value_,
+                "to_state": value,
                 "try_number": try_number,
                 "next_attempt_at": next_attempt_at,
-                "started_at": started_at,
-                "ended_at": ended_at,
-                "at": self.now,
+                "queued_at": now if to is TaskState.QUEUED else None,
+                "started_at": now if to is TaskState.RUNNING else None,
+                "ended_at": now if to in TASK_TRY_ENDED else None,
+                "at": now,
             }
             self.rows["transition_ti"].append(row)
             self._ti_rows[ti_id] = (row, "to_state")
-        self._history(run_id, ti_id, frm._value_, to._value_, reason)
+        if reason is not None or try_number > 1 or (frm, to) not in QUIET_TASK_TRANSITIONS:
+            self._history(run_id, ti_id, frm._value_, value, reason)
+        self.transitions.append((run_id, ti_id, value, reason, None, None))
 
     def start_attempt(self, *, ti_id: int, try_number: int, log_path: str) -> int:
         attempt_id = self.ids.next("attempt")
@@ -266,8 +287,8 @@ class Batch:
     ) -> list[Change]:
         """What this batch changed, once committed, for the changes port: only `kinds`.
 
-        `name_ti(run_id, ti_id)` gives a task instance's (dag_id, task_id): its history
-        rows do not carry them, to keep the scheduler's hot path lean.
+        `name_ti(run_id, ti_id)` gives a task instance's (dag_id, task_id): its
+        transitions do not carry them, to keep the scheduler's hot path lean.
         """
         rows = self.rows
         out: list[Change] = []
@@ -281,16 +302,15 @@ class Batch:
                        for r in rows["insert_ti"])
         want_runs, want_tis = RUN in kinds, TI in kinds
         if want_runs or want_tis:
-            for h in rows["insert_history"]:
-                if h["ti_id"] is None:
+            now = self.now
+            for run_id, ti_id, to, reason, dag_id, detail in self.transitions:
+                if ti_id is None:
                     if want_runs:
-                        out.append(Change(RUN, h["run_id"], h["run_id"], h.get("dag_id"),
-                                          h["to_state"], h["at"], h.get("detail")))
+                        out.append(Change(RUN, run_id, run_id, dag_id, to, now, detail))
                 elif want_tis:
-                    dag_id, task_id = (name_ti(h["run_id"], h["ti_id"]) if name_ti
-                                       else (None, None))
-                    out.append(Change(TI, h["ti_id"], h["run_id"], dag_id, h["to_state"],
-                                      h["at"], {"task_id": task_id, "reason": h["reason"]}))
+                    dag_id, task_id = name_ti(run_id, ti_id) if name_ti else (None, None)
+                    out.append(Change(TI, ti_id, run_id, dag_id, to, now,
+                                      {"task_id": task_id, "reason": reason}))
         if ATTEMPT in kinds:
             out.extend(Change(ATTEMPT, r["id"], None, None, "running", r["at"],
                               {"ti_id": r["ti_id"], "try_number": r["try_number"]})

@@ -45,18 +45,21 @@ WHERE id = :id AND state = :from_state;
 
 -- name: insert_ti
 INSERT INTO task_instance (id, run_id, task_id, map_index, state, try_number, max_tries,
-                           next_attempt_at, started_at, ended_at, updated_at)
+                           next_attempt_at, queued_at, started_at, ended_at, updated_at)
 VALUES (:id, :run_id, :task_id, :map_index, :state, :try_number, :max_tries,
-        :next_attempt_at, :started_at, :ended_at, :at);
+        :next_attempt_at, :queued_at, :started_at, :ended_at, :at);
 
 -- name: transition_ti
 UPDATE task_instance SET state = :to_state, try_number = :try_number,
     next_attempt_at = :next_attempt_at,
+    queued_at = coalesce(queued_at, :queued_at),
     started_at = coalesce(started_at, :started_at),
     ended_at = :ended_at, updated_at = :at
 WHERE id = :id AND state = :from_state;
 
 -- name: insert_history
+-- A transition the task instance's row cannot tell alone (see states.writes_history),
+-- and every run transition.
 INSERT INTO state_history (run_id, ti_id, from_state, to_state, at, reason)
 VALUES (:run_id, :ti_id, :from_state, :to_state, :at, :reason);
 
@@ -107,12 +110,12 @@ FROM run WHERE state IN ('queued', 'running') ORDER BY id;
 
 -- name: list_tis
 SELECT id, run_id, task_id, map_index, state, try_number, max_tries, next_attempt_at,
-       started_at, ended_at, updated_at
+       queued_at, started_at, ended_at, updated_at
 FROM task_instance WHERE run_id = :run_id ORDER BY id;
 
 -- name: active_tis
 SELECT t.id, t.run_id, t.task_id, t.map_index, t.state, t.try_number, t.max_tries,
-       t.next_attempt_at, t.started_at, t.ended_at, t.updated_at
+       t.next_attempt_at, t.queued_at, t.started_at, t.ended_at, t.updated_at
 FROM task_instance t JOIN run r ON r.id = t.run_id
 WHERE r.state = 'running' ORDER BY t.id;
 
@@ -136,7 +139,7 @@ FROM attempt a WHERE a.state = 'running' ORDER BY a.id;
 
 -- name: get_ti
 SELECT id, run_id, task_id, map_index, state, try_number, max_tries, next_attempt_at,
-       started_at, ended_at, updated_at
+       queued_at, started_at, ended_at, updated_at
 FROM task_instance WHERE run_id = :run_id AND task_id = :task_id AND map_index = :map_index;
 
 -- name: run_history
@@ -147,6 +150,12 @@ WHERE run_id = :run_id ORDER BY id;
 -- Every state change at or after a time, in order (a dropped subscriber catching up).
 SELECT run_id, ti_id, from_state, to_state, at, reason FROM state_history
 WHERE at >= :since ORDER BY id LIMIT :limit;
+
+-- name: tis_changed_since
+-- Task instances changed at or after a time: their rows hold the quiet transitions.
+SELECT id, run_id, task_id, map_index, state, try_number, max_tries, next_attempt_at,
+       queued_at, started_at, ended_at, updated_at
+FROM task_instance WHERE updated_at >= :since ORDER BY id;
 
 -- name: list_events
 SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at,

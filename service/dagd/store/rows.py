@@ -96,6 +96,7 @@ class TaskInstanceRow(Row):
     started_at: float | None
     ended_at: float | None
     updated_at: float
+    queued_at: float | None = None  # when first queued (its first try's happy path)
 
 
 @dataclass(frozen=True)

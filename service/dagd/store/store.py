@@ -23,6 +23,7 @@ import orjson
 
 from dagd.errors import DagdError, NotFound, StateError, StorageUnavailable
 from dagd.store.batch import CAS, ORDER, Batch, IdCounter
+from dagd.store.history import complete as complete_history
 from dagd.store.rows import (
     AttemptRow,
     DagRow,
@@ -232,13 +233,18 @@ class Store:
         return [AttemptRow.from_row(r) for r in await self._all(Q.running_attempts)]
 
     async def run_history(self, run_id: int) -> list[HistoryRow]:
+        """Every state change of the run and its task instances, in order (the quiet
+        ones, which only the task instances' rows record, included)."""
         rows = await self._all(Q.run_history, {"run_id": run_id})
-        return [HistoryRow.from_row(r) for r in rows]
+        return complete_history([HistoryRow.from_row(r) for r in rows],
+                                await self.list_tis(run_id))
 
     async def history_since(self, since: float, *, limit: int = 100_000) -> list[HistoryRow]:
         """State changes at or after `since` (a time), oldest first."""
         rows = await self._all(Q.history_since, {"since": since, "limit": limit})
-        return [HistoryRow.from_row(r) for r in rows]
+        tis = await self._all(Q.tis_changed_since, {"since": since})
+        return complete_history([HistoryRow.from_row(r) for r in rows],
+                                [TaskInstanceRow.from_row(r) for r in tis], since=since)[:limit]
 
     async def list_events(self, dag_id: str | None = None, *, limit: int = 50) -> list[EventRow]:
         rows = await self._all(Q.list_events, {"dag_id": dag_id, "limit": limit})
