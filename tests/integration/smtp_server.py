@@ -5,6 +5,7 @@ DATA with a 451 a few times), to offer STARTTLS with a certificate of a test CA
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -51,6 +52,7 @@ class Inbox:
     refuse: dict[str, str] = field(default_factory=dict)  # recipient -> answer
     data_failures: int = 0  # DATA answered 451 this many times first
     peers: set[Any] = field(default_factory=set)  # one per connection that sent
+    delay: float = 0.0  # seconds DATA takes to answer (a slow server)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
@@ -63,6 +65,8 @@ class Inbox:
         if self.data_failures > 0:
             self.data_failures -= 1
             return "451 4.3.0 try again later"
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.peers.add(session.peer)
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                       bytes(envelope.original_content or envelope.content),
