@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
