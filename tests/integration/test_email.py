@@ -411,3 +411,43 @@ async def test_crlf_in_an_error_or_a_task_id_adds_no_header(
     assert str(mail.message["Subject"]).startswith("[dagd] FAILED inject.breaks")
     headers = mail.raw.split(b"\r\n\r\n", 1)[0]
     assert b"pwned" not in headers and b"evil" not in headers
+
+
+async def test_templates_from_the_configured_folder_replace_the_built_in_ones_sandboxed(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, settings: Settings,
+    tmp_path: Path,
+) -> None:
+    write_dag("one.py", """
+        from dagd import DAG, task
+
+        @task(email="oncall@example.com")
+        async def breaks():
+            raise RuntimeError("x")
+
+        with DAG("one"):
+            breaks()
+    """)
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "subject.txt").write_text("{{ label }} in {{ dag_id }}: {{ task_id }}\r\nBcc: x\n")
+    (folder / "body.txt").write_text("Custom: {{ error }} ({{ error_type }})\n")
+    port = free_port()
+    mail_settings(settings, port, templates_folder=folder)
+    with smtp_server(port) as inbox:
+        async with start_engine() as h, outbox_running(h):
+            await h.run("one")
+            [row] = await settled(h, "one", count=1)
+            assert row.state == "sent"
+            # A template that reaches for Python internals is refused by the sandbox.
+            (folder / "body.txt").write_text("{{ error.__class__.__mro__[1].__subclasses__() }}")
+            await h.run("one")
+            rows = await settled(h, "one", count=2)
+    [mail] = inbox.received
+    assert str(mail.message["Subject"]) == "FAILED in one: breaks Bcc: x"  # one line
+    assert "Bcc" not in [k for k, _ in mail.message.items()]
+    assert mail.part("plain").strip() == "Custom: RuntimeError: x (RuntimeError)"
+    assert "FAILED" in mail.part("html")  # the built-in HTML part, still there
+    refused = rows[0]
+    assert refused.state == "failed"
+    assert "email template (templates_folder" in (refused.last_error or "")
+    assert "SecurityError" in (refused.last_error or "")

@@ -250,14 +250,15 @@ def email_test(config: Path, address: str, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_email_test_prints_each_step_against_a_good_server(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     ca = make_ca(tmp_path)
     port = free_port()
-    monkeypatch.setenv("TEST_SMTP_PASSWORD", PASSWORD)
+    secret = tmp_path / "smtp_password"  # a systemd credential, say
+    secret.write_text(PASSWORD + "\n")
     with smtp_server(port, tls_context=ca.server_context, login=("dagd", PASSWORD)) as inbox, \
             config_file(tmp_path, port, starttls=True, username="dagd",
-                        password_env="TEST_SMTP_PASSWORD", ca_file=str(ca.ca_file)) as config:
+                        password_file=str(secret), ca_file=str(ca.ca_file)) as config:
         code, out = email_test(config, "me@example.com", capsys)
     assert code == 0, out
     for step in ("connect", "EHLO", "STARTTLS", "login", "MAIL FROM", "RCPT TO", "DATA"):

@@ -29,7 +29,7 @@ from dagd.config import Settings
 from dagd.errors import DagdError
 from dagd.notify import message
 from dagd.notify.base import BUILTIN_EMAIL, Notification, Notifier
-from dagd.notify.smtp import Mailer, Outgoing, Result, SendError
+from dagd.notify.smtp import Mailer, Outgoing, Result, SendError, read_password
 from dagd.retry import RetryPolicy
 from dagd.store.rows import NotificationRow
 
@@ -142,10 +142,15 @@ class Outbox:
         return Outgoing(msg, to, key=row.id)
 
     def _secrets(self) -> list[str]:
+        """The configured secrets' values, masked in the log lines an email quotes."""
         from dagd.executors.logs import secret_values
         from dagd.kinds.connections import connection_names, get_connection
 
-        return secret_values(
+        try:
+            password = [read_password(self.settings) or ""]
+        except SendError:
+            password = []
+        return password + secret_values(
             smtp_password_env=self.settings.smtp_password_env,
             connections=[*self.settings.connections.values(),
                          *map(get_connection, connection_names())],
