@@ -25,7 +25,7 @@ from dagd.errors import ConfigError
 
 DEFAULT_PATHS = (Path("config/dagd.toml"), Path("/etc/dagd/dagd.toml"))
 SYNCHRONOUS = ("full", "normal")
-ISOLATIONS = ("process", "thread")
+ISOLATIONS = ("process", "fresh", "thread")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -69,6 +69,14 @@ class Settings:
     log_level: str = "INFO"
     # Bytes a task in a worker process may allocate, unless it sets its own; None: no cap.
     default_memory_limit: int | None = None
+    # The warm worker pool of sync tasks ([workers]): kept ready (0: the number of cores,
+    # at least 2), the most at once under load (0: core.parallelism), seconds an extra
+    # worker may idle, and when a worker is recycled.
+    workers_size: int = 0
+    workers_max_size: int = 0
+    workers_idle_timeout: float = 60.0
+    workers_max_tasks: int = 1000
+    workers_max_memory: int | None = 512_000_000
     config_file: Path | None = None
     # name -> {"base_url", "headers", "headers_env", "token_env", "username",
     # "password_env"}; read-only mappings. Not hashed: a dict cannot be.
@@ -156,6 +164,11 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("notifications", "templates_folder"): ("templates_folder", Path),
     ("notifications", "max_attempts"): ("notify_max_attempts", int),
     ("notifications", "retry_delay"): ("notify_retry_delay", float),
+    ("workers", "size"): ("workers_size", int),
+    ("workers", "max_size"): ("workers_max_size", int),
+    ("workers", "idle_timeout"): ("workers_idle_timeout", float),
+    ("workers", "max_tasks_per_worker"): ("workers_max_tasks", int),
+    ("workers", "max_memory_per_worker"): ("workers_max_memory", Size),
     ("logs", "max_bytes"): ("log_max_bytes", int),
     ("xcom", "max_bytes"): ("xcom_max_bytes", int),
     ("database", "synchronous"): ("synchronous", str),
@@ -334,6 +347,11 @@ def _validate(s: Settings, path: Path | None) -> None:
     where = str(path) if path else None
     checks = [
         (s.parallelism >= 1, "core.parallelism", "must be at least 1"),
+        (s.workers_size >= 0, "workers.size", "must be 0 (the number of cores) or more"),
+        (s.workers_max_size >= 0, "workers.max_size",
+         "must be 0 (core.parallelism) or more"),
+        (s.workers_idle_timeout > 0, "workers.idle_timeout", "must be more than 0 seconds"),
+        (s.workers_max_tasks >= 1, "workers.max_tasks_per_worker", "must be at least 1"),
         (s.default_max_active_runs >= 1, "core.default_max_active_runs", "must be at least 1"),
         (s.default_max_active_tasks >= 1, "core.default_max_active_tasks", "must be at least 1"),
         (s.default_isolation in ISOLATIONS, "core.default_isolation",

@@ -276,7 +276,7 @@ def test_bad_isolation_is_refused(isolation: Any) -> None:
     exc = info.value
     assert (exc.dag_id, exc.task_id, exc.field) == ("iso", "t", "isolation")
     assert f"got {isolation!r}" in exc.message
-    assert "'process' or 'thread'" in exc.message
+    assert "'process', 'fresh' or 'thread'" in exc.message
 
 
 @pytest.mark.parametrize("isolation", ["process", "thread"])

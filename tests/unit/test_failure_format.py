@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dagd.authoring.context import Context
-from dagd.executors.worker import format_failure
+from dagd.executors.failure import format_failure
 from dagd.templating import TemplateRenderError, render
 
 HERE = str(Path(__file__).resolve())

@@ -134,7 +134,7 @@ def test_memory_limit_on_a_kind_that_runs_in_the_loop_is_refused() -> None:
 
 
 def test_a_worker_killed_by_a_real_time_signal_is_named_by_number() -> None:
-    from dagd.executors.local import _crash_text
+    from dagd.executors.crash import crash_text as _crash_text
 
     assert _crash_text(-40, None, None) == (
         "worker process killed by signal 40 before reporting a result")

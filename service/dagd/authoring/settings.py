@@ -27,7 +27,7 @@ TRIGGER_RULES = frozenset(
         "none_skipped",
     }
 )
-ISOLATIONS = frozenset({"process", "thread"})
+ISOLATIONS = frozenset({"process", "fresh", "thread"})
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,249}$")
 
 # Settings a DAG's default_args may give to each of its tasks.
@@ -125,7 +125,8 @@ def check_trigger_rule(value: Any, **where: Any) -> str:
 def check_isolation(value: Any, **where: Any) -> str | None:
     if value is not None and value not in ISOLATIONS:
         raise DagDefinitionError(
-            f"isolation must be 'process' or 'thread', got {value!r}", field="isolation",
+            f"isolation must be 'process', 'fresh' or 'thread', got {value!r}",
+            field="isolation",
             **where,
         )
     return value

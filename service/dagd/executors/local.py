@@ -6,10 +6,11 @@
   fails and the thread is abandoned (Python cannot kill a thread). These are daemon
   threads of dagd's own, listed in `threads` while they run, so that an abandoned one
   never holds the process up at exit (the daemon exits without waiting for it);
-- in a worker process (the default for sync code), with a clean environment
-  (`dagd.executors.env`) and the task's memory limit: killed, with its whole process
-  tree (its group and whatever left it), at the timeout; a crash, a hang or a flood of
-  output never reaches the daemon, and nothing it started outlives the attempt.
+- in a worker process (the default for sync code): a warm worker of the pool
+  (`dagd.executors.pool`), with a clean environment (`dagd.executors.env`), killed with
+  its whole process tree at the timeout; `isolation="fresh"`, a memory limit or
+  `inherit_env=True` get a newly forked worker of their own. A crash, a hang or a flood
+  of output never reaches the daemon, and nothing it started outlives the attempt.
 """
 
 from __future__ import annotations
@@ -17,25 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
-from anyio.abc import Process
 
 from dagd.authoring.context import reset_current_context, set_current_context
-from dagd.config import format_bytes
 from dagd.executors.base import AttemptResult, AttemptSpec, XComError, encode_xcom
-from dagd.executors.env import task_environment
+from dagd.executors.failure import format_failure
 from dagd.executors.logs import AttemptLog, reset_current_log, set_current_log
-from dagd.executors.procgroup import pump, signal_group, stop_group
-from dagd.executors.worker import format_failure
+from dagd.executors.pool import PoolLimits, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +37,11 @@ class LocalExecutor:
     def __init__(
         self,
         *,
-        tmp_dir: Path,
         log_max_bytes: int,
         xcom_max_bytes: int,
         on_pid: Callable[[AttemptSpec, int], None] | None = None,
+        limits: PoolLimits | None = None,
     ) -> None:
-        self.tmp_dir = tmp_dir
         self.log_max_bytes = log_max_bytes
         self.xcom_max_bytes = xcom_max_bytes
         self.on_pid = on_pid
@@ -60,7 +52,9 @@ class LocalExecutor:
         self.threads: dict[int, AttemptSpec] = {}
         # Told when an attempt starts in the loop (the watchdog starts watching).
         self.on_loop_attempt: Callable[[], None] | None = None
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        # The warm worker processes of sync tasks (isolation "process" and "fresh").
+        self.pool = WorkerPool(limits or PoolLimits(), log_max_bytes=log_max_bytes,
+                               xcom_max_bytes=xcom_max_bytes)
 
     async def execute(self, spec: AttemptSpec) -> AttemptResult:
         if spec.task.runs_in_loop:
@@ -167,140 +161,13 @@ class LocalExecutor:
     def memory_limit(self, spec: AttemptSpec) -> int | None:
         return spec.task.memory_limit or self.default_memory_limit
 
+    def start(self) -> None:
+        """Start the worker pool in the background: ready before the first sync task."""
+        self.pool.start()
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
     async def _in_process(self, spec: AttemptSpec) -> AttemptResult:
-        result_path = self.tmp_dir / f"attempt-{spec.attempt_id}.json"
-        result_path.unlink(missing_ok=True)
-        memory_limit = self.memory_limit(spec)
-        payload = orjson.dumps(
-            {
-                "dag_file": spec.dag_file,
-                # The text the scheduler loaded: the worker runs that version, not
-                # whatever the file on disk says now.
-                "dag_source": spec.task.dag.source,
-                "dag_id": spec.dag_id,
-                "task_id": spec.task_id,
-                "context": spec.context.to_json(),
-                "result_path": str(result_path),
-                "xcom_max_bytes": self.xcom_max_bytes,
-                "memory_limit": memory_limit,
-            }
-        )
-        # Not the daemon's secrets (SMTP, connections, webhooks): an allow-list, or all
-        # of it for a task with inherit_env=True.
-        env = task_environment(inherit=spec.task.inherit_env)
-        env["PYTHONUNBUFFERED"] = "1"
-        attempt_log = AttemptLog(spec.log_path, self.log_max_bytes)
-        oom_before = _oom_kills()
-        process = await anyio.open_process(
-            # -P: the working directory (the DAGs folder, if the daemon was started in
-            # it) does not go first on sys.path, in place of installed modules.
-            [sys.executable, "-P", "-m", "dagd.executors.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-        if self.on_pid is not None:
-            self.on_pid(spec, process.pid)
-        timed_out = False
-        pumped = anyio.Event()
-        try:
-            async with anyio.create_task_group() as tg:
-                assert process.stdin is not None and process.stdout is not None
-                tg.start_soon(pump, process.stdout, attempt_log, pumped)
-                await process.stdin.send(payload)
-                await process.stdin.aclose()
-                with anyio.move_on_after(spec.timeout) as scope:
-                    await process.wait()
-                if scope.cancelled_caught:
-                    timed_out = True
-                    await stop_group(process, tree=True)
-                else:
-                    # The worker ended what its task left running; a worker that could
-                    # not (it crashed, or the task called os._exit) leaves it here.
-                    signal_group(process.pid, signal.SIGKILL)
-                # A grandchild may hold the pipe open: do not wait for it for long.
-                with anyio.move_on_after(1.0):
-                    await pumped.wait()
-                tg.cancel_scope.cancel()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await stop_group(process, tree=True)
-            raise
-        finally:
-            attempt_log.close()
-        if timed_out:
-            attempt_log.write(f"[dagd] {spec.ref}: execution_timeout exceeded, process killed\n")
-            attempt_log.close()
-            return AttemptResult.timeout(spec)
-        return await _read_result(spec, process, result_path, attempt_log,
-                                  memory_limit=memory_limit, oom_before=oom_before)
-
-
-def _memory_events() -> Path | None:
-    """The cgroup v2 `memory.events` of this process (its workers share it), if any."""
-    try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            if line.startswith("0::"):
-                path = Path("/sys/fs/cgroup") / line[3:].lstrip("/") / "memory.events"
-                return path if path.exists() else None
-    except OSError:
-        pass
-    return None
-
-
-MEMORY_EVENTS = _memory_events()
-
-
-def _oom_kills() -> int | None:
-    """How many processes the kernel's OOM killer has killed in this cgroup so far."""
-    if MEMORY_EVENTS is None:
-        return None
-    try:
-        for line in MEMORY_EVENTS.read_text().splitlines():
-            if line.startswith("oom_kill "):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _crash_text(code: int | None, memory_limit: int | None, oom_before: int | None) -> str:
-    """What ended a worker that reported nothing, as the attempt's error says it."""
-    if code is None or code >= 0:
-        return f"worker process exited with code {code} before reporting a result"
-    try:
-        sig = signal.Signals(-code)
-    except ValueError:  # a real-time signal has no name
-        return f"worker process killed by signal {-code} before reporting a result"
-    if sig == signal.SIGKILL and oom_before is not None:
-        after = _oom_kills()
-        if after is not None and after > oom_before:
-            return ("worker process killed by the kernel's out-of-memory killer (SIGKILL) "
-                    "before reporting a result: the machine or the daemon's cgroup ran out "
-                    "of memory")
-    text = f"worker process killed by signal {sig.name} before reporting a result"
-    if memory_limit and sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS):
-        # C code that does not check for a failed allocation dies like this.
-        text += f" (its memory limit of {format_bytes(memory_limit)} may have been exceeded)"
-    return text
-
-
-async def _read_result(
-    spec: AttemptSpec, process: Process, result_path: Path, attempt_log: AttemptLog, *,
-    memory_limit: int | None = None, oom_before: int | None = None,
-) -> AttemptResult:
-    apath = anyio.Path(result_path)
-    if not await apath.exists():
-        error = _crash_text(process.returncode, memory_limit, oom_before)
-        attempt_log.write(f"[dagd] {spec.ref}: {error}\n")
-        attempt_log.close()
-        return AttemptResult.failure(spec, error=error, reason="crashed")
-    data = orjson.loads(await apath.read_bytes())
-    await apath.unlink(missing_ok=True)
-    if data.get("ok"):
-        return AttemptResult(spec=spec, ok=True, xcom=data.get("xcom"))
-    return AttemptResult(
-        spec=spec, ok=False, error=data.get("error"), error_names=data.get("error_names", [])
-    )
+        return await self.pool.execute(spec, memory_limit=self.memory_limit(spec),
+                                       on_pid=self.on_pid)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import ByteReceiveStream, Process
@@ -44,7 +44,15 @@ async def stop_group(
     `tree`, its descendants outside the group get the same signals and the same grace,
     and at the end everything below the process (and below them) is killed.
     """
-    pgid = process.pid
+    await stop_pid(process.pid, process.wait, grace=grace, members=members, tree=tree)
+
+
+async def stop_pid(
+    pgid: int, wait: Callable[[], Awaitable[object]], *, grace: float = KILL_GRACE,
+    members: bool = False, tree: bool = False,
+) -> None:
+    """`stop_group` for a group leader known by its pid; `wait` returns once it exited
+    (for a worker of the pool, which is the fork server's child, not ours)."""
     root: Proc | None = None
     escaped: list[Proc] = []
     if tree:
@@ -55,7 +63,7 @@ async def stop_group(
     signal_group(pgid, signal.SIGTERM)
     signal_all(escaped, signal.SIGTERM)
     with anyio.move_on_after(grace):
-        await process.wait()
+        await wait()
         if members:
             await _group_gone(pgid)
         if escaped:
@@ -65,7 +73,7 @@ async def stop_group(
         await anyio.to_thread.run_sync(kill_trees, roots)
     signal_group(pgid, signal.SIGKILL)  # also anything the process left in its group
     with anyio.move_on_after(REAP_WAIT):
-        await process.wait()
+        await wait()
 
 
 async def _all_gone(procs: list[Proc]) -> None:

@@ -1,34 +1,46 @@
-"""The worker process: runs one attempt of a sync Python task, isolated from the daemon.
+"""The worker side of the warm pool: the fork server and the workers it forks.
 
-Started as `python -P -m dagd.executors.worker` with its spec as JSON on stdin. It imports
-the DAG file itself (its folder goes on sys.path after the installed modules, as in the
-daemon; -P keeps the working directory off it, so a DAGs folder's `http.py` cannot stand
-in for the standard module even when the daemon runs inside that folder), calls the
-task, prints to stdout/stderr (a pipe to the daemon, which writes the attempt's capped
-log), and writes its result as JSON to the path given. It dies with the daemon
-(PR_SET_PDEATHSIG on Linux).
+`python -P -m dagd.executors.worker --control FD` is the fork server, started by the
+daemon's pool (`dagd.executors.pool`) with a clean environment (no daemon secrets) and a
+SOCK_SEQPACKET control socket. It imports dagd, and what DAG files commonly use, once;
+for each `fork` packet (which carries one end of a fresh socket pair) it forks a worker,
+and it reports each worker's end as `exited PID CODE` (CODE as `subprocess` gives it:
+negative for a signal). It dies with the daemon (PR_SET_PDEATHSIG), and its workers
+die with it. Forking a process that already holds dagd costs a few milliseconds where
+starting Python and importing dagd cost about 85.
 
-What the task starts ends with the attempt: the worker is a child subreaper (Linux), so
-a process the task started that leaves the group (`setsid`, a double fork) is re-parented
-to the worker, not to init, and once the task has returned or raised, the worker ends
-every descendant still running (SIGTERM, then SIGKILL) and says so in the log before it
-exits. A memory limit (`memory_limit=`) is set on the worker before the task is called;
-a MemoryError under it fails the attempt with "memory limit of 512 MB exceeded".
+A worker runs in a session of its own (its pid is its process group's id, so a signal to
+the group reaches what its task started) and is a child subreaper, so a process its task
+started that left the group is re-parented to it. It serves attempts one at a time over
+its socket: a length-prefixed JSON spec arrives with one file descriptor, the write end
+of that attempt's log pipe, which becomes the worker's fds 1 and 2 for the attempt (print,
+logging, C extensions and subprocesses alike write into that attempt's log, and nothing
+else does). Once the task has returned or raised, what it left running is ended, fds 1
+and 2 go back to /dev/null (so later output reaches no log), and the result goes back as
+JSON with the worker's resident memory. `-P` keeps the working directory off sys.path, so
+a DAGs folder's `http.py` cannot stand in for the standard module.
 
-Also how a failed attempt reads in its log (`format_failure`, used by the local executor
-too): the cause on one line, then the traceback of the user's code without dagd's frames.
+A worker keeps each DAG module it has loaded, keyed by the DAG file's source hash: the
+pool sends the text only to a worker that does not hold that version yet, and a new text
+for a file replaces the old module. It asks to be retired (the pool starts a fresh one)
+when its task left a thread running (the thread could write into the next attempt's
+log), when the attempt was single-use (`isolation="fresh"`, a memory limit, an inherited
+environment), or when a DAG file failed to load. What a task changed in the process's
+environment variables, working directory or sys.stdout/sys.stderr is put back.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
+import gc
 import logging
 import os
 import signal
+import socket
+import struct
 import sys
-import sysconfig
-import traceback
-from functools import cache
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +49,56 @@ import orjson
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 LEFTOVER_GRACE = 1.0  # seconds the task's leftover processes get between SIGTERM and SIGKILL
+HEADER = struct.Struct("!I")  # each message: its length, then that many bytes of JSON
+# What DAG files commonly import, loaded once in the fork server and shared by its
+# workers (copy-on-write) instead of imported again per worker.
+PRELOAD = (
+    "dagd", "dagd.authoring.loader", "dagd.executors.base", "dagd.executors.proctree",
+    "dagd.executors.failure", "dagd.triggers.timers", "dagd.triggers.files",
+    "dagd.triggers.webhooks", "dagd.kinds.shell", "dagd.kinds.http", "dagd.kinds.sql",
+)
 
 
-def _die_with_parent() -> None:
-    """Die with the daemon, and adopt the orphans of the task's processes."""
+# -- messages --------------------------------------------------------------------------
+def frame(message: dict[str, Any]) -> bytes:
+    data = orjson.dumps(message)
+    return HEADER.pack(len(data)) + data
+
+
+def _receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """The next message and the descriptors sent with it; None when the pool hung up."""
+    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 4)
+    if not data:
+        return None
+    while len(data) < HEADER.size:
+        more = sock.recv(HEADER.size - len(data))
+        if not more:
+            return None
+        data += more
+    (size,) = HEADER.unpack_from(data)
+    body = bytearray(data[HEADER.size:])
+    while len(body) < size:
+        more = sock.recv(min(size - len(body), 1 << 20))
+        if not more:
+            return None
+        body += more
+    return orjson.loads(bytes(body)), fds
+
+
+# -- process set-up ----------------------------------------------------------------------
+def _prctl(option: int, value: int) -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:  # the daemon died before prctl took effect
+
+
+def _die_with(parent: int) -> None:
+    """Die with `parent` (SIGKILL when it ends); exit now if it already has."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
 
 
@@ -64,92 +113,6 @@ def _end_leftovers() -> None:
         sys.stderr.write(f"[dagd] stopped {len(left)} process(es) the task left running: "
                          f"pid {names}{more}\n")
         sys.stderr.flush()
-
-
-def _write_result(path: str, result: dict[str, Any]) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(orjson.dumps(result))
-    os.replace(tmp, path)
-
-
-_DAGD = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
-@cache
-def _library_dirs() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    return tuple(os.path.abspath(d) + os.sep for d in dirs)
-
-
-def _is_dagd(filename: str) -> bool:
-    return os.path.abspath(filename).startswith(_DAGD)
-
-
-def _is_users(filename: str) -> bool:
-    """A frame of the user's code: a DAG file, a helper, a plugin (not dagd, not the
-    standard library or site-packages, not code without a file such as `<frozen ...>`)."""
-    if filename.startswith("<"):
-        return False
-    path = os.path.abspath(filename)
-    return not path.startswith(_DAGD) and not path.startswith(_library_dirs())
-
-
-def _headline(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _links(te: traceback.TracebackException) -> list[traceback.TracebackException]:
-    """Every exception of a chain as it is shown (causes, contexts not suppressed,
-    exception groups), each once."""
-    seen: list[traceback.TracebackException] = []
-    todo = [te]
-    while todo:
-        link = todo.pop()
-        if any(link is s for s in seen):
-            continue
-        seen.append(link)
-        context = None if link.__suppress_context__ else link.__context__
-        todo.extend(x for x in (link.__cause__, context) if x is not None)
-        todo.extend(link.exceptions or ())
-    return seen
-
-
-def _keep_users_frames(link: traceback.TracebackException) -> bool:
-    """Cut `link`'s stack to the user's frames: none before the first of them (dagd and
-    the async machinery that called the task) and no dagd frame after it (the library
-    frames under the user's own calls stay). True if a user frame is left."""
-    frames = list(link.stack)
-    first = next((i for i, f in enumerate(frames) if _is_users(f.filename)), len(frames))
-    kept = [f for f in frames[first:] if not _is_dagd(f.filename)]
-    link.stack = traceback.StackSummary.from_list(kept)
-    return bool(kept)
-
-
-def format_failure(exc: BaseException) -> str:
-    """An attempt's failure as its log shows it: the cause on the first line, then the
-    traceback of the user's code alone.
-
-    dagd's own frames (this worker, the loader, the templates, the executor) say nothing
-    to the person who wrote the DAG. With no user frame at all, an exception of dagd's
-    own (a template error, a failed shell command) is its one line, which names the DAG,
-    the task and the setting; anything else (a bug in dagd) keeps its whole traceback.
-    """
-    headline = _headline(exc)
-    te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
-    if not any([_keep_users_frames(link) for link in _links(te)]):
-        if type(exc).__module__.startswith("dagd."):
-            return headline + "\n"
-        full = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        return headline + "\n" + "".join(full)
-    if not te.stack:
-        # The outer exception is dagd's report about the user's (a DAG file that failed
-        # to import): the headline says it; the traceback starts at what it reports.
-        shown = te.__cause__ or (None if te.__suppress_context__ else te.__context__)
-        te = shown if shown is not None else te
-    return headline + "\n" + "".join(te.format())
 
 
 def _limit_memory(limit: int) -> None:
@@ -167,12 +130,117 @@ def _limit_memory(limit: int) -> None:
     _soft, hard = resource.getrlimit(kind)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
-    # The hard limit too: the task cannot raise it again.
+    # The hard limit too: the task cannot raise it again (the worker serves no other).
     resource.setrlimit(kind, (limit, limit))
 
 
-def _report(spec: dict[str, Any], exc: BaseException) -> None:
+def _rss() -> int:
+    """This process's resident memory in bytes (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as file:
+            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+# -- one attempt -------------------------------------------------------------------------
+class Worker:
+    """A worker's state between attempts: its DAG modules and what a task must not
+    change for the next one."""
+
+    def __init__(self) -> None:
+        # DAG file path -> (source hash, {dag_id: DAG})
+        self.modules: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.devnull = os.open(os.devnull, os.O_WRONLY)
+        self.environ = dict(os.environ)
+        self.cwd = os.getcwd()
+        self.streams = (sys.stdout, sys.stderr)
+        self.retire = False
+
+    def dag(self, spec: dict[str, Any]) -> Any:
+        from dagd.authoring.loader import load_file
+        from dagd.errors import DagdError
+
+        path, digest = spec["dag_file"], spec["dag_hash"]
+        entry = self.modules.get(path)
+        if entry is None or entry[0] != digest:
+            source = spec.get("dag_source")
+            if source is None:  # the pool believed this worker held the text
+                self.retire = True
+                raise DagdError("the worker was not sent the DAG file's text", file=path)
+            self.modules.pop(path, None)
+            dags, failure = load_file(Path(path), source)
+            if failure is not None:
+                self.retire = True  # its modules may be half-imported
+                raise DagdError(f"cannot load DAG file: {failure.message}",
+                                file=failure.file, line=failure.line) from failure.exception
+            entry = self.modules[path] = (digest, {d.dag_id: d for d in dags})
+        dag = entry[1].get(spec["dag_id"])
+        if dag is None:
+            raise DagdError(f"DAG {spec['dag_id']!r} not found", file=path)
+        return dag
+
+    def run(self, spec: dict[str, Any], log_fd: int) -> dict[str, Any]:
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        try:
+            result = self._call(spec)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _end_leftovers()
+        finally:
+            self._settle()
+        result["rss"] = _rss()
+        result["retire"] = self.retire or bool(spec.get("single_use"))
+        return result
+
+    def _call(self, spec: dict[str, Any]) -> dict[str, Any]:
+        from dagd.authoring.context import Context, reset_current_context, set_current_context
+        from dagd.executors.base import encode_xcom
+
+        try:
+            task = self.dag(spec).get_task(spec["task_id"])
+            ctx = Context.from_json(spec["context"])
+            token = set_current_context(ctx)
+            try:
+                if spec.get("env") is not None:
+                    os.environ.clear()
+                    os.environ.update(spec["env"])
+                if spec.get("memory_limit"):
+                    _limit_memory(spec["memory_limit"])
+                value = task.call_sync(ctx)
+            finally:
+                reset_current_context(token)
+            return {"ok": True, "xcom": encode_xcom(value, spec["xcom_max_bytes"])}
+        except BaseException as exc:  # the task's own failure, reported, not raised
+            return _report(spec, exc)
+
+    def _settle(self) -> None:
+        """After an attempt: output goes nowhere, and what the task changed is put back."""
+        for stream in (sys.stdout, sys.stderr, *self.streams):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os.dup2(self.devnull, 1)
+        os.dup2(self.devnull, 2)
+        sys.stdout, sys.stderr = self.streams
+        if threading.active_count() > 1:
+            self.retire = True  # a thread of the task's could write into the next log
+        if os.environ != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        try:
+            if os.getcwd() != self.cwd:
+                os.chdir(self.cwd)
+        except OSError:
+            os.chdir(self.cwd)
+
+
+def _report(spec: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     from dagd.config import format_bytes
+    from dagd.executors.failure import format_failure
     from dagd.retry import exception_names
 
     error = f"{type(exc).__name__}: {exc}"
@@ -183,39 +251,97 @@ def _report(spec: dict[str, Any], exc: BaseException) -> None:
         text = error + text[text.index("\n"):]
     sys.stderr.write(text)
     sys.stderr.flush()
-    _end_leftovers()
-    _write_result(spec["result_path"],
-                  {"ok": False, "error": error, "error_names": exception_names(type(exc))})
+    return {"ok": False, "error": error, "error_names": exception_names(type(exc))}
+
+
+def serve(sock: socket.socket) -> None:
+    """A worker's life: say hello, then run attempts until the pool hangs up or the
+    worker asks to be retired."""
+    worker = Worker()
+    os.dup2(worker.devnull, 1)
+    os.dup2(worker.devnull, 2)
+    sock.sendall(frame({"pid": os.getpid()}))
+    while True:
+        got = _receive(sock)
+        if got is None:
+            return
+        spec, fds = got
+        if not fds:
+            return
+        for extra in fds[1:]:
+            os.close(extra)
+        result = worker.run(spec, fds[0])
+        sock.sendall(frame(result))
+        if result["retire"]:
+            return
+
+
+# -- the fork server ---------------------------------------------------------------------
+def _fork_worker(control: socket.socket, fd: int) -> None:
+    server = os.getpid()
+    pid = os.fork()
+    if pid:
+        os.close(fd)
+        return
+    code = 0
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        control.close()
+        os.setsid()
+        _die_with(server)
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        serve(socket.socket(fileno=fd))
+    except BaseException:  # a broken socket: the pool sees the worker end
+        code = 1
+    finally:
+        os._exit(code)
 
 
 def main() -> int:
-    _die_with_parent()
-    spec = orjson.loads(sys.stdin.buffer.read())
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    from dagd.authoring.context import Context, set_current_context
-    from dagd.authoring.loader import find_dag
-    from dagd.executors.base import encode_xcom
+    parser = argparse.ArgumentParser(prog="python -m dagd.executors.worker")
+    parser.add_argument("--control", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
+    args = parser.parse_args()
+    _die_with(args.parent)
+    control = socket.socket(fileno=args.control)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import importlib
 
-    try:
-        dag = find_dag(Path(spec["dag_file"]), spec["dag_id"], spec.get("dag_source"))
-        task = dag.get_task(spec["task_id"])
-        ctx = Context.from_json(spec["context"])
-        set_current_context(ctx)
-        if spec.get("memory_limit"):
-            _limit_memory(spec["memory_limit"])
-        value = task.call_sync(ctx)
-        xcom = encode_xcom(value, spec["xcom_max_bytes"])
-    except BaseException as exc:  # the task's own failure, reported, not raised
-        _report(spec, exc)
-        return 1
-    sys.stdout.flush()
-    _end_leftovers()
-    _write_result(spec["result_path"], {"ok": True, "xcom": xcom})
-    return 0
+    for name in PRELOAD:
+        importlib.import_module(name)
+    # What is loaded now is shared with every worker: keep the collector off its pages.
+    gc.collect()
+    gc.freeze()
+
+    def reap(_signum: int, _frame: Any) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            try:
+                control.send(f"exited {pid} {os.waitstatus_to_exitcode(status)}".encode())
+            except OSError:
+                return
+
+    signal.signal(signal.SIGCHLD, reap)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
+    control.send(b"ready")
+    while True:
+        try:
+            message, fds, _flags, _addr = socket.recv_fds(control, 64, 1)
+        except ConnectionResetError:
+            return 0
+        if not message:
+            return 0  # the pool closed: the workers end with this process
+        if message == b"fork" and fds:
+            _fork_worker(control, fds[0])
+        else:
+            for fd in fds:
+                os.close(fd)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from dagd.config import Settings
 from dagd.errors import StorageUnavailable
 from dagd.executors.base import AttemptResult, AttemptSpec
 from dagd.executors.local import LocalExecutor
+from dagd.executors.pool import PoolLimits
 from dagd.retry import RetryPolicy
 from dagd.scheduler import recovery
 from dagd.scheduler.intake import Intake, Pending
@@ -64,10 +65,10 @@ class Engine:
         self.store = store
         self.settings = settings
         self.executor = executor or LocalExecutor(
-            tmp_dir=settings.data_dir / "tmp",
             log_max_bytes=settings.log_max_bytes,
             xcom_max_bytes=settings.xcom_max_bytes,
             on_pid=self._record_pid,
+            limits=PoolLimits.from_settings(settings),
         )
         if executor is None:  # the config's memory limit, for tasks that set none
             self.executor.default_memory_limit = settings.default_memory_limit
@@ -160,6 +161,7 @@ class Engine:
         # backend up on every call, a cost each attempt would pay.
         self._scope_class = type(anyio.CancelScope())
         self.serving = True
+        self.executor.start()  # the worker pool, in the background
         task_status.started()
         try:
             while not (self._stopping and (self.runs.running_total == 0 or self._abandoned)):
@@ -174,6 +176,7 @@ class Engine:
                 self.serving = False  # from now on the intake commits deliveries itself
                 self._stopping = True  # the last tick records; it starts nothing
                 await self.tick()
+                await self.executor.aclose()
                 self._stopped.set()
 
     def _spawn(self, spec: AttemptSpec) -> None:
