@@ -18,6 +18,7 @@ from dagd.errors import CycleError, DagDefinitionError, DagdError
 from dagd.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from dagd.kinds.email import EmailTask
     from dagd.kinds.http import HttpTask
     from dagd.kinds.shell import ShellTask
     from dagd.kinds.sql import SqlTask
@@ -30,6 +31,7 @@ from dagd.version import __version__ as __version__
 # Imported on first use: a worker process imports `dagd` for every sync task, and
 # these pull in aiohttp, croniter and watchfiles, which most DAG files never need.
 _LAZY = {
+    "EmailTask": "dagd.kinds.email",
     "HttpTask": "dagd.kinds.http",
     "ShellTask": "dagd.kinds.shell",
     "SqlTask": "dagd.kinds.sql",
@@ -57,6 +59,7 @@ __all__ = [
     "CycleError",
     "DagDefinitionError",
     "DagdError",
+    "EmailTask",
     "FileDrop",
     "HttpTask",
     "Interval",

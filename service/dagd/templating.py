@@ -20,6 +20,8 @@ Three render modes keep a value data where the text around it is code or structu
 - `render_sql`: SQL text. A value must be a name (`sales`, `public.sales_2024`), a
   number or an ISO date or time (`'{{ ds }}'`, as Airflow's SQL writes it); anything
   else is refused: values belong in bound parameters.
+- `render_html`: HTML (an email's HTML part). Every value is HTML-escaped, so a conf
+  value shows as text and never becomes markup; `| raw` (or Jinja2's `| safe`) keeps it.
 - `render_url`: a URL. A value in the path, query or fragment is percent-encoded, so it
   stays one path segment or one query value; a value the URL begins with (`{{ conf.base
   }}/items`, an http(s) URL) is its base, taken as is; a value in the host or port part
@@ -43,6 +45,7 @@ from urllib.parse import quote
 from jinja2 import StrictUndefined, TemplateError, pass_context
 from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from markupsafe import Markup
 from yarl import URL
 
 from dagd.authoring.context import Context
@@ -116,6 +119,8 @@ _env = _Environment(**_OPTIONS)
 _modes = _Environment(finalize=_collect, **_OPTIONS)
 for _e in (_env, _modes):
     _e.filters["raw"] = _raw
+_html = _Environment(**{**_OPTIONS, "autoescape": True})
+_html.filters["raw"] = Markup
 
 
 class TemplateRenderError(DagdError):
@@ -477,3 +482,9 @@ def render_url(source: str, context: Context, *, field: str) -> str:
                                   task_id=context.task_id, field=field) from None
     mark = re.compile(f"dagd{marks}u([0-9]+)z")
     return mark.sub(lambda m: encoded[int(m[1])], normal)
+
+
+# -- HTML -------------------------------------------------------------------------------
+def render_html(source: str, context: Context, *, field: str) -> str:
+    """Render an HTML template: each value escaped (`| raw` or `| safe` keeps one as is)."""
+    return _from_string(_html, source, template_context(context), context, field)

@@ -22,6 +22,7 @@ from dagd.check import find, load_dags
 from dagd.config import Settings
 from dagd.executors.logs import install_capture
 from dagd.kinds.connections import set_connections
+from dagd.notify import email
 from dagd.scheduler.callbacks import Callbacks
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
@@ -41,6 +42,7 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
         try:
             install_capture()
             set_connections(test_settings.connections)
+            email.configure(test_settings)  # [smtp], for an EmailTask
             engine = Engine(store, test_settings)
             engine.set_dags({dag_id: dag}, set())
             callbacks = Callbacks(reader, engine.changes, lambda: engine.dags,
