@@ -20,12 +20,12 @@ from typing import Any
 import orjson
 
 from dagd.authoring.context import Context
+from dagd.authoring.alerts import BUILTIN_EMAIL, emailed
 from dagd.authoring.dag import DAG
 from dagd.config import Settings
 from dagd.errors import DagdError
 from dagd.executors.base import XCOM_OPTIONS, AttemptResult, AttemptSpec
 from dagd.executors.logs import attempt_log_path
-from dagd.notify.base import BUILTIN_EMAIL, emailed
 from dagd.retry import INFRASTRUCTURE_REASONS
 from dagd.scheduler.flow import to_skip
 from dagd.scheduler.model import TI, ActiveRun, States, parse_date

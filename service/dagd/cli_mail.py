@@ -1,5 +1,5 @@
-"""`dagd notifications list|retry` and `dagd email test`: the outbox and the mail
-server, from the command line.
+"""The `dagd notifications list|retry` and `dagd email test` commands: the outbox and
+the mail server, from the command line (cli.py registers them).
 
 `notifications list` reads the database (read-only, daemon running or not);
 `notifications retry` goes through the daemon's API, so its outbox sends at once, or,
