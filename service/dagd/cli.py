@@ -29,11 +29,11 @@ from rich.text import Text
 from rich.tree import Tree
 
 from dagd import check, client
+from dagd import cli_mail as notify_commands
 from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
 from dagd.executors.logs import mask, secret_values
 from dagd.lock import daemon_running
-from dagd.notify import commands as notify_commands
 from dagd.states import TASK_TERMINAL
 from dagd.tables import Column, fitted, seconds, state_cell, state_text, ti_table, when
 

@@ -7,7 +7,7 @@ while, a 550 for one recipient, and CR/LF that cannot make a header."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +24,13 @@ from integration.harness import Harness, StartEngine, wait_until
 from integration.smtp_server import Inbox, free_port, smtp_server
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def default_mail_settings() -> Iterator[None]:
+    """Each test configures the daemon's [smtp] its own way: none leaks into the next."""
+    yield
+    email.configure(Settings())
 
 MAILED = """
     from dagd import DAG, task

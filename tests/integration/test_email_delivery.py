@@ -25,6 +25,13 @@ from integration.smtp_server import free_port, make_ca, smtp_server
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture(autouse=True)
+def default_mail_settings() -> Iterator[None]:
+    """Each test configures the daemon's [smtp] its own way: none leaks into the next."""
+    yield
+    email.configure(Settings())
+
 PASSWORD = "s3cret-Pa55word-for-tests"
 
 FAILING = """

@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "service" / "dagd"
 
 GROUND = {"errors", "version", "config", "dburl", "lock", "systemd", "states", "retry", "events",
           "changes", "supervise"}
-FACE = {"__init__", "cli", "daemon", "client", "testrun", "plugins", "check", "tables"}
+FACE = {"__init__", "cli", "cli_mail", "daemon", "client", "testrun", "plugins", "check",
+        "tables"}
 FOLDERS = {"authoring", "kinds", "triggers", "scheduler", "executors", "store", "notify",
            "web"}
 ASYNC_LIBRARIES = {"anyio", "asyncio", "aiohttp", "aiosqlite", "aiosmtplib", "asyncpg",

@@ -3,8 +3,8 @@ it wants. Plugins add kinds (a chat webhook, email) by subclassing it. Pure.
 
 Events: `run_success`, `run_failed`, `task_failed` (no try left), `task_retry`.
 
-`emailed` says who the built-in email (a task's `email=`, a DAG's `email=` and
-`notify_on=`) goes to for an event: its rows name the notifier `BUILTIN_EMAIL`.
+Who the built-in email (a task's `email=`, a DAG's `email=` and `notify_on=`) goes to
+is `dagd.authoring.alerts.emailed`; its rows name the notifier `BUILTIN_EMAIL`.
 """
 
 from __future__ import annotations
@@ -13,36 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from dagd.authoring.alerts import BUILTIN_EMAIL as BUILTIN_EMAIL  # re-exported
+from dagd.authoring.alerts import EMAIL_EVENTS as EMAIL_EVENTS
+from dagd.authoring.alerts import emailed as emailed
 from dagd.errors import DagDefinitionError
 
 EVENTS = ("run_success", "run_failed", "task_failed", "task_retry")
-# The built-in email's events: EVENTS, a task's success, and the success of a task
-# that had alerted (a retry email sent earlier in its thread).
-EMAIL_EVENTS = (*EVENTS, "task_success", "task_resolved")
-BUILTIN_EMAIL = "dagd.email"
-
-
-def emailed(dag: Any, task: Any, event: str, try_number: int) -> tuple[str, tuple[str, ...]]:
-    """(the event as emailed, its recipients; none: no email) for a task's or a run's
-    event, from the task's email settings or the DAG's `email=`/`notify_on=`."""
-    if task is None:
-        wanted = {"run_failed": "failure", "run_success": "success"}.get(event)
-        to: tuple[str, ...] = getattr(dag, "email", ())
-        return event, (to if wanted in getattr(dag, "notify_on", ()) else ())
-    to = getattr(task, "email", ())
-    if not to:
-        return event, ()
-    if event == "task_failed":
-        return event, (to if task.email_on_failure else ())
-    if event == "task_retry":
-        return event, (to if task.email_on_retry else ())
-    if event == "task_success":
-        if try_number > 1 and task.email_on_retry:
-            return "task_resolved", to  # its retry alerted: close the thread
-        return event, (to if task.email_on_success else ())
-    return event, ()
-
-
 @dataclass(frozen=True)
 class Notification:
     """What happened, as a notifier receives it."""
