@@ -120,6 +120,7 @@ async def gather(store: Store, row: NotificationRow, settings: Settings, *,
         "run_id": row.run_id, "task_id": p.get("task_id"), "map_index": p.get("map_index"),
         "try_number": p.get("try_number"), "max_tries": p.get("max_tries"),
         "error": p.get("error"), "error_type": p.get("error_type"),
+        "error_message": _without_type(p.get("error"), p.get("error_type")),
         "prefix": p.get("prefix") or "[dagd]", "trigger": "-", "retries_left": 0,
         "started_at": None, "ended_at": None, "duration": None, "log_tail": [],
         "task_url": None, "log_url": None, "log_command": None, "run_url": None,
@@ -161,6 +162,13 @@ async def gather(store: Store, row: NotificationRow, settings: Settings, *,
     return ctx
 
 
+def _without_type(error: str | None, error_type: str | None) -> str | None:
+    """`ConnectionError: refused` -> `refused` when the type is shown beside it."""
+    if error and error_type and error.startswith(f"{error_type}: "):
+        return error[len(error_type) + 2:]
+    return error
+
+
 def _task_headline(event: str, ctx: dict[str, Any]) -> str:
     what = f"{ctx['dag_id']}.{ctx['task_id']}"
     if event == "task_failed":
@@ -190,6 +198,7 @@ async def _task_facts(store: Store, row: NotificationRow, ctx: dict[str, Any],
     ctx.update(started_at=_when(attempt.started_at), ended_at=_when(attempt.ended_at),
                duration=_duration(attempt.started_at, attempt.ended_at))
     ctx["error"] = ctx["error"] or attempt.error
+    ctx["error_message"] = _without_type(ctx["error"], ctx["error_type"])
     ctx["log_tail"] = await log_tail(attempt.log_path, secrets)
 
 
