@@ -117,3 +117,28 @@ def test_notifications_list_and_retry_through_the_daemon(dagd: Dagd) -> None:
         assert again.code == 1 and "only a failed one can be retried" in again.stderr
         missing = dagd.cli("notifications", "retry", "999")
         assert missing.code == 1 and "no notification 999" in missing.stderr
+
+
+def test_notifications_list_and_retry_with_no_daemon_running(dagd: Dagd) -> None:
+    port = free_port()
+    configure(dagd, port)
+    write_dag(dagd, 1)
+    inbox = Inbox(refuse={"oncall@example.com": "550 5.1.1 mailbox unavailable"})
+    with smtp_server(port, inbox):
+        daemon = dagd.start()
+        assert dagd.cli("trigger", "alerts").code == 0
+        dagd.wait(lambda: states(dagd) == Counter(failed=1), timeout=30,
+                  what="the refused email failed")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait_exit(20) == 0
+        listed = dagd.cli("notifications", "list")  # read from the database
+        assert listed.code == 0 and "550 5.1.1 mailbox unavailable" in listed.stdout, listed
+        [(notification_id,)] = dagd.query("SELECT id FROM notification")
+        retried = dagd.cli("notifications", "retry", str(notification_id))
+        assert retried.code == 0 and "no daemon is running" in retried.stdout, retried
+        assert states(dagd) == Counter(pending=1)
+        inbox.refuse.clear()
+        dagd.start()  # owed: sent once the daemon is up
+        dagd.wait(lambda: states(dagd) == Counter(sent=1), timeout=30,
+                  what="the email sent after the start")
+    assert len(inbox.received) == 1
