@@ -85,6 +85,11 @@ MAIL = """
         EmailTask(task_id="send", to="{{ conf.to }}", subject="{{ conf.subject }}",
                   body="body")
 
+    with DAG("mail_hdr"):
+        EmailTask(task_id="send", to="team@example.com", subject="hi", body="body",
+                  custom_headers={"X-Dagd-Tag": "{{ conf.tag }}", "Reply-To": "ops@example.com"},
+                  mime_charset="utf-8")
+
     with DAG("mail_refused"):
         EmailTask(task_id="send", to="nobody@example.com", subject="hi", body="body")
 
@@ -190,3 +195,19 @@ async def test_a_missing_or_oversized_attachment_fails_before_anything_is_sent(
     assert f"attachment {str(tmp_path / 'gone.csv')!r} cannot be read" in missing
     assert "No such file or directory" in missing
     assert "over max_attachment_bytes=1000" in too_big
+
+
+async def test_custom_headers_arrive_and_a_rendered_one_cannot_add_another(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, settings: Settings
+) -> None:
+    write_dag("mail.py", MAIL)
+    with smtp_server(settings) as inbox:
+        async with start_engine() as h:
+            _, state = await h.run("mail_hdr", {"tag": "nightly"})
+            assert state == "success"
+            run_id, state = await h.run("mail_hdr", {"tag": "x\r\nBcc: evil@example.com"})
+            assert state == "failed"
+            error = await error_of(h, run_id, "send")
+    [msg] = inbox.messages()
+    assert (msg["X-Dagd-Tag"], msg["Reply-To"]) == ("nightly", "ops@example.com")
+    assert "custom_headers.X-Dagd-Tag holds a line break" in error

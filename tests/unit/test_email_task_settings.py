@@ -38,6 +38,12 @@ def test_airflows_names_and_address_lists_are_accepted() -> None:
     ({"attachments": ["a"], "files": ["b"]}, "files", "not both"),
     ({"attachments": [3]}, "attachments", "must be a list of file paths"),
     ({"max_attachment_bytes": 0}, "max_attachment_bytes", "positive whole number"),
+    ({"custom_headers": {"Bcc": "x@example.com"}}, "custom_headers", "set by the task"),
+    ({"custom_headers": {"X-A": "one\r\nBcc: x@example.com"}}, "custom_headers",
+     "must be one line"),
+    ({"custom_headers": {"X A": "v"}}, "custom_headers", "is not a header name"),
+    ({"mime_charset": "latin-1"}, "mime_charset", "dagd sends UTF-8"),
+    ({"mime_subtype": "alternative"}, "mime_subtype", "multipart/mixed"),
 ])
 def test_bad_settings_are_refused_naming_the_field(kwargs: dict[str, Any], field: str,
                                                    words: str) -> None:

@@ -4,14 +4,16 @@
     EmailTask(task_id="report", to="team@example.com", subject="Sales for {{ ds }}",
               body="Attached.", html="<p>{{ conf.note }}</p>", attachments=["/srv/{{ ds }}.csv"])
 
-`subject`, `body`, `html`, each address and each attachment path are templates rendered
-when the attempt starts. The subject and the plain-text body are rendered as text; the
-HTML part with every value HTML-escaped (`dagd.templating.render_html`), so a conf value
-shows as text and cannot add markup. A rendered subject or address that holds a line
-break is refused (no value can add a header), and each recipient is one address: the
-`to`/`cc`/`bcc` template is split at commas before it is rendered, so a value can never
-add a second one. Literal addresses are checked when the DAG loads, rendered ones when
-the attempt starts.
+`subject`, `body`, `html`, each address, each attachment path and each value of
+`custom_headers` (Airflow's, say `{"Reply-To": ...}`; not the headers the task sets
+itself) are templates rendered when the attempt starts. The subject and the plain-text
+body are rendered as text; the HTML part with every value HTML-escaped
+(`dagd.templating.render_html`), so a conf value shows as text and cannot add markup. A
+rendered subject, address or custom header value that holds a line break is refused (no
+value can add a header), and each recipient is one address: the `to`/`cc`/`bcc`
+template is split at commas before it is rendered, so a value can never add a second
+one. Literal addresses are checked when the DAG loads, rendered ones when the attempt
+starts.
 
 Attachments must exist (regular files) when the task runs, `max_attachment_bytes`
 together at most. A refusal by the server (every recipient refused, a 5xx, a login
@@ -24,8 +26,9 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -43,6 +46,11 @@ from dagd.notify.smtp import Mailer
 from dagd.templating import TemplateRenderError, render, render_html
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+# Headers the task sets itself: custom_headers cannot replace or add them.
+OWN_HEADERS = frozenset({"from", "to", "cc", "bcc", "subject", "date", "message-id",
+                         "mime-version", "content-type", "content-transfer-encoding",
+                         "sender", "return-path"})
+HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII, no colon or space
 
 __all__ = ["EmailAttachmentError", "EmailSendError", "EmailTask"]
 
@@ -95,6 +103,9 @@ class EmailTask(BaseTask):
         html_content: str | None = None,
         files: Iterable[str] | None = None,
         max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
+        custom_headers: Mapping[str, str] | None = None,
+        mime_subtype: str = "mixed",
+        mime_charset: str = "utf-8",
         **kwargs: Any,
     ) -> None:
         super().__init__(task_id=task_id, **kwargs)
@@ -129,6 +140,13 @@ class EmailTask(BaseTask):
             and max_attachment_bytes > 0, "max_attachment_bytes",
             f"max_attachment_bytes must be a positive whole number, got "
             f"{max_attachment_bytes!r}")
+        # Airflow's EmailOperator arguments with the one value dagd sends.
+        self._require(mime_subtype == "mixed", "mime_subtype",
+                      f"mime_subtype: dagd sends multipart/mixed, got {mime_subtype!r}")
+        self._require(isinstance(mime_charset, str) and mime_charset.lower().replace("-", "")
+                      == "utf8", "mime_charset",
+                      f"mime_charset: dagd sends UTF-8, got {mime_charset!r}")
+        self.custom_headers = self._headers(custom_headers)
         self.subject = subject
         self.body = body
         self.html = html
@@ -138,6 +156,22 @@ class EmailTask(BaseTask):
     def _require(self, ok: bool, field: str, message: str) -> None:
         if not ok:
             raise DagDefinitionError(message, field=field, **self._where)
+
+    def _headers(self, value: Any) -> dict[str, str]:
+        if value is None:
+            return {}
+        self._require(isinstance(value, Mapping) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
+            "custom_headers", f"custom_headers must map header names to strings, got {value!r}")
+        for name, text in value.items():
+            self._require(HEADER_NAME.match(name) is not None, "custom_headers",
+                          f"custom_headers: {name!r} is not a header name")
+            self._require(name.lower() not in OWN_HEADERS, "custom_headers",
+                          f"custom_headers: {name} is set by the task itself (to, cc, bcc, "
+                          "subject...)")
+            self._require(not any(c in text for c in "\r\n\0"), "custom_headers",
+                          f"custom_headers: the value of {name} must be one line")
+        return dict(value)
 
     def _addresses(self, value: Any, field: str, *, required: bool = False) -> list[str]:
         if value is None and not required:
@@ -190,6 +224,9 @@ class EmailTask(BaseTask):
                                         "subject")
         msg["Date"] = formatdate(localtime=True)
         msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+        for name, template in self.custom_headers.items():
+            field = f"custom_headers.{name}"
+            msg[name] = self._one_line(render(template, context, field=field), field)
         body = render(self.body, context, field="body") if self.body is not None else None
         html = render_html(self.html, context, field="html") if self.html is not None else None
         if body is not None:
@@ -248,5 +285,6 @@ class EmailTask(BaseTask):
         data = super().describe()
         data.update({"to": self.to, "cc": self.cc, "bcc": self.bcc, "subject": self.subject,
                      "attachments": self.attachments, "html": self.html is not None,
+                     "custom_headers": sorted(self.custom_headers),
                      "max_attachment_bytes": self.max_attachment_bytes})
         return data
