@@ -29,6 +29,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -178,13 +179,18 @@ class Callbacks:
         """The DAGs changed: subscribe while some DAG declares a callback, else not."""
         wanted = any(has_callbacks(d) for d in self.dags().values())
         if wanted and self._sub is None:
-            self._sub = self.changes.subscribe([RUN, TI], limit=QUEUE_LIMIT)
+            self._subscribe()
             self._changed.set()
         elif not wanted and self._sub is not None:
             self._sub.close()
             self._sub = None
             if self._waiting is not None:
                 self._waiting.cancel()
+
+    def _subscribe(self) -> None:
+        self._sub = self.changes.subscribe([RUN, TI], limit=QUEUE_LIMIT)
+        if self._last_at is None:  # a drop before any change: re-read from here
+            self._last_at = time.time()
 
     # -- the loop --------------------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -266,13 +272,12 @@ class Callbacks:
     async def _catch_up(self) -> None:
         """Dropped: subscribe again, then re-read what was committed since the last
         change seen; `_dispatch` skips the ones already called."""
-        self._sub = self.changes.subscribe([RUN, TI], limit=QUEUE_LIMIT)
         since = self._last_at
+        self._subscribe()
         log.warning("callbacks fell behind the scheduler; re-reading the state changes "
                     "since the last one seen")
-        if since is None:
-            return
-        rows = await self._read(self.store.history_since, since)
+        # A scan of the history (`at` has no index): rare, and off the scheduler's path.
+        rows = await self._read(self.store.history_since, since or 0.0)
         names: dict[int, tuple[str, dict[int, str]]] = {}
         found: list[Change] = []
         for h in rows:
