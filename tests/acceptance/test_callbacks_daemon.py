@@ -91,3 +91,15 @@ def test_the_daemon_calls_callbacks_abandons_a_hanging_one_and_stops_in_time(
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit(10) == 0
     assert time.monotonic() - started < 2.0 + 5.0
+
+
+def test_dagd_test_calls_the_callbacks_before_it_exits(
+    dagd: Dagd, write_dag: Callable[..., Path], tmp_path: Path
+) -> None:
+    dagd.config.write_text('[core]\ncallback_timeout = 1.0\n')
+    out = tmp_path / "calls.txt"
+    write_dag("called.py", CALLBACKS.replace("OUTPATH", repr(str(out))))
+    result = dagd.cli("test", "called")
+    assert result.code == 0, result
+    assert sorted(out.read_text().splitlines()) == sorted(
+        ["first success try 1", "second success try 1", "run 1 success"])
