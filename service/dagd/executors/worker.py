@@ -102,8 +102,22 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
+def _has_children() -> bool:
+    """True if this process has any child, running or exited and not yet collected.
+
+    A subreaper adopts the orphans of its descendants, so with no child it has no
+    descendant at all: one system call saves the look through /proc."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
 def _end_leftovers() -> None:
     """The task has returned or raised: what it started and left running ends now."""
+    if not _has_children():
+        return
     from dagd.executors.proctree import end_descendants
 
     left = end_descendants(LEFTOVER_GRACE)
@@ -135,12 +149,13 @@ def _limit_memory(limit: int) -> None:
 
 
 def _rss() -> int:
-    """This process's resident memory in bytes (0 where /proc is missing)."""
-    try:
-        with open("/proc/self/statm", "rb") as file:
-            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+    """The most resident memory this process has held, in bytes: what it grew to stays
+    (a freed heap is seldom returned), so the peak is what recycling looks at, as
+    Celery's max_memory_per_child does."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * 1024 if sys.platform.startswith("linux") else peak
 
 
 # -- one attempt -------------------------------------------------------------------------
@@ -153,6 +168,7 @@ class Worker:
         self.modules: dict[str, tuple[str, dict[str, Any]]] = {}
         self.devnull = os.open(os.devnull, os.O_WRONLY)
         self.environ = dict(os.environ)
+        self._environ_data = dict(_environ_data())
         self.cwd = os.getcwd()
         self.streams = (sys.stdout, sys.stderr)
         self.retire = False
@@ -228,7 +244,7 @@ class Worker:
         sys.stdout, sys.stderr = self.streams
         if threading.active_count() > 1:
             self.retire = True  # a thread of the task's could write into the next log
-        if os.environ != self.environ:
+        if _environ_data() != self._environ_data:
             os.environ.clear()
             os.environ.update(self.environ)
         try:
@@ -236,6 +252,13 @@ class Worker:
                 os.chdir(self.cwd)
         except OSError:
             os.chdir(self.cwd)
+
+
+def _environ_data() -> dict[Any, Any]:
+    """os.environ's own mapping (bytes on POSIX): comparing it is a plain dict
+    comparison, where comparing os.environ decodes every variable."""
+    data = getattr(os.environ, "_data", None)
+    return data if isinstance(data, dict) else dict(os.environ)
 
 
 def _report(spec: dict[str, Any], exc: BaseException) -> dict[str, Any]:
