@@ -458,3 +458,42 @@ async def test_templates_from_the_configured_folder_replace_the_built_in_ones_sa
     assert refused.state == "failed"
     assert "email template (templates_folder" in (refused.last_error or "")
     assert "SecurityError" in (refused.last_error or "")
+
+
+async def test_a_slow_mail_server_does_not_slow_the_scheduler(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, settings: Settings
+) -> None:
+    write_dag("burst.py", """
+        from dagd import DAG, task
+
+        @task
+        async def fail():
+            raise RuntimeError("down")
+
+        @task
+        async def quick():
+            return 1
+
+        with DAG("burst", default_args={"email": "oncall@example.com"}):
+            for i in range(100):
+                fail.override(task_id=f"t{i:03d}")()
+
+        with DAG("quick"):
+            quick()
+    """)
+    port = free_port()
+    mail_settings(settings, port)
+    inbox = Inbox(delay=0.05)  # 100 messages: 5 s of sending at least
+    with smtp_server(port, inbox):
+        async with start_engine() as h, outbox_running(h):
+            await h.run("burst")
+            await wait_until(lambda: len(inbox.received) >= 1, what="the sending begun")
+            took = []
+            for _ in range(5):
+                started = anyio.current_time()
+                _, state = await h.run("quick")
+                assert state == "success"
+                took.append(anyio.current_time() - started)
+            assert len(inbox.received) < 100, "the runs were not measured while sending"
+            await settled(h, "burst", count=100, deadline=60)
+    assert max(took) < 1.0, took
