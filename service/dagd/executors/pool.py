@@ -142,6 +142,7 @@ class WorkerPool:
         self._shrink: asyncio.TimerHandle | None = None
         self._digests: dict[int, tuple[str, str]] = {}
         self._closing = False
+        self._ready_waiters: list[asyncio.Future[None]] = []
         self.started_workers = 0  # forked so far (for the bench and the tests)
 
     # -- the fork server -----------------------------------------------------------------
@@ -299,6 +300,7 @@ class WorkerPool:
             if not self._closing:
                 log.error("cannot start a worker process: %s", exc)
             if self._pooled == 0 and self._spawning == 0:  # nobody else will serve them
+                self._tell_ready(exc)
                 while self._waiters:
                     waiter = self._waiters.popleft()
                     if not waiter.done():
@@ -367,6 +369,8 @@ class WorkerPool:
                 return
         worker.idle_since = time.monotonic()
         self._idle.append(worker)
+        if self._ready_waiters and self._pooled >= self.limits.size:
+            self._tell_ready()
         if self._pooled > self.limits.size and self._shrink is None:
             self._shrink = asyncio.get_running_loop().call_later(
                 self.limits.idle_timeout, self._retire_idle)
@@ -419,7 +423,10 @@ class WorkerPool:
 
     # -- an attempt ----------------------------------------------------------------------
     def _digest(self, dag: Any) -> str:
-        source = dag.source or ""
+        """The hash of the DAG file's text the scheduler loaded ("" if it has none)."""
+        source = dag.source
+        if source is None:
+            return ""
         cached = self._digests.get(id(dag))
         if cached is not None and cached[0] is source:
             return cached[1]
@@ -438,7 +445,7 @@ class WorkerPool:
             "task_id": spec.task_id, "context": spec.context.to_json(),
             "xcom_max_bytes": self.xcom_max_bytes,
         }
-        if worker.sources.get(spec.dag_file) != digest:
+        if digest and worker.sources.get(spec.dag_file) != digest:
             # The text the scheduler loaded: the worker runs that version, not whatever
             # the file on disk says now.
             message["dag_source"] = dag.source
@@ -532,6 +539,7 @@ class WorkerPool:
     async def aclose(self) -> None:
         """Stop every worker and the fork server."""
         self._closing = True
+        self._tell_ready(WorkerStartError("the worker pool is closed"))
         if self._shrink is not None:
             self._shrink.cancel()
             self._shrink = None
@@ -554,6 +562,25 @@ class WorkerPool:
         with anyio.CancelScope(shield=True):
             await self._end_server()
         self._by_pid.clear()
+
+    async def ready(self) -> None:
+        """Wait until `size` workers are started (for a benchmark or a test that wants
+        the pool warm, as a daemon's is soon after its start)."""
+        self._keep_ready()
+        if self._pooled >= self.limits.size:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ready_waiters.append(waiter)
+        await waiter
+
+    def _tell_ready(self, error: BaseException | None = None) -> None:
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
 
     @property
     def idle(self) -> int:

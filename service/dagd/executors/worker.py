@@ -179,11 +179,13 @@ class Worker:
 
         path, digest = spec["dag_file"], spec["dag_hash"]
         entry = self.modules.get(path)
-        if entry is None or entry[0] != digest:
+        if entry is None or entry[0] != digest or not digest:
             source = spec.get("dag_source")
-            if source is None:  # the pool believed this worker held the text
+            if source is None and digest:  # the pool believed this worker held the text
                 self.retire = True
                 raise DagdError("the worker was not sent the DAG file's text", file=path)
+            # No digest: a DAG the scheduler did not load from a file's text; the file
+            # on disk is read, every time.
             self.modules.pop(path, None)
             dags, failure = load_file(Path(path), source)
             if failure is not None:
