@@ -178,7 +178,7 @@ class Outbox:
                 note = "sent; refused by the server for " + "; ".join(
                     f"{r}: {a}" for r, a in result.refused.items())
             await self.store.notification_sent(row.id, note)
-            log.info("notification %d sent (%s, %s): %s", row.id, row.event,
+            log.info("%s notification %d sent (%s, %s): %s", _ref(row), row.id, row.event,
                      ", ".join(result.item.recipients),
                      result.item.message["Subject"], extra=_extra(row))
 
@@ -190,13 +190,14 @@ class Outbox:
         text = str(error)
         if error.permanent or not self.retry.should_retry(attempts, []):
             why = "refused" if error.permanent else f"given up after {attempts} tries"
-            log.error("notification %d (%s to %s) %s: %s", row.id, row.event, row.notifier,
-                      why, text, extra=_extra(row))
+            log.error("%s notification %d (%s to %s) %s: %s", _ref(row), row.id, row.event,
+                      row.notifier, why, text, extra=_extra(row))
             await self.store.notification_failed(row.id, text, None)
         else:
             delay = self.retry.delay(attempts)
-            log.warning("notification %d (%s to %s) failed, retry in %.0fs: %s", row.id,
-                        row.event, row.notifier, delay, text, extra=_extra(row))
+            log.warning("%s notification %d (%s to %s) failed, retry in %.0fs: %s",
+                        _ref(row), row.id, row.event, row.notifier, delay, text,
+                        extra=_extra(row))
             await self.store.notification_failed(row.id, text, self.clock() + delay)
 
     # -- any other notifier: one row at a time ----------------------------------------
@@ -217,9 +218,17 @@ class Outbox:
                                               permanent=False))
             return
         await self.store.notification_sent(row.id)
-        log.info("notification %d sent to %s: %s", row.id, row.notifier, notification.title,
-                 extra=_extra(row))
+        log.info("%s notification %d sent to %s: %s", _ref(row), row.id, row.notifier,
+                 notification.title, extra=_extra(row))
+
+
+def _ref(row: NotificationRow) -> str:
+    """`etl.load[run 42 #2]` (a task's) or `etl[run 42]` (a run's), as the scheduler logs."""
+    task, tries = row.payload.get("task_id"), row.payload.get("try_number")
+    return (f"{row.dag_id}.{task}[run {row.run_id} #{tries}]" if task else
+            f"{row.dag_id}[run {row.run_id}]")
 
 
 def _extra(row: NotificationRow) -> dict[str, Any]:
-    return {"dag_id": row.dag_id, "run_id": row.run_id, "notification_id": row.id}
+    return {"dag_id": row.dag_id, "run_id": row.run_id, "task_id": row.payload.get("task_id"),
+            "try_number": row.payload.get("try_number"), "notification_id": row.id}
