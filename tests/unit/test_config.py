@@ -273,3 +273,51 @@ def test_a_missing_file_named_by_dagd_config_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(environ={"DAGD_CONFIG": str(missing)})
     assert info.value.file == str(missing)
+
+
+def test_the_smtp_and_notifications_keys_are_read(tmp_path: Path) -> None:
+    path = write_config(tmp_path, """\
+        [server]
+        base_url = "https://dagd.example.com"
+
+        [smtp]
+        host = "smtp.example.com"
+        port = 587
+        starttls = true
+        username = "dagd"
+        password_file = "/run/credentials/dagd.service/smtp"
+        ca_file = "/etc/ssl/private-ca.pem"
+        deadline = 20
+
+        [notifications]
+        templates_folder = "/etc/dagd/email-templates"
+        retry_delay = 0.5
+        max_attempts = 3
+    """)
+    s = load_settings(path, environ={})
+    assert (s.smtp_host, s.smtp_port, s.smtp_starttls, s.smtp_username) == (
+        "smtp.example.com", 587, True, "dagd")
+    assert s.smtp_password_file == "/run/credentials/dagd.service/smtp"
+    assert s.smtp_ca_file == "/etc/ssl/private-ca.pem" and s.smtp_deadline == 20.0
+    assert s.templates_folder == Path("/etc/dagd/email-templates")
+    assert (s.notify_retry_delay, s.notify_max_attempts) == (0.5, 3)
+    assert s.base_url == "https://dagd.example.com"
+
+
+@pytest.mark.parametrize(("text", "field", "says"), [
+    ('[smtp]\npassword = "hunter2"\n', "smtp.password", "secrets never go in the config"),
+    ('[smtp]\nusername = "u"\npassword_env = "P"\n', "smtp.starttls",
+     "must be true when a password is set"),
+    ('[smtp]\nstarttls = true\npassword_env = "P"\n', "smtp.username", "must be set"),
+    ('[smtp]\nstarttls = true\nusername = "u"\npassword_env = "P"\npassword_file = "f"\n',
+     "smtp.password_env", "cannot both be set"),
+    ('[smtp]\ndeadline = 0\n', "smtp.deadline", "must be more than 0"),
+    ('[notifications]\nmax_attempts = 0\n', "notifications.max_attempts", "at least 1"),
+    ('[server]\nbase_url = "dagd.example.com"\n', "server.base_url", "http:// or https://"),
+])
+def test_a_bad_smtp_or_notifications_key_is_refused(tmp_path: Path, text: str, field: str,
+                                                    says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_config(tmp_path, text), environ={})
+    assert caught.value.field == field and says in str(caught.value)
+    assert "hunter2" not in str(caught.value)
