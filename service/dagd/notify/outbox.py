@@ -121,6 +121,9 @@ class Outbox:
         if row.notifier == BUILTIN_EMAIL:
             return [str(a) for a in row.payload.get("to") or []], "[dagd]"
         notifier: Any = self._notifier(row)
+        if notifier is None:
+            raise SendError("compose", f"notifier {row.notifier!r} is no longer declared by "
+                            f"DAG {row.dag_id!r}", permanent=True)
         return list(notifier.to), notifier.subject_prefix
 
     async def compose(self, row: NotificationRow) -> Outgoing:
