@@ -194,6 +194,7 @@ class Daemon:
             install_capture()
             set_connections(settings.connections)  # for tasks that name a connection
             engine = self._engine = Engine(store, settings)
+            engine.executor.start()  # the worker pool warms up while the DAGs load
             executor = engine.executor
             watchdog = LoopWatchdog(lambda: [spec.ref for spec in list(executor.in_loop.values())])
             executor.on_loop_attempt = watchdog.attempt_started
@@ -281,6 +282,8 @@ class Daemon:
                     await reader.close()
                 if callbacks_reader is not None:
                     await callbacks_reader.close()
+                if self._engine is not None:  # stopped before it served (a port taken)
+                    await self._engine.executor.aclose()
                 await store.close()
             if watchdog is not None:
                 watchdog.stop()
