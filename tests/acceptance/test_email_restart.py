@@ -97,10 +97,15 @@ def test_notifications_list_and_retry_through_the_daemon(dagd: Dagd) -> None:
     inbox = Inbox(refuse={"oncall@example.com": "550 5.1.1 <oncall@example.com>: mailbox "
                           "unavailable"})
     with smtp_server(port, inbox):
-        dagd.start()
+        daemon = dagd.start()
         assert dagd.cli("trigger", "alerts").code == 0
         dagd.wait(lambda: states(dagd) == Counter(failed=1), timeout=30,
                   what="the refused email failed")
+        status, body = daemon.request("GET", "/api/v1/notifications?state=failed")
+        assert status == 200 and [n["state"] for n in body["notifications"]] == ["failed"]
+        assert body["notifications"][0]["payload"]["to"] == ["oncall@example.com"]
+        status, body = daemon.request("GET", "/api/v1/notifications?state=lost")
+        assert status == 422 and body["field"] == "state"
         listed = dagd.cli("notifications", "list", "--state", "failed")
         assert listed.code == 0, listed
         row = table_rows(listed.stdout)[0]  # its last error wraps onto a second line
