@@ -500,6 +500,9 @@ class WorkerPool:
                 return AttemptResult(spec=spec, ok=True, xcom=reply.get("xcom"))
             return AttemptResult(spec=spec, ok=False, error=reply.get("error"),
                                  error_names=reply.get("error_names") or [])
+        except WorkerStartError as exc:  # no worker to run it on: the attempt fails
+            attempt_log.write(f"[dagd] {spec.ref}: {exc.message}\n")
+            return AttemptResult.failure(spec, exc, reason="no worker")
         except BaseException:
             if worker is not None and worker.pid in self.workers:
                 with anyio.CancelScope(shield=True):
