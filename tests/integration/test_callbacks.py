@@ -38,6 +38,9 @@ RECORDER = """
             "conf": context["conf"], "has_dag": context["dag"].dag_id,
             "has_task": context["task"].task_id if context.get("task") else None,
             "thread": threading.current_thread().name.startswith("dagd "),
+            "upstream": context.get("upstream"),
+            "own": ti.xcom_pull() if ti is not None else None,
+            "pulled": ti.xcom_pull(task_ids=["fine"]) if ti is not None else None,
             **extra,
         }
         with open(OUT, "a") as f:
@@ -132,10 +135,13 @@ async def test_each_callback_kind_gets_its_context_once_the_state_is_committed(
                                                          "fine", "cb_kinds")
     assert execute["thread"] is True  # a sync callback: in a thread
     assert calls["success"]["state"] == "success" and calls["success"]["thread"] is False
+    assert calls["success"]["own"] == 1  # ti.xcom_pull(): its own return value
+    assert execute["own"] is None and execute["upstream"] == {}
     retry = calls["retry"]
     assert (retry["task_id"], retry["try_number"], retry["state"]) == ("flaky", 1,
                                                                        "up_for_retry")
     assert retry["exception"] == "ConnectionError: the warehouse said no"
+    assert (retry["upstream"], retry["pulled"]) == ({"fine": 1}, [1])  # as the task sees it
     for name in ("failure", "failure_2"):  # a list in default_args: each is called
         assert (calls[name]["task_id"], calls[name]["try_number"]) == ("flaky", 2)
         assert calls[name]["exception"] == "ConnectionError: the warehouse said no"

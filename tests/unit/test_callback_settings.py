@@ -78,3 +78,13 @@ def test_the_context_has_airflows_names() -> None:
                                                                              {"region": "us"})
     assert str(context["exception"]) == "ValueError: bad"
     assert context["ti_key"] == "cb/7/notify"
+
+
+def test_ti_xcom_pull_reads_the_return_values_it_was_given() -> None:
+    ti = TaskInstanceInfo(dag_id="cb", task_id="load", run_id=7, map_index=-1,
+                          state="success", try_number=1, max_tries=1,
+                          xcoms={"load": {"rows": 3}, "extract": [1, 2]})
+    assert ti.xcom_pull() == {"rows": 3}
+    assert ti.xcom_pull(task_ids="extract") == [1, 2]
+    assert ti.xcom_pull(task_ids=["extract", "gone"], default=0) == [[1, 2], 0]
+    assert ti.xcom_pull(task_ids="load", key="other", default="x") == "x"

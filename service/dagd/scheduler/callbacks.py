@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,6 +83,20 @@ class TaskInstanceInfo:
     log_path: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    # The return values of the tasks directly upstream, and of this one once it succeeded.
+    xcoms: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def xcom_pull(self, task_ids: str | Iterable[str] | None = None, *,
+                  key: str = "return_value", default: Any = None) -> Any:
+        """Airflow's `ti.xcom_pull`: the return value of a task directly upstream of this
+        one (or of this one), a list of them for a list of ids; `default` for the others."""
+        if key != "return_value":
+            return default
+        if task_ids is None:
+            task_ids = self.task_id
+        if isinstance(task_ids, str):
+            return self.xcoms.get(task_ids, default)
+        return [self.xcoms.get(t, default) for t in task_ids]
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,7 @@ def callback_context(dag: DAG, run: RunInfo, *, task: BaseTask | None = None,
         error = ti.error if ti.state in ("failed", "up_for_retry") else None
         context.update({
             "task": task, "task_id": ti.task_id, "ti": ti, "task_instance": ti,
+            "upstream": {k: v for k, v in ti.xcoms.items() if k != ti.task_id},
             "try_number": ti.try_number, "max_tries": ti.max_tries,
             "map_index": ti.map_index, "attempt_id": ti.attempt_id, "state": ti.state,
             "exception": AttemptFailed(error) if error else None,
@@ -341,8 +356,8 @@ class Callbacks:
         if change.kind == RUN:
             return callback_context(dag, _run_info(run, change.state or run.state),
                                     reason=reason), None
-        ti = next(t for t in await self._read(self.store.list_tis, change.run_id)
-                  if t.id == change.id)
+        tis = await self._read(self.store.list_tis, change.run_id)
+        ti = next(t for t in tis if t.id == change.id)
         # The attempt this change is about: the last one started by then, or for an
         # end the last one ended by then (a retry may have started another since, even
         # in the same commit).
@@ -350,9 +365,34 @@ class Callbacks:
                     if (a.started_at <= change.at if change.state == "running"
                         else a.ended_at is not None and a.ended_at <= change.at)]
         attempt = attempts[-1] if attempts else None
-        info = _ti_info(change.dag_id, ti, change.state or ti.state, attempt)
-        return callback_context(dag, _run_info(run, run.state), task=dag.tasks[ti.task_id],
+        task = dag.tasks[ti.task_id]
+        info = _ti_info(change.dag_id, ti, change.state or ti.state, attempt,
+                        await self._xcoms(task, ti, tis, change.state))
+        return callback_context(dag, _run_info(run, run.state), task=task,
                                 ti=info, reason=reason), attempt
+
+    async def _xcoms(self, task: BaseTask, ti: TaskInstanceRow, tis: list[TaskInstanceRow],
+                     state: str | None) -> dict[str, Any]:
+        """The return values of the tasks directly upstream (a mapped one's as a list, in
+        map-index order, as its downstream tasks receive them), and this one's own."""
+        wanted = set(task.upstream_ids)
+        values: dict[str, Any] = {}
+        mapped: dict[str, list[tuple[int, Any]]] = {}
+        for other in tis:
+            if other.id == ti.id:
+                if state == "success":
+                    values[ti.task_id] = await self._read(self.store.get_xcom, ti.id)
+                continue
+            if other.task_id not in wanted or other.state != "success":
+                continue
+            value = await self._read(self.store.get_xcom, other.id)
+            if other.map_index >= 0:
+                mapped.setdefault(other.task_id, []).append((other.map_index, value))
+            else:
+                values[other.task_id] = value
+        for task_id, items in mapped.items():
+            values[task_id] = [value for _, value in sorted(items, key=lambda i: i[0])]
+        return values
 
     async def _call(self, fn: Callable[..., Any], job: _Job, context: dict[str, Any],
                     attempt: AttemptRow | None) -> None:
@@ -385,9 +425,10 @@ class Callbacks:
             await _append(attempt.log_path, note)
 
 
-def _ti_info(dag_id: str, ti: TaskInstanceRow, state: str,
-             attempt: AttemptRow | None) -> TaskInstanceInfo:
+def _ti_info(dag_id: str, ti: TaskInstanceRow, state: str, attempt: AttemptRow | None,
+             xcoms: Mapping[str, Any]) -> TaskInstanceInfo:
     return TaskInstanceInfo(
+        xcoms=xcoms,
         dag_id=dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index,
         state=state, try_number=attempt.try_number if attempt else ti.try_number,
         max_tries=ti.max_tries, attempt_id=attempt.id if attempt else None,
