@@ -124,3 +124,17 @@ def test_a_queued_run_of_an_undefined_dag_fails_with_its_reason(tmp_path: Path) 
     assert (failed.dag_id, failed.state) == ("gone", "failed")
     [history] = [h for h in batch.rows["insert_history"] if h["to_state"] == "failed"]
     assert history["reason"] == "DAG is not defined (see `dagd dags errors`)"
+
+
+def test_an_attempt_context_is_built_whole() -> None:
+    from dagd.authoring.context import Context
+    from dagd.scheduler.runs import _context
+
+    args = ("etl", "load", 7, 2, 31, None, {"k": 1}, {"p": 2}, {"extract": [1]}, 3)
+    built = _context(*args)
+    assert built == Context(dag_id="etl", task_id="load", run_id=7, try_number=2,
+                            attempt_id=31, logical_date=None, conf={"k": 1}, params={"p": 2},
+                            upstream={"extract": [1]}, map_index=3)
+    assert built.ti_key == "etl/7/load/3"
+    with pytest.raises(AttributeError):
+        built.task_id = "other"  # type: ignore[misc]

@@ -80,6 +80,7 @@ class Engine:
         self._results: list[AttemptResult] = []
         self._pids: list[tuple[int, int]] = []
         self._scopes: dict[int, anyio.CancelScope] = {}
+        self._in_loop: dict[int, asyncio.Task[None]] = {}  # attempt id -> its task
         self._waiters: dict[int, anyio.Event] = {}
         self._wake = anyio.Event()
         self._stopping = False
@@ -87,6 +88,9 @@ class Engine:
         self._abandoned = False  # stopped with a tick that could not be committed
         self._stopped = anyio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The last tick's commit and what it then starts and tells, while the next tick
+        # is planned (see `tick`).
+        self._inflight: asyncio.Task[None] | None = None
         # The events port: every trigger delivers through it.
         self.intake = Intake(self)
         self.serving = False
@@ -172,7 +176,9 @@ class Engine:
                 # Cancelled from outside: stop what still runs and record it.
                 self.interrupt()
                 while self._tasks:
-                    await asyncio.wait(set(self._tasks))
+                    # Again each second: a task may have swallowed one cancellation.
+                    await asyncio.wait(set(self._tasks), timeout=1.0)
+                    self.interrupt()
                 self.serving = False  # from now on the intake commits deliveries itself
                 self._stopping = True  # the last tick records; it starts nothing
                 await self.tick()
@@ -182,11 +188,16 @@ class Engine:
     def _spawn(self, spec: AttemptSpec) -> None:
         # A plain asyncio task, not a task-group child: starting one costs ~7 us against
         # ~45 us, which is most of the budget per no-op task. Structure is kept by hand:
-        # each attempt runs inside its own anyio CancelScope (see _execute), serve()
-        # cancels and awaits them all before it returns, and _execute never raises.
-        task = asyncio.get_running_loop().create_task(self._execute(spec))
+        # an attempt in the loop is cancelled as the asyncio task it is, any other one
+        # runs inside its own anyio CancelScope (see _execute); serve() cancels and
+        # awaits them all before it returns, and _execute never raises.
+        in_loop = spec.task.runs_in_loop
+        task = asyncio.get_running_loop().create_task(
+            self._execute_in_loop(spec) if in_loop else self._execute(spec))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if in_loop:
+            self._in_loop[spec.attempt_id] = task
 
     async def _sleep(self) -> None:
         if self._results or self.runs.pending or self._pids or self._inbox:
@@ -216,8 +227,15 @@ class Engine:
         """Cancel every running attempt now; each is recorded as interrupted."""
         for scope in list(self._scopes.values()):
             scope.cancel()
+        for task in list(self._in_loop.values()):
+            task.cancel()
 
     async def tick(self) -> None:
+        """Plan one batch from what happened, then hand it to the store and return: the
+        next tick is planned while this one's commit is in flight. Commits stay in
+        order (a tick first waits for the one before to be committed and acted on), and
+        what a batch starts or tells (attempts, 202s, waiters, the changes port) waits
+        for its own commit, so nothing is acted on before it is durable."""
         if self._abandoned:  # the database could not be written at the stop: nothing more
             return
         runs = self.runs
@@ -243,8 +261,32 @@ class Engine:
             runs.fill_slots(batch, dispatch)
         runs.finish_runs(batch)
         ended = runs.take_ended()
+        if batch or inbox or dispatch or ended:
+            await self._settle()
+            if self._abandoned:
+                return
+            self._inflight = asyncio.get_running_loop().create_task(
+                self._commit_then_act(batch, inbox, dispatch, ended))
+        if self._stopping:  # the last ticks: each one committed before it returns
+            await self._settle()
+
+    async def _settle(self) -> None:
+        """Wait until the batch in flight is committed and acted on (its error, if any,
+        raised here once). Cancelling the wait does not cancel the commit."""
+        inflight = self._inflight
+        if inflight is None:
+            return
+        try:
+            await asyncio.shield(inflight)
+        finally:
+            if inflight.done():
+                self._inflight = None
+
+    async def _commit_then_act(self, batch: Batch, inbox: list[Pending],
+                               dispatch: list[AttemptSpec], ended: list[int]) -> None:
         if await self._commit(batch):
             self._after_commit(batch, inbox, dispatch, ended)
+        self.wake()  # the loop may plan again: runs ended, slots freed
 
     async def _commit(self, batch: Batch) -> bool:
         """Commit the tick's batch; while the database cannot be written (a full disk),
@@ -304,6 +346,24 @@ class Engine:
     # -- attempts ----------------------------------------------------------------------
     def _record_pid(self, spec: AttemptSpec, pid: int) -> None:
         self._pids.append((spec.attempt_id, pid))
+        self.wake()
+
+    async def _execute_in_loop(self, spec: AttemptSpec) -> None:
+        """An attempt that runs in the loop (an async task). It needs no cancel scope of
+        its own, whose entry and exit cost a fifth of the loop's time per no-op attempt:
+        `interrupt` cancels its asyncio task, and that is caught here."""
+        try:
+            result = await self.executor.execute(spec)
+        except asyncio.CancelledError:  # interrupt(): this task is ours alone to cancel
+            result = AttemptResult.failure(
+                spec, error="interrupted: the daemon stopped", reason="daemon stopped"
+            )
+        except Exception as exc:  # a bug in an executor must not stop the daemon
+            log.exception("%s: executor error", spec.ref, extra=spec.log_extra)
+            result = AttemptResult.failure(spec, exc, reason="executor error")
+        finally:
+            self._in_loop.pop(spec.attempt_id, None)
+        self._results.append(result)
         self.wake()
 
     async def _execute(self, spec: AttemptSpec) -> None:

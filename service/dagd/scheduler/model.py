@@ -40,6 +40,7 @@ class ActiveRun:
     # task's own instance (map index -1) stands for them all in the graph.
     children: dict[str, list[TI]] = field(default_factory=dict)
     child_xcoms: dict[str, dict[int, Any]] = field(default_factory=dict)
+    children_open: dict[str, int] = field(default_factory=dict)  # not yet ended, by task
     run_type: str = "manual"  # what started it: manual, cron, file, webhook, ...
     # task instance id -> task id, built when first asked (only the changes port asks)
     _task_ids: dict[int, str] | None = field(default=None, repr=False)

@@ -101,13 +101,6 @@ def evaluate(rule: str, upstream: Iterable[TaskState]) -> Decision:  # noqa: C90
     raise ValueError(f"unknown trigger rule {rule!r}")
 
 
-_NEW_STATE = {
-    Decision.READY: TaskState.QUEUED,
-    Decision.SKIP: TaskState.SKIPPED,
-    Decision.UPSTREAM_FAILED: TaskState.UPSTREAM_FAILED,
-}
-
-
 def plan(
     graph: Graph, states: Mapping[str, TaskState], candidates: Iterable[str]
 ) -> list[tuple[str, TaskState]]:
@@ -127,7 +120,9 @@ def plan(
         )
         if decision is Decision.WAIT:
             continue
-        new = _NEW_STATE[decision]
+        # (An Enum hashes in Python: a dict keyed by Decision costs more than this.)
+        new = (TaskState.QUEUED if decision is Decision.READY else TaskState.SKIPPED
+               if decision is Decision.SKIP else TaskState.UPSTREAM_FAILED)
         decided[tid] = new
         order.append((tid, new))
         if new in TASK_TERMINAL:

@@ -208,6 +208,11 @@ class Batch:
         """A task instance's state change. The row keeps the time it was first queued,
         first started and last ended; `writes_history` says which changes also get a
         history row (the happy path of a first try is told by those times alone)."""
+        self.ti_change(run_id, ti_id, frm, to, try_number, next_attempt_at, reason)
+
+    def ti_change(self, run_id: int, ti_id: int, frm: TaskState, to: TaskState,
+                  try_number: int, next_attempt_at: float | None, reason: str | None) -> None:
+        """`transition_ti` with its arguments in order: the scheduler's hot path."""
         if (frm, to) not in ALLOWED_TASK:
             check_task(frm, to)  # raises, naming both states
         now = self.now
