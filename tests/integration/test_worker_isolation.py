@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -169,7 +170,9 @@ async def test_no_process_a_task_started_outlives_its_attempt(
                         "spawn_and_raise"):
             _, pids, text = found[task_id]
             assert not any(pid_alive(pid) for pid in pids), (task_id, text)
-            assert "[dagd] stopped 1 process(es) the task left running" in text
+            # daemon_and_return's intermediate process may not have exited yet: 1 or 2.
+            assert re.search(r"\[dagd\] stopped [12] process\(es\) the task left running",
+                             text), (task_id, text)
         # At a timeout, the daemon kills the worker's whole tree.
         await wait_until(lambda: not any(pid_alive(pid) for pid in started), deadline=5,
                          what=f"every process the tasks started to die: {started}")
