@@ -1,19 +1,22 @@
 """make bench: end-to-end speed of the engine, every state change persisted.
 
 Each figure runs from the trigger to the run recorded as successful in SQLite, on the
-real engine, store and executor (in-loop async no-op tasks). Not a test: prints a table
-and writes bench/results/latest.json, and bench/results/latest.md: the tables in the form
-the README's Performance section shows them. Usage: python bench/run.py [--quick]
+real engine, store and executor: in-loop async no-op tasks, and plain `def` no-op tasks
+with the default isolation (bench/sync_tasks.py). Beside the async fan-outs, the same
+work done with no engine on bare asyncio + aiosqlite (bench/baseline.py), measured in
+the same run, and the engine's ratio to it. Not a test: prints tables and writes
+bench/results/latest.json, and bench/results/latest.md: the tables in the form the
+README's Performance section shows them. Usage: python bench/run.py [--quick] [--only]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,10 +34,13 @@ from dagd.scheduler.loop import Engine
 from dagd.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baseline
+import sync_tasks
 import triggers
 
 ROOT = Path(__file__).resolve().parent.parent
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)
+SIZES = (1_000, 10_000, 20_000)  # the fan-outs at the defaults: is the per-task cost flat?
 
 
 async def noop() -> None:
@@ -60,11 +66,13 @@ def chain_dag(n: int) -> DAG:
     return dag
 
 
-async def timed_runs(settings: Settings, dag: DAG, repeats: int) -> list[float]:
-    """Seconds from trigger to the run committed as success, for each repeat."""
+async def timed_runs(settings: Settings, dags: dict[str, DAG], dag_id: str,
+                     repeats: int) -> list[float]:
+    """Seconds from trigger to the run committed as success, for each repeat, on one
+    engine as `Engine(store, settings)` builds it (its default executor)."""
     store = await Store.open(settings.db_path, synchronous=settings.synchronous)
     engine = Engine(store, settings)
-    engine.set_dags({dag.dag_id: dag}, set())
+    engine.set_dags(dags, set())
     await engine.boot()
     times: list[float] = []
     try:
@@ -72,7 +80,7 @@ async def timed_runs(settings: Settings, dag: DAG, repeats: int) -> list[float]:
             await tg.start(engine.serve)
             for _ in range(repeats):
                 start = time.perf_counter()
-                run_id = await engine.trigger(dag.dag_id)
+                run_id = await engine.trigger(dag_id)
                 state = await engine.wait_for_run(run_id)
                 times.append(time.perf_counter() - start)
                 assert state == "success", state
@@ -88,68 +96,94 @@ def bench_settings(tmp: Path, synchronous: str, parallelism: int) -> Settings:
                     parallelism=parallelism, default_max_active_tasks=100_000)
 
 
-async def engine_figures(synchronous: str, parallelism: int, quick: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    reps = 3 if quick else 7
-    cases = [("fan_out_200", fan_out(200), reps), ("chain_50", chain_dag(50), reps),
-             ("fan_out_10000", fan_out(10_000), 1 if quick else 3)]
-    for name, dag, repeats in cases:
-        with tempfile.TemporaryDirectory(prefix="dagd-bench-") as tmp:
-            s = bench_settings(Path(tmp), synchronous, parallelism)
-            times = await timed_runs(s, dag, repeats)
-        tasks = len(dag.tasks)
-        out[name] = {
-            "median_s": statistics.median(times),
-            "best_s": min(times),
-            "tasks_per_s": tasks / statistics.median(times),
-            "repeats": repeats,
-        }
+def figure(times: list[float], tasks: int) -> dict[str, Any]:
+    median = statistics.median(times)
+    return {"median_s": median, "best_s": min(times), "tasks_per_s": tasks / median,
+            "us_per_task": median / tasks * 1e6, "repeats": len(times)}
+
+
+async def engine_case(dag: DAG, synchronous: str, parallelism: int, repeats: int) -> list[float]:
+    with tempfile.TemporaryDirectory(prefix="dagd-bench-") as tmp:
+        s = bench_settings(Path(tmp), synchronous, parallelism)
+        return await timed_runs(s, {dag.dag_id: dag}, dag.dag_id, repeats)
+
+
+async def baseline_case(tasks: int, synchronous: str, parallelism: int,
+                        repeats: int) -> list[float]:
+    with tempfile.TemporaryDirectory(prefix="dagd-bench-base-") as tmp:
+        path = Path(tmp) / "baseline.db"
+        return [await baseline.fan_out(path, tasks, parallelism=parallelism,
+                                       synchronous=synchronous) for _ in range(repeats)]
+
+
+async def fan_out_vs_baseline(n: int, synchronous: str, parallelism: int,
+                              repeats: int) -> dict[str, Any]:
+    """The engine's n fan-out and the baseline's, alternating, in this process."""
+    dag = fan_out(n)
+    engine: list[float] = []
+    bare: list[float] = []
+    for _ in range(repeats):
+        engine += await engine_case(dag, synchronous, parallelism, 1)
+        bare += await baseline_case(n, synchronous, parallelism, 1)
+    out = {"engine": figure(engine, n + 1), "baseline": figure(bare, n + 1)}
+    out["ratio"] = out["engine"]["median_s"] / out["baseline"]["median_s"]
     return out
 
 
-def idle_rss_mb() -> float:
-    """Start `dagd run` on the examples, let it settle, read its resident memory."""
-    with tempfile.TemporaryDirectory(prefix="dagd-bench-rss-") as tmp:
-        env = {**os.environ, "DAGD_DATA_DIR": tmp}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dagd.cli", "--config", str(ROOT / "config/dagd.toml"),
-             "--dags-folder", str(ROOT / "examples"), "run", "--port", "0"],
-            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        )
-        try:
-            assert proc.stderr is not None
-            deadline = time.monotonic() + 30
-            for line in proc.stderr:
-                if "dagd ready" in line or time.monotonic() > deadline:
-                    break
-            time.sleep(2.0)  # a benchmark, not a test: let it go idle
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            kb = next(int(line.split()[1]) for line in status.splitlines()
-                      if line.startswith("VmRSS:"))
-            return kb / 1024
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+async def engine_figures(synchronous: str, parallelism: int, quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    reps = 3 if quick else 7
+    for name, dag in (("fan_out_200", fan_out(200)), ("chain_50", chain_dag(50))):
+        out[name] = figure(await engine_case(dag, synchronous, parallelism, reps),
+                           len(dag.tasks))
+    both = await fan_out_vs_baseline(10_000, synchronous, parallelism, 1 if quick else 3)
+    out["fan_out_10000"] = both["engine"]
+    out["baseline_10000"] = both["baseline"]
+    out["ratio_10000"] = both["ratio"]
+    return out
+
+
+async def size_figures(quick: bool) -> dict[str, Any]:
+    """The fan-out at each size, at the defaults, beside the baseline."""
+    return {str(n): await fan_out_vs_baseline(n, "full", 64, (1 if quick else 3)
+                                              if n >= 10_000 else (3 if quick else 5))
+            for n in SIZES}
+
+
+def uvloop_figures(quick: bool) -> dict[str, Any] | None:
+    """The 10,000 fan-out at the defaults on asyncio's loop and on uvloop, if installed."""
+    if importlib.util.find_spec("uvloop") is None:
+        return None
+    out = {}
+    for name, options in (("asyncio", {}), ("uvloop", {"use_uvloop": True})):
+        out[name] = anyio.run(fan_out_vs_baseline, 10_000, "full", 64, 1 if quick else 3,
+                              backend_options=options)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter runs")
-    parser.add_argument("--only", choices=("engine", "triggers"), help="one part only")
+    parser.add_argument("--only", choices=("engine", "sync", "triggers"), help="one part only")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "sqlite": sqlite3.sqlite_version, "platform": platform.platform(),
                     "date": time.strftime("%Y-%m-%d")},
     }
-    if args.only != "triggers":
+    if args.only in (None, "engine"):
         for synchronous in ("full", "normal"):
             for parallelism in (64, 10_000):
                 key = f"synchronous={synchronous}, parallelism={parallelism}"
                 results[key] = anyio.run(engine_figures, synchronous, parallelism, args.quick)
-        results["idle_rss_mb"] = idle_rss_mb()
+        results["sizes"] = anyio.run(size_figures, args.quick)
+        results["uvloop"] = uvloop_figures(args.quick)
         engine_table(results)
-    if args.only != "engine":
+    if args.only in (None, "sync"):
+        results["sync"] = sync_tasks.sync_figures(args.quick, timed_runs)
+        results["idle"] = sync_tasks.idle_daemon_rss()
+        sync_table(results)
+    if args.only in (None, "triggers"):
         results["triggers"] = trigger_figures(args.quick)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
@@ -163,43 +197,87 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [f"On {m['date']}, {m['cpus']} cores, Python {m['python']}, SQLite {m['sqlite']} "
              f"({m['platform']}), `make bench`:", ""]
-    if "idle_rss_mb" in results:
-        lines += ["| engine: trigger -> run recorded `success` (median) | "
-                  "`synchronous=full` (default) | `synchronous=normal` |", "| --- | --- | --- |"]
-
-        def cell(sync: str, parallelism: int, case: str) -> str:
-            f = results[f"synchronous={sync}, parallelism={parallelism}"][case]
-            if case == "fan_out_10000":
-                return f"{f['median_s']:.2f} s: {f['tasks_per_s']:,.0f} tasks/s"
-            return f"{f['median_s'] * 1000:.0f} ms"
-
-        for label, parallelism, case in (
-            ("200-task fan-out of no-op async tasks", 64, "fan_out_200"),
-            ("50-task chain", 64, "chain_50"),
-            ("10,000-task fan-out, `parallelism=10000`", 10_000, "fan_out_10000"),
-            ("10,000-task fan-out, `parallelism=64` (the default)", 64, "fan_out_10000"),
-        ):
-            lines.append(f"| {label} | {cell('full', parallelism, case)} | "
-                         f"{cell('normal', parallelism, case)} |")
-        lines += ["", f"An idle daemon on the examples holds {results['idle_rss_mb']:.1f} MB "
-                  "resident.", ""]
+    if "sizes" in results:
+        lines += engine_markdown(results)
+    if "sync" in results:
+        lines += sync_markdown(results)
     t = results.get("triggers")
     if t:
-        lines += ["| triggers (a real `dagd run`) | p50 | p99 |", "| --- | --- | --- |"]
-        for rate, f in t["webhook"].items():
-            per = rate.replace("/s", "")
-            lines.append(f"| webhook -> first task start, {per} request(s)/s | "
-                         f"{f['p50_ms']:.1f} ms | {f['p99_ms']:.1f} ms |")
-        f = t["file_drop"]
-        lines.append(f"| file drop -> task start (stability window {f['window_ms']:.0f} ms) | "
-                     f"{f['p50_ms']:.0f} ms | {f['p99_ms']:.0f} ms |")
-        f = t["timer"]
-        lines.append(f"| timer lateness (a 1 s cron) | {f['p50_ms']:.1f} ms | "
-                     f"{f['p99_ms']:.1f} ms |")
-        f = t["idle_100_dags"]
-        lines += ["", f"With {f['dags']} DAGs, each with a cron, a webhook and a file drop, an "
-                  f"idle daemon uses {f['cpu_percent_of_one_core']:.1f} % of one core.", ""]
+        lines += triggers_markdown(t)
     return "\n".join(lines)
+
+
+def engine_markdown(results: dict[str, Any]) -> list[str]:
+    lines = ["| async no-op tasks: trigger -> run recorded `success` (median) | "
+             "`synchronous=full` (default) | `synchronous=normal` |", "| --- | --- | --- |"]
+
+    def cell(sync: str, parallelism: int, case: str) -> str:
+        f = results[f"synchronous={sync}, parallelism={parallelism}"]
+        if case == "fan_out_10000":
+            return (f"{f[case]['median_s']:.2f} s: {f[case]['tasks_per_s']:,.0f} tasks/s; "
+                    f"baseline {f['baseline_10000']['tasks_per_s']:,.0f}; "
+                    f"**{f['ratio_10000']:.1f}x**")
+        return f"{f[case]['median_s'] * 1000:.0f} ms"
+
+    for label, parallelism, case in (
+        ("200-task fan-out", 64, "fan_out_200"),
+        ("50-task chain", 64, "chain_50"),
+        ("10,000-task fan-out, `parallelism=64` (the default)", 64, "fan_out_10000"),
+        ("10,000-task fan-out, `parallelism=10000`", 10_000, "fan_out_10000"),
+    ):
+        lines.append(f"| {label} | {cell('full', parallelism, case)} | "
+                     f"{cell('normal', parallelism, case)} |")
+    lines += ["", "| fan-out at the defaults | engine | per task | baseline | engine / baseline |",
+              "| --- | --- | --- | --- | --- |"]
+    for n, f in results["sizes"].items():
+        lines.append(f"| {int(n):,} tasks | {f['engine']['tasks_per_s']:,.0f} tasks/s | "
+                     f"{f['engine']['us_per_task']:.0f} us | "
+                     f"{f['baseline']['tasks_per_s']:,.0f} tasks/s | {f['ratio']:.1f}x |")
+    u = results.get("uvloop")
+    if u:
+        lines += ["", f"uvloop: the 10,000 fan-out at the defaults ran at "
+                  f"{u['uvloop']['engine']['tasks_per_s']:,.0f} tasks/s on uvloop against "
+                  f"{u['asyncio']['engine']['tasks_per_s']:,.0f} on asyncio's own loop "
+                  f"(baseline {u['uvloop']['baseline']['tasks_per_s']:,.0f} and "
+                  f"{u['asyncio']['baseline']['tasks_per_s']:,.0f})."]
+    return [*lines, ""]
+
+
+def sync_markdown(results: dict[str, Any]) -> list[str]:
+    s, idle = results["sync"], results["idle"]
+    return [
+        "| `def` no-op tasks, default isolation (median, after a first run) | |",
+        "| --- | --- |",
+        f"| 200-task fan-out | {s['fan_out_200']['median_s'] * 1000:,.0f} ms: "
+        f"{s['fan_out_200']['tasks_per_s']:,.0f} tasks/s |",
+        f"| 50-task chain | {s['chain_50']['median_s'] * 1000:,.0f} ms |",
+        f"| `examples/hello_abc.py`, trigger -> `success` | "
+        f"{s['hello_abc']['median_s'] * 1000:,.0f} ms (first run "
+        f"{s['hello_abc']['first_s'] * 1000:,.0f} ms) |",
+        f"| worker processes at the peak of the fan-out ({s['fan_out_200']['peak_workers']:.0f}"
+        f" at most) | {s['fan_out_200']['peak_workers_rss_mb']:,.0f} MB resident (summed "
+        f"RSS), {s['fan_out_200']['peak_workers_pss_mb']:,.0f} MB proportional (PSS) |",
+        "", f"An idle daemon on the examples holds {idle['daemon_mb']:.1f} MB resident; "
+        f"its {idle['pool_processes']} idle worker process(es) {idle['pool_mb']:.1f} MB "
+        f"(summed RSS; {idle['pool_pss_mb']:.1f} MB PSS).", "",
+    ]
+
+
+def triggers_markdown(t: dict[str, Any]) -> list[str]:
+    lines = ["| triggers (a real `dagd run`) | p50 | p99 |", "| --- | --- | --- |"]
+    for rate, f in t["webhook"].items():
+        per = rate.replace("/s", "")
+        lines.append(f"| webhook -> first task start, {per} request(s)/s | "
+                     f"{f['p50_ms']:.1f} ms | {f['p99_ms']:.1f} ms |")
+    f = t["file_drop"]
+    lines.append(f"| file drop -> task start (stability window {f['window_ms']:.0f} ms) | "
+                 f"{f['p50_ms']:.0f} ms | {f['p99_ms']:.0f} ms |")
+    f = t["timer"]
+    lines.append(f"| timer lateness (a 1 s cron) | {f['p50_ms']:.1f} ms | "
+                 f"{f['p99_ms']:.1f} ms |")
+    f = t["idle_100_dags"]
+    return [*lines, "", f"With {f['dags']} DAGs, each with a cron, a webhook and a file drop, "
+            f"an idle daemon uses {f['cpu_percent_of_one_core']:.1f} % of one core.", ""]
 
 
 def trigger_figures(quick: bool) -> dict[str, Any]:
@@ -231,21 +309,59 @@ def trigger_figures(quick: bool) -> dict[str, Any]:
 
 
 def engine_table(results: dict[str, Any]) -> None:
-    table = Table(title="dagd engine: trigger -> run recorded success (median)")
-    for col in ("settings", "200 fan-out", "50 chain", "10,000 fan-out", "tasks/s (10k)"):
+    table = Table(title="dagd engine, async no-op tasks: trigger -> run recorded success "
+                  "(median)")
+    for col in ("settings", "200 fan-out", "50 chain", "10,000 fan-out", "tasks/s",
+                "baseline tasks/s", "engine/baseline"):
         table.add_column(col, justify="right")
-    for key, figures in results.items():
+    for key, f in results.items():
         if not key.startswith("synchronous"):
             continue
         table.add_row(
             key,
-            f"{figures['fan_out_200']['median_s'] * 1000:.1f} ms",
-            f"{figures['chain_50']['median_s'] * 1000:.1f} ms",
-            f"{figures['fan_out_10000']['median_s']:.2f} s",
-            f"{figures['fan_out_10000']['tasks_per_s']:,.0f}",
+            f"{f['fan_out_200']['median_s'] * 1000:.1f} ms",
+            f"{f['chain_50']['median_s'] * 1000:.1f} ms",
+            f"{f['fan_out_10000']['median_s']:.2f} s",
+            f"{f['fan_out_10000']['tasks_per_s']:,.0f}",
+            f"{f['baseline_10000']['tasks_per_s']:,.0f}",
+            f"{f['ratio_10000']:.2f}x",
         )
     console.print(table)
-    console.print(f"idle daemon resident memory: {results['idle_rss_mb']:.1f} MB")
+    sizes = Table(title="fan-out at the defaults (synchronous=full, parallelism=64)")
+    for col in ("tasks", "engine tasks/s", "us per task", "baseline tasks/s",
+                "engine/baseline"):
+        sizes.add_column(col, justify="right")
+    for n, f in results["sizes"].items():
+        sizes.add_row(f"{int(n):,}", f"{f['engine']['tasks_per_s']:,.0f}",
+                      f"{f['engine']['us_per_task']:.1f}",
+                      f"{f['baseline']['tasks_per_s']:,.0f}", f"{f['ratio']:.2f}x")
+    console.print(sizes)
+    u = results.get("uvloop")
+    if u:
+        console.print(f"10,000 fan-out, asyncio loop: {u['asyncio']['engine']['tasks_per_s']:,.0f}"
+                      f" tasks/s ({u['asyncio']['ratio']:.2f}x baseline); uvloop: "
+                      f"{u['uvloop']['engine']['tasks_per_s']:,.0f} tasks/s "
+                      f"({u['uvloop']['ratio']:.2f}x baseline)")
+    else:
+        console.print("uvloop not installed (pip install 'dagd[speed]'): not measured")
+
+
+def sync_table(results: dict[str, Any]) -> None:
+    s, idle = results["sync"], results["idle"]
+    table = Table(title="def no-op tasks, default isolation (median, after a first run)")
+    for col in ("what", "median", "first run", "notes"):
+        table.add_column(col, justify="right")
+    for name in ("fan_out_200", "chain_50", "hello_abc"):
+        f = s[name]
+        table.add_row(name, f"{f['median_s'] * 1000:.1f} ms", f"{f['first_s'] * 1000:.1f} ms",
+                      f"{f['tasks_per_s']:,.0f} tasks/s")
+    console.print(table)
+    f = s["fan_out_200"]
+    console.print(f"workers at the peak of the 200 fan-out ({f['peak_workers']:.0f} at most): "
+                  f"{f['peak_workers_rss_mb']:.1f} MB summed RSS, {f['peak_workers_pss_mb']:.1f}"
+                  f" MB PSS; idle daemon {idle['daemon_mb']:.1f} MB, its "
+                  f"{idle['pool_processes']} idle worker(s) {idle['pool_mb']:.1f} MB RSS "
+                  f"({idle['pool_pss_mb']:.1f} MB PSS)")
 
 
 if __name__ == "__main__":
