@@ -112,9 +112,14 @@ def pid_alive(pid: int) -> bool:
 
 
 def worker_children() -> list[int]:
-    """Pids of live `dagd.executors.worker` processes whose parent is this process."""
-    me = str(os.getpid())
-    found: list[int] = []
+    """Pids of live `dagd.executors.worker` processes of this process's pools: the fork
+    server (a child), the workers it forked (its children) and anything they forked, at
+    any depth; and any of them orphaned since (re-parented to init): their command line
+    is the fork server's, whose `--parent` is this process."""
+    me = str(os.getpid()).encode()
+    children: dict[int, list[int]] = {}
+    workers: set[int] = set()
+    found: set[int] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -124,9 +129,22 @@ def worker_children() -> list[int]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if fields[1] == me and fields[0] != "Z" and b"dagd.executors.worker" in cmdline:
-            found.append(int(entry.name))
-    return found
+        if fields[0] == "Z":
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        if b"dagd.executors.worker" in cmdline:
+            workers.add(pid)
+            argv = cmdline.split(b"\0")
+            if b"--parent" in argv[:-1] and argv[argv.index(b"--parent") + 1] == me:
+                found.add(pid)
+    below = list(children.get(os.getpid(), []))
+    while below:
+        pid = below.pop()
+        if pid in workers:
+            found.add(pid)
+        below.extend(children.get(pid, []))
+    return sorted(found)
 
 
 @asynccontextmanager
