@@ -91,6 +91,7 @@ class _Worker:
     sock: socket.socket
     exited: asyncio.Future[int]
     single_use: bool = False
+    busy: bool = False  # an attempt is in flight: its own read sees the socket end
     tasks: int = 0
     idle_since: float = 0.0
     sources: dict[str, str] = field(default_factory=dict)  # DAG file -> source hash
@@ -241,7 +242,9 @@ class WorkerPool:
             return
         if not worker.exited.done():
             worker.exited.set_result(code)
-        if pid in self.workers:  # it died idle, or mid-attempt (the attempt will see)
+        # Died idle: forget it now. Mid-attempt, the attempt reads what the worker sent
+        # before its end (a single-use worker exits right after its result) and cleans up.
+        if pid in self.workers and not worker.busy:
             self._forget(worker)
             worker.sock.close()
             self._keep_ready()
@@ -395,6 +398,7 @@ class WorkerPool:
         worker.sock.close()
 
     def _release(self, worker: _Worker, reply: dict[str, Any]) -> None:
+        worker.busy = False
         worker.tasks += 1
         rss = int(reply.get("rss") or 0)
         limit = self.limits.max_memory
@@ -518,6 +522,7 @@ class WorkerPool:
         while True:
             worker = await self._worker_for(spec, memory_limit)
             try:
+                worker.busy = True
                 await worker.send(self._message(spec, worker, memory_limit), fd)
                 return worker
             except (BrokenPipeError, ConnectionError, OSError):

@@ -50,6 +50,9 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 LEFTOVER_GRACE = 1.0  # seconds the task's leftover processes get between SIGTERM and SIGKILL
 HEADER = struct.Struct("!I")  # each message: its length, then that many bytes of JSON
+# Signals whose handlers a task may set and the next attempt must not inherit.
+KEPT_SIGNALS = (signal.SIGALRM, signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE, signal.SIGCHLD)
 # What DAG files commonly import, loaded once in the fork server and shared by its
 # workers (copy-on-write) instead of imported again per worker.
 PRELOAD = (
@@ -169,8 +172,10 @@ class Worker:
         self.devnull = os.open(os.devnull, os.O_WRONLY)
         self.environ = dict(os.environ)
         self._environ_data = dict(_environ_data())
+        self._c_environ = _c_environ()
         self.cwd = os.getcwd()
         self.streams = (sys.stdout, sys.stderr)
+        self.handlers = {sig: signal.getsignal(sig) for sig in KEPT_SIGNALS}
         self.retire = False
 
     def dag(self, spec: dict[str, Any]) -> Any:
@@ -218,13 +223,13 @@ class Worker:
         from dagd.executors.base import encode_xcom
 
         try:
+            if spec.get("env") is not None:  # before the import: module-level reads see it
+                os.environ.clear()
+                os.environ.update(spec["env"])
             task = self.dag(spec).get_task(spec["task_id"])
             ctx = Context.from_json(spec["context"])
             token = set_current_context(ctx)
             try:
-                if spec.get("env") is not None:
-                    os.environ.clear()
-                    os.environ.update(spec["env"])
                 if spec.get("memory_limit"):
                     _limit_memory(spec["memory_limit"])
                 value = task.call_sync(ctx)
@@ -244,16 +249,47 @@ class Worker:
         os.dup2(self.devnull, 1)
         os.dup2(self.devnull, 2)
         sys.stdout, sys.stderr = self.streams
+        # A timer the task left pending would fire in the next attempt.
+        if signal.getitimer(signal.ITIMER_REAL)[0]:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in self.handlers.items():
+            if signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
         if threading.active_count() > 1:
             self.retire = True  # a thread of the task's could write into the next log
         if _environ_data() != self._environ_data:
             os.environ.clear()
             os.environ.update(self.environ)
+        if self._c_environ is not None and _c_environ() != self._c_environ:
+            # os.putenv, or a C library's setenv: the C environment, which the processes
+            # the next attempt starts would get, is rebuilt from what the worker had.
+            _LIBC.clearenv()
+            for name, value in self.environ.items():
+                os.putenv(name, value)
         try:
             if os.getcwd() != self.cwd:
                 os.chdir(self.cwd)
         except OSError:
             os.chdir(self.cwd)
+
+
+try:
+    _LIBC: Any = ctypes.CDLL(None)
+    _ENVIRON: Any = ctypes.POINTER(ctypes.c_char_p).in_dll(_LIBC, "environ")
+except (OSError, ValueError, AttributeError):  # no libc environ to look at
+    _LIBC = _ENVIRON = None
+
+
+def _c_environ() -> list[bytes] | None:
+    """The C library's environment (what a process started now inherits), or None."""
+    if _ENVIRON is None:
+        return None
+    entries: list[bytes] = []
+    i = 0
+    while (entry := _ENVIRON[i]) is not None:
+        entries.append(entry)
+        i += 1
+    return entries
 
 
 def _environ_data() -> dict[Any, Any]:
