@@ -13,7 +13,7 @@ from dagd.scheduler.planner import Graph
 from dagd.states import TaskState
 
 
-@dataclass
+@dataclass(slots=True)  # one per task instance of every active run: cheap to build
 class TI:
     id: int
     run_id: int

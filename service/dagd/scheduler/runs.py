@@ -108,6 +108,7 @@ class Runs:
         self.ending: set[int] = set()
         self.more_ready = False
         self.logs_dir = str(settings.logs_dir)  # a str: joined once per attempt
+        self._graphs: dict[str, tuple[DAG, Graph]] = {}
 
     # -- what the loop asks ----------------------------------------------------------
     @property
@@ -144,6 +145,13 @@ class Runs:
         return dag.max_active_tasks or self.settings.default_max_active_tasks
 
     # -- verbs the steps and recovery share ------------------------------------------
+    def graph(self, dag: DAG) -> Graph:
+        """The DAG's graph, built once per loaded DAG (a reload brings new DAG objects)."""
+        cached = self._graphs.get(dag.dag_id)
+        if cached is None or cached[0] is not dag:
+            cached = self._graphs[dag.dag_id] = (dag, Graph.from_dag(dag))
+        return cached[1]
+
     def queue(self, row: RunRow) -> None:
         """A run committed as queued: start it when the limits allow."""
         self.queued[row.dag_id].append(row)
@@ -316,7 +324,7 @@ class Runs:
 
     def _start_run(self, batch: Batch, dag: DAG, row: RunRow) -> None:
         batch.transition_run(row.id, RunState.QUEUED, RunState.RUNNING, dag_id=dag.dag_id)
-        run = ActiveRun(row.id, dag, Graph.from_dag(dag), row.conf,
+        run = ActiveRun(row.id, dag, self.graph(dag), row.conf,
                         parse_date(row.logical_date), run_type=row.run_type)
         self.adopt(run)
         for task_id in dag.tasks:
