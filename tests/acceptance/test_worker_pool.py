@@ -173,3 +173,45 @@ def test_the_api_answers_while_every_worker_is_busy_with_cpu_bound_work(
         assert daemon.wait_exit(20) == 0
         wait_until(lambda: all(process_gone(pid) for pid in recorded), timeout=10,
                    what=f"the pool's processes {sorted(recorded)} to end with the daemon")
+
+
+# A sync task that starts a child in its worker's process group, then waits on it.
+LEAVER = """
+    import subprocess
+
+    from dagd import DAG, task
+
+    with DAG("leaver", default_args={"retries": 0}):
+        @task
+        def leave():
+            child = subprocess.Popen(["sleep", "3600"])
+            print(f"child {child.pid} running", flush=True)
+            child.wait()
+
+        leave()
+"""
+
+
+def test_the_next_start_ends_what_a_task_left_when_the_daemon_was_killed(
+    dagd: Dagd, write_dag: Callable[..., Path]
+) -> None:
+    dagd.config.write_text(dagd.config.read_text() + WORKERS)
+    write_dag("leaver.py", LEAVER)
+    daemon = dagd.start()
+    with killed_at_exit(set()) as recorded:
+        trigger(dagd, "leaver")
+        dagd.wait(running(dagd, "leaver", "leave", 1), timeout=20, what="the task running")
+        [attempt] = dagd.attempts("leaver", "leave")
+        text = Path(attempt["log_path"]).read_text()
+        child = int(text.split("child ", 1)[1].split()[0])
+        recorded.add(child)
+        os.kill(daemon.pid, signal.SIGKILL)
+        assert daemon.wait_exit(10) == -signal.SIGKILL
+        wait_until(lambda: process_gone(int(attempt["pid"])), timeout=10,
+                   what="the worker to die with the daemon")
+        # The worker's child outlives it (only the worker gets the death signal) ...
+        assert not process_gone(child)
+        # ... until the next start's recovery ends the worker's process group.
+        dagd.start()
+        wait_until(lambda: process_gone(child), timeout=10,
+                   what=f"the task's child {child} to be ended by the recovery")

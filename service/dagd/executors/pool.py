@@ -264,11 +264,17 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         worker = _Worker(0, mine, loop.create_future(), single_use=single_use)
         try:
-            with anyio.fail_after(SPAWN_TIMEOUT):
+            with anyio.move_on_after(SPAWN_TIMEOUT) as scope:
                 hello = await worker.read()
         except BaseException:
             mine.close()
             raise
+        if scope.cancelled_caught:
+            mine.close()
+            # A fork server that does not answer is replaced.
+            self._server_lost()
+            raise WorkerStartError(f"no new worker process became ready within "
+                                   f"{SPAWN_TIMEOUT:g}s: the fork server is replaced")
         if hello is None:
             mine.close()
             raise WorkerStartError("a new worker process ended before it was ready")
@@ -321,10 +327,14 @@ class WorkerPool:
             self._grow()
 
     def _keep_ready(self) -> None:
+        """Keep `size` workers, and one for each attempt waiting (a worker retired or
+        killed may leave one waiting with no other worker free)."""
         if self._closing:
             return
         while self._pooled + self._spawning < self.limits.size:
             self._spawn_soon()
+        if self._waiters:
+            self._grow()
 
     def start(self) -> None:
         """Start the fork server and `size` workers in the background (no wait)."""
@@ -485,9 +495,10 @@ class WorkerPool:
                 on_pid(spec, worker.pid)
             oom_before = oom_kills()
             with anyio.move_on_after(spec.timeout) as scope:
-                reply = await worker.read()
+                reply = await _reply(worker)
             if scope.cancelled_caught:
-                await self._kill(worker)
+                with anyio.CancelScope(shield=True):  # bounded: grace + reap wait
+                    await self._kill(worker)
                 await pipe.drained()
                 attempt_log.write(
                     f"[dagd] {spec.ref}: execution_timeout exceeded, process killed\n")
@@ -604,6 +615,22 @@ async def _reap(server: Process) -> None:
         await server.wait()
         return
     server.kill()
+
+
+async def _reply(worker: _Worker) -> dict[str, Any] | None:
+    """The worker's result, or None once it died: when the fork server reports its end,
+    whatever it sent before is in the socket already; a process the task forked may keep
+    the socket open, so its end is not waited for."""
+    read = asyncio.ensure_future(worker.read())
+    either: set[asyncio.Future[Any]] = {read, worker.exited}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not read.done():
+            await asyncio.wait({read}, timeout=0.5)
+        return read.result() if read.done() else None
+    finally:
+        if not read.done():
+            read.cancel()
 
 
 class _LogPipe:

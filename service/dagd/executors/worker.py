@@ -40,19 +40,17 @@ import signal
 import socket
 import struct
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from dagd.executors.hygiene import ProcessState
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 LEFTOVER_GRACE = 1.0  # seconds the task's leftover processes get between SIGTERM and SIGKILL
 HEADER = struct.Struct("!I")  # each message: its length, then that many bytes of JSON
-# Signals whose handlers a task may set and the next attempt must not inherit.
-KEPT_SIGNALS = (signal.SIGALRM, signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
-                signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE, signal.SIGCHLD)
 # What DAG files commonly import, loaded once in the fork server and shared by its
 # workers (copy-on-write) instead of imported again per worker.
 PRELOAD = (
@@ -121,7 +119,9 @@ def _end_leftovers() -> None:
     """The task has returned or raised: what it started and left running ends now."""
     if not _has_children():
         return
-    from dagd.executors.proctree import end_descendants
+    from dagd.executors.proctree import end_descendants, reap
+
+    reap()  # what exited and was never waited for (a Popen kept in a global)
 
     left = end_descendants(LEFTOVER_GRACE)
     if left:
@@ -170,13 +170,9 @@ class Worker:
         # DAG file path -> (source hash, {dag_id: DAG})
         self.modules: dict[str, tuple[str, dict[str, Any]]] = {}
         self.devnull = os.open(os.devnull, os.O_WRONLY)
-        self.environ = dict(os.environ)
-        self._environ_data = dict(_environ_data())
-        self._c_environ = _c_environ()
-        self.cwd = os.getcwd()
-        self.streams = (sys.stdout, sys.stderr)
-        self.handlers = {sig: signal.getsignal(sig) for sig in KEPT_SIGNALS}
+        self.state = ProcessState()
         self.retire = False
+        self.pid = os.getpid()
 
     def dag(self, spec: dict[str, Any]) -> Any:
         from dagd.authoring.loader import load_file
@@ -209,8 +205,10 @@ class Worker:
         os.close(log_fd)
         try:
             result = self._call(spec)
-            sys.stdout.flush()
-            sys.stderr.flush()
+            if os.getpid() != self.pid:
+                # A process the task forked, returning through dagd's code: it is not the
+                # worker, and must not answer for it.
+                os._exit(0 if result.get("ok") else 1)
             _end_leftovers()
         finally:
             self._settle()
@@ -241,62 +239,15 @@ class Worker:
 
     def _settle(self) -> None:
         """After an attempt: output goes nowhere, and what the task changed is put back."""
-        for stream in (sys.stdout, sys.stderr, *self.streams):
+        for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):
                 pass
         os.dup2(self.devnull, 1)
         os.dup2(self.devnull, 2)
-        sys.stdout, sys.stderr = self.streams
-        # A timer the task left pending would fire in the next attempt.
-        if signal.getitimer(signal.ITIMER_REAL)[0]:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        for sig, handler in self.handlers.items():
-            if signal.getsignal(sig) is not handler:
-                signal.signal(sig, handler)
-        if threading.active_count() > 1:
-            self.retire = True  # a thread of the task's could write into the next log
-        if _environ_data() != self._environ_data:
-            os.environ.clear()
-            os.environ.update(self.environ)
-        if self._c_environ is not None and _c_environ() != self._c_environ:
-            # os.putenv, or a C library's setenv: the C environment, which the processes
-            # the next attempt starts would get, is rebuilt from what the worker had.
-            _LIBC.clearenv()
-            for name, value in self.environ.items():
-                os.putenv(name, value)
-        try:
-            if os.getcwd() != self.cwd:
-                os.chdir(self.cwd)
-        except OSError:
-            os.chdir(self.cwd)
-
-
-try:
-    _LIBC: Any = ctypes.CDLL(None)
-    _ENVIRON: Any = ctypes.POINTER(ctypes.c_char_p).in_dll(_LIBC, "environ")
-except (OSError, ValueError, AttributeError):  # no libc environ to look at
-    _LIBC = _ENVIRON = None
-
-
-def _c_environ() -> list[bytes] | None:
-    """The C library's environment (what a process started now inherits), or None."""
-    if _ENVIRON is None:
-        return None
-    entries: list[bytes] = []
-    i = 0
-    while (entry := _ENVIRON[i]) is not None:
-        entries.append(entry)
-        i += 1
-    return entries
-
-
-def _environ_data() -> dict[Any, Any]:
-    """os.environ's own mapping (bytes on POSIX): comparing it is a plain dict
-    comparison, where comparing os.environ decodes every variable."""
-    data = getattr(os.environ, "_data", None)
-    return data if isinstance(data, dict) else dict(os.environ)
+        if not self.state.restore():
+            self.retire = True
 
 
 def _report(spec: dict[str, Any], exc: BaseException) -> dict[str, Any]:
@@ -319,6 +270,8 @@ def serve(sock: socket.socket) -> None:
     """A worker's life: say hello, then run attempts until the pool hangs up or the
     worker asks to be retired."""
     worker = Worker()
+    # A process the task forks holds none of the worker's channel to the pool.
+    os.register_at_fork(after_in_child=sock.close)
     os.dup2(worker.devnull, 1)
     os.dup2(worker.devnull, 2)
     sock.sendall(frame({"pid": os.getpid()}))

@@ -15,7 +15,9 @@ writes one with `faulthandler` when a fatal signal kills it), which is also logg
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 from collections import defaultdict
 from pathlib import Path
@@ -167,15 +169,45 @@ def _stub_spec(run: ActiveRun, ti: TI) -> AttemptSpec:
 
 
 def _kill_leftover_worker(attempt: AttemptRow) -> None:
-    """A worker whose daemon died normally dies with it; make sure, by its pid's cmdline."""
+    """A worker whose daemon died normally dies with it; make sure, by its pid's cmdline,
+    and end what its task left in its process group.
+
+    With the worker gone, a process group with its pid can only be the one it led (Linux
+    gives no new process a pid that is still a group's id): the task's processes, which
+    outlived it. A worker of this daemon's own pool (`--parent` this pid) is left alone.
+    """
     if not attempt.pid:
         return
     try:
         cmdline = Path(f"/proc/{attempt.pid}/cmdline").read_bytes()
     except OSError:
+        cmdline = b""
+    if not cmdline:  # gone, or a zombie (where PID 1 does not reap orphans)
+        _kill_session_group(attempt.pid)
         return
-    if b"dagd.executors.worker" in cmdline:
+    mine = f"--parent\0{os.getpid()}\0".encode()
+    if b"dagd.executors.worker" in cmdline and mine not in cmdline:
         signal_group(attempt.pid, signal.SIGKILL)
+
+
+def _kill_session_group(leader: int) -> None:
+    """SIGKILL the processes whose process group and session are both `leader`'s pid:
+    what a worker (a session leader) left behind. A group some other process leads
+    since would have that process's own session."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 3 and int(fields[2]) == leader and int(fields[3]) == leader:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(name), signal.SIGKILL)
 
 
 def _fail_orphan_run(batch: Batch, run: RunRow, rows: list[TaskInstanceRow]) -> None:
