@@ -456,21 +456,25 @@ EDITED = """
 import os
 from dagd import DAG, task
 
+import pool_helper
+
 VERSION = __VERSION__
 
 with DAG("edited") as edited:
     @task
     def which():
-        return {"version": VERSION, "pid": os.getpid()}
+        return {"version": VERSION, "helper": pool_helper.HELPER, "pid": os.getpid()}
 
     which()
 """
 
 
-async def test_a_dag_file_edited_between_two_runs_runs_its_new_text_on_the_same_worker(
+async def test_a_dag_file_or_helper_edited_between_two_runs_runs_its_new_text(
     write_dag: WriteDag, start_engine: StartEngine, settings: Settings
 ) -> None:
     write_dag("edited.py", EDITED.replace("__VERSION__", '"v1"'))
+    helper = settings.dags_folder / "pool_helper.py"
+    helper.write_text('HELPER = "h1"\n')
     async with start_engine(pool(settings, 1, 1)) as h:
 
         async def reload() -> None:  # what the daemon does when the folder changes
@@ -486,16 +490,20 @@ async def test_a_dag_file_edited_between_two_runs_runs_its_new_text_on_the_same_
             return value
 
         first = await which()
+        again = await which()
         write_dag("edited.py", EDITED.replace("__VERSION__", '"v2"'))
+        helper.write_text('HELPER = "h2"\n')  # a module beside the DAG files
         await reload()
         second = await which()
         # Edited on disk but not reloaded: the worker runs the text the daemon loaded.
         write_dag("edited.py", EDITED.replace("__VERSION__", '"v3"'))
         third = await which()
-    assert first["version"] == "v1"
-    assert second["version"] == "v2"
+    assert (first["version"], first["helper"]) == ("v1", "h1")
+    assert (second["version"], second["helper"]) == ("v2", "h2")
     assert third["version"] == "v2"
-    assert first["pid"] == second["pid"] == third["pid"]  # the same warm worker
+    assert first["pid"] == again["pid"]  # the same warm worker ...
+    assert second["pid"] != first["pid"]  # ... replaced at the reload (its helpers)
+    assert third["pid"] == second["pid"]
 
 
 BIG = """

@@ -168,6 +168,10 @@ class LocalExecutor:
     async def aclose(self) -> None:
         await self.pool.aclose()
 
+    def recycle(self) -> None:
+        """The DAGs were reloaded: workers that ran an attempt are replaced."""
+        self.pool.recycle()
+
     async def _in_process(self, spec: AttemptSpec) -> AttemptResult:
         return await self.pool.execute(spec, memory_limit=self.memory_limit(spec),
                                        on_pid=self.on_pid)

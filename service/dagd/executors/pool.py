@@ -92,6 +92,7 @@ class _Worker:
     exited: asyncio.Future[int]
     single_use: bool = False
     busy: bool = False  # an attempt is in flight: its own read sees the socket end
+    generation: int = 0  # the pool's generation when it was forked (see recycle)
     tasks: int = 0
     idle_since: float = 0.0
     sources: dict[str, str] = field(default_factory=dict)  # DAG file -> source hash
@@ -143,6 +144,7 @@ class WorkerPool:
         self._shrink: asyncio.TimerHandle | None = None
         self._digests: dict[int, tuple[str, str]] = {}
         self._closing = False
+        self._generation = 0
         self._ready_waiters: list[asyncio.Future[None]] = []
         self.started_workers = 0  # forked so far (for the bench and the tests)
 
@@ -262,7 +264,8 @@ class WorkerPool:
             theirs.close()
         mine.setblocking(False)
         loop = asyncio.get_running_loop()
-        worker = _Worker(0, mine, loop.create_future(), single_use=single_use)
+        worker = _Worker(0, mine, loop.create_future(), single_use=single_use,
+                         generation=self._generation)
         try:
             with anyio.move_on_after(SPAWN_TIMEOUT) as scope:
                 hello = await worker.read()
@@ -402,6 +405,19 @@ class WorkerPool:
             delay = max(oldest + self.limits.idle_timeout - now, 0.01)
             self._shrink = asyncio.get_running_loop().call_later(delay, self._retire_idle)
 
+    def recycle(self) -> None:
+        """Replace every worker that has run an attempt, idle ones now and busy ones
+        after their attempt: the DAGs were reloaded, and a helper module beside the DAG
+        files that a worker imported may have changed (the DAG files themselves are
+        keyed by their text and need none of this)."""
+        self._generation += 1
+        for worker in list(self._idle):
+            if worker.tasks:
+                self._retire(worker)
+            else:
+                worker.generation = self._generation  # has imported nothing of the DAGs
+        self._keep_ready()
+
     def _retire(self, worker: _Worker) -> None:
         """Let a worker go: it sees its socket close and exits."""
         self._forget(worker)
@@ -412,7 +428,7 @@ class WorkerPool:
         worker.tasks += 1
         rss = int(reply.get("rss") or 0)
         limit = self.limits.max_memory
-        if worker.single_use or reply.get("retire"):
+        if worker.single_use or reply.get("retire") or worker.generation != self._generation:
             self._retire(worker)
         elif limit and rss > limit:
             log.info("worker %d recycled: its resident memory, %s, passed "
