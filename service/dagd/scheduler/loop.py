@@ -288,7 +288,8 @@ class Engine:
                                dispatch: list[AttemptSpec], ended: list[int]) -> None:
         if await self._commit(batch):
             self._after_commit(batch, inbox, dispatch, ended)
-        self.wake()  # the loop may plan again: runs ended, slots freed
+        else:
+            self.wake()  # abandoned at the stop: the loop ends
 
     async def _commit(self, batch: Batch) -> bool:
         """Commit the tick's batch; while the database cannot be written (a full disk),
