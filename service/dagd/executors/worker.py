@@ -343,7 +343,10 @@ def main() -> int:
 
     signal.signal(signal.SIGCHLD, reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
-    control.send(b"ready")
+    try:
+        control.send(b"ready")
+    except OSError:  # the daemon is gone already (it stopped as it started)
+        return 0
     while True:
         try:
             message, fds, _flags, _addr = socket.recv_fds(control, 64, 1)
