@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # seconds for the fork server to import dagd (a slow, busy machine)
 SPAWN_TIMEOUT = 30.0  # seconds for a forked worker to say it is ready
-GROW_AFTER = 0.005  # seconds an attempt waits for a busy worker before the pool grows
+GROW_AFTER = 0.05  # seconds an attempt waits for a busy worker before the pool grows
 DRAIN_WAIT = 1.0  # seconds to wait for an attempt's pipe to close after its result
 
 
