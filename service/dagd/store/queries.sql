@@ -196,6 +196,7 @@ ORDER BY next_attempt_at LIMIT :limit;
 SELECT min(next_attempt_at) FROM notification WHERE state = 'pending';
 
 -- name: notification_sent
+-- Sent; `note` keeps what the server refused of it (a recipient), else NULL.
 UPDATE notification SET state = 'sent', attempts = attempts + 1, sent_at = :at,
     last_error = :note
 WHERE id = :id AND state = 'pending';
@@ -204,7 +205,6 @@ WHERE id = :id AND state = 'pending';
 UPDATE notification SET state = :state, attempts = attempts + 1, last_error = :error,
     next_attempt_at = :next_attempt_at
 WHERE id = :id AND state = 'pending';
--- Sent; `note` keeps what the server refused of it (a recipient), else NULL.
 
 -- name: list_notifications
 SELECT id, dag_id, run_id, ti_id, notifier, event, payload, state, attempts,
