@@ -311,6 +311,21 @@ def _fork_worker(control: socket.socket, fd: int) -> None:
         os._exit(code)
 
 
+def _report_exits(control: socket.socket) -> None:
+    """Collect the workers that ended and tell the pool how each did."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        try:
+            control.send(f"exited {pid} {os.waitstatus_to_exitcode(status)}".encode())
+        except OSError:
+            return
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m dagd.executors.worker")
     parser.add_argument("--control", type=int, required=True)
@@ -328,20 +343,7 @@ def main() -> int:
     gc.collect()
     gc.freeze()
 
-    def reap(_signum: int, _frame: Any) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            try:
-                control.send(f"exited {pid} {os.waitstatus_to_exitcode(status)}".encode())
-            except OSError:
-                return
-
-    signal.signal(signal.SIGCHLD, reap)
+    signal.signal(signal.SIGCHLD, lambda _sig, _frame: _report_exits(control))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
     try:
         control.send(b"ready")
