@@ -401,6 +401,7 @@ async def _secrets(settings: Settings, store: Any, dag_id: str) -> list[str]:
         spec = {}
     return secret_values(
         smtp_password_env=settings.smtp_password_env,
+        smtp_password_file=settings.smtp_password_file,
         connections=settings.connections.values(),
         webhook_secret_envs=[t.get("secret_env") for t in spec.get("triggers", [])])
 

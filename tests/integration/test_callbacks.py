@@ -158,11 +158,18 @@ RAISES = RECORDER + """
     async def broken_async(context):
         raise KeyError("missing")
 
+    def exits(context):
+        import sys
+        sys.exit(3)  # the callback's failure, not the daemon's end
+
+    async def exits_async(context):
+        raise SystemExit(4)
+
     def after(context):
         record("after", context)
 
     with DAG("cb_raises"):
-        @task(on_success_callback=[broken, broken_async, after])
+        @task(on_success_callback=[broken, broken_async, exits, exits_async, after])
         async def fine():
             return 1
 
@@ -189,6 +196,8 @@ async def test_a_callback_that_raises_is_logged_and_noted_and_changes_no_state(
             in log_text)
     assert "Traceback (most recent call last)" in log_text
     assert "[dagd] on_success_callback broken_async raised KeyError: 'missing'" in log_text
+    assert "[dagd] on_success_callback exits raised SystemExit: 3" in log_text
+    assert "[dagd] on_success_callback exits_async raised SystemExit: 4" in log_text
     assert [c["name"] for c in lines(out)] == ["after"]  # the next one still runs
     records = [r for r in caplog.records if "raised ValueError" in r.getMessage()]
     assert records and records[0].exc_info is not None  # logged with its traceback

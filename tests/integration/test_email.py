@@ -497,3 +497,33 @@ async def test_a_slow_mail_server_does_not_slow_the_scheduler(
             assert len(inbox.received) < 100, "the runs were not measured while sending"
             await settled(h, "burst", count=100, deadline=60)
     assert max(took) < 1.0, took
+
+
+async def test_no_answer_to_a_messages_data_is_not_sent_again_on_its_own(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, settings: Settings
+) -> None:
+    # The server takes the message, then answers after the deadline: it may have
+    # accepted it, so a resend could deliver it twice; the row says so instead.
+    write_dag("slow.py", """
+        from dagd import DAG, task
+
+        @task(email=["oncall@example.com"])
+        async def breaks():
+            raise RuntimeError("x")
+
+        with DAG("slow"):
+            breaks()
+    """)
+    port = free_port()
+    email.configure(replace(mail_settings(settings, port), smtp_timeout=1.0,
+                            smtp_deadline=2.0))
+    inbox = Inbox(delay=3.0)
+    with smtp_server(port, inbox):
+        async with start_engine() as h, outbox_running(h):
+            await h.run("slow")
+            [row] = await settled(h, "slow", count=1)
+    # One try, not one per retry: failed with why, for a person to decide.
+    assert row.state == "failed" and row.attempts == 1
+    assert "the server may have accepted it" in (row.last_error or "")
+    assert "dagd notifications retry" in (row.last_error or "")
+    assert len(inbox.received) <= 1

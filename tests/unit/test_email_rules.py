@@ -89,3 +89,21 @@ def test_message_ids_are_fixed_by_the_row() -> None:
     assert one != message_id(8, 1700000000.123456, "dagd@example.com")
     assert one.startswith("<dagd.7.") and one.endswith("@example.com>")
     assert message_id(1, 1.0, "bad\r\nsender").endswith("@dagd.localhost>")
+
+
+def test_a_temporary_login_refusal_is_retried_and_a_permanent_one_is_not() -> None:
+    import aiosmtplib
+
+    from dagd.notify.smtp import classify
+
+    later = classify("login", aiosmtplib.SMTPAuthenticationError(454, "try again later"))
+    never = classify("login", aiosmtplib.SMTPAuthenticationError(535, "bad credentials"))
+    assert (later.permanent, never.permanent) == (False, True)
+    assert "password" in never.hint and not later.hint
+
+
+def test_an_address_with_a_final_newline_is_refused_and_semicolons_separate() -> None:
+    from dagd.authoring.settings import check_address, check_email
+
+    assert not check_address("ops@example.com\n")
+    assert check_email("a@example.com; b@example.com") == ("a@example.com", "b@example.com")

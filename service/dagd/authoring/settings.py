@@ -173,15 +173,16 @@ _ADDRESS = re.compile(
 
 
 def check_address(value: Any) -> bool:
-    return isinstance(value, str) and _ADDRESS.match(value) is not None
+    # fullmatch: `$` alone would let a final newline through.
+    return isinstance(value, str) and _ADDRESS.fullmatch(value) is not None
 
 
 def check_email(value: Any, field: str = "email", **where: Any) -> tuple[str, ...]:
-    """`email=`: an address, a list of them, or a comma-separated string (as Airflow
-    accepts); each checked. None: nobody."""
+    """`email=`: an address, a list of them, or a string of them separated by commas or
+    semicolons (as Airflow accepts); each checked. None: nobody."""
     if value is None:
         return ()
-    items = value.split(",") if isinstance(value, str) else value
+    items = re.split(r"[,;]", value) if isinstance(value, str) else value
     if not isinstance(items, list | tuple | set | frozenset):
         raise DagDefinitionError(
             f"{field} must be an email address or a list of them, got {value!r}",

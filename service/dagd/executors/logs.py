@@ -98,15 +98,23 @@ MASK_MIN_CHARS = 4  # a shorter value would hide ordinary words and numbers, not
 def secret_values(
     *, smtp_password_env: str | None, connections: Iterable[Mapping[str, Any]],
     webhook_secret_envs: Iterable[str | None], environ: Mapping[str, str] | None = None,
+    smtp_password_file: str = "",
 ) -> list[str]:
     """The values of the configured secrets, read now: the environment variables that
-    connections (`password_env`, `token_env`, `headers_env`), SMTP and webhooks name."""
+    connections (`password_env`, `token_env`, `headers_env`), SMTP and webhooks name,
+    and the SMTP password's file."""
     names: set[str | None] = {smtp_password_env, *webhook_secret_envs}
     for table in connections:
         names.update((table.get("password_env"), table.get("token_env")))
         names.update((table.get("headers_env") or {}).values())
     env = os.environ if environ is None else environ
-    return [env.get(name, "") for name in names if name]
+    values = [env.get(name, "") for name in names if name]
+    if smtp_password_file:
+        try:
+            values.append(Path(smtp_password_file).read_text("utf-8").strip())
+        except (OSError, UnicodeDecodeError):
+            pass  # unreadable here: nothing of it can be in a log read here either
+    return values
 
 
 def mask(text: bytes, secrets: Iterable[str]) -> bytes:

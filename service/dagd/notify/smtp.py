@@ -110,11 +110,24 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
                         permanent=True) from None
 
 
+def unknown_outcome(item: Outgoing, answer: str) -> SendError:
+    """No answer to the end of a message's data: the server may have accepted it. Sent
+    again on its own, it could arrive once per try; a person decides (a permanent
+    failure that says so, and `dagd notifications retry`)."""
+    message_id = item.message.get("Message-ID", "")
+    return SendError("DATA", f"{answer}, after the message was sent: the server may have "
+                     f"accepted it (Message-ID {message_id}), so it is not sent again on "
+                     "its own", permanent=True,
+                     hint="`dagd notifications retry ID` sends it again")
+
+
 def classify(step: str, exc: BaseException) -> SendError:
     """What an exception from aiosmtplib (or the deadline) means for the outbox."""
     if isinstance(exc, SendError):
         return exc
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        if exc.code < 500:  # 454: the server's login service is down for now
+            return SendError(step, f"{exc.code} {exc.message}", permanent=False)
         return SendError(step, f"{exc.code} {exc.message}", permanent=True,
                          hint="check [smtp] username and the password")
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
@@ -151,6 +164,7 @@ class Mailer:
     def __init__(self, settings: Settings, *, trace: Trace | None = None) -> None:
         self.settings = settings
         self.trace = trace or (lambda step, answer: None)
+        self.step = ""  # where the send in progress is (the deadline reads it)
         self.connections = 0  # opened so far (the outbox's burst test counts them)
 
     async def connect(self) -> aiosmtplib.SMTP:
@@ -193,7 +207,7 @@ class Mailer:
         return smtp
 
     async def _send_one(self, smtp: aiosmtplib.SMTP, item: Outgoing) -> Result:
-        step = "MAIL FROM"
+        step = self.step = "MAIL FROM"
         try:
             self.trace("MAIL FROM", _answer(await smtp.mail(self.settings.smtp_sender)))
             refused: dict[str, str] = {}
@@ -211,11 +225,13 @@ class Mailer:
                 answers = "; ".join(f"{r}: {a}" for r, a in refused.items())
                 return Result(item, SendError("RCPT TO", f"every recipient refused: {answers}",
                                               permanent=permanent))
-            step = "DATA"
+            step = self.step = "DATA"
             self.trace("DATA", _answer(await smtp.data(item.message.as_bytes())))
             return Result(item, refused=refused)
         except Exception as exc:
             error = classify(step, exc)
+            if step == "DATA" and not isinstance(exc, aiosmtplib.SMTPResponseException):
+                error = unknown_outcome(item, error.answer)
             if error.permanent and smtp.is_connected:
                 # The message is refused, the connection is fine: clear the transaction.
                 with anyio.move_on_after(self.settings.smtp_timeout):
@@ -252,9 +268,12 @@ class Mailer:
                             result = await self._send_one(smtp, item)
                     except TimeoutError:
                         smtp.close()
-                        result = Result(item, SendError(
+                        late = SendError(
                             "send", f"not done within the deadline ({deadline:g}s, [smtp] "
-                            "deadline)", permanent=False))
+                            "deadline)", permanent=False)
+                        if self.step == "DATA":  # the message may be in already
+                            late = unknown_outcome(item, late.answer)
+                        result = Result(item, late)
                     sent_here += 1
                     await on_result(result)
                     lost = not smtp.is_connected

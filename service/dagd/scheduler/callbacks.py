@@ -406,7 +406,9 @@ class Callbacks:
                     await fn(context)
                 else:
                     await _in_thread(fn, context, f"{job.name} {ref}")
-            except Exception as exc:
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:  # sys.exit() in a callback is its own failure
                 error = exc
         if scope.cancelled_caught:
             note = (f"[dagd] {job.name} {_name(fn)} did not finish within "

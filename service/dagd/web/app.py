@@ -164,6 +164,7 @@ async def get_log(request: web.Request) -> web.Response:
         settings = request.app[SETTINGS]
         return secret_values(
             smtp_password_env=settings.smtp_password_env,
+            smtp_password_file=settings.smtp_password_file,
             # The config's connections, and those a SIGHUP loaded since.
             connections=[*settings.connections.values(),
                          *map(get_connection, connection_names())],
