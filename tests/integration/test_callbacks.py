@@ -134,7 +134,8 @@ async def test_each_callback_kind_gets_its_context_once_the_state_is_committed(
             execute["has_task"], execute["has_dag"]) == ("fine", 1, "running", "running",
                                                          "fine", "cb_kinds")
     assert execute["thread"] is True  # a sync callback: in a thread
-    assert calls["success"]["state"] == "success" and calls["success"]["thread"] is False
+    # An async callback too: on a loop of its own in a thread, so it cannot block the daemon.
+    assert calls["success"]["state"] == "success" and calls["success"]["thread"] is True
     assert calls["success"]["own"] == 1  # ti.xcom_pull(): its own return value
     assert execute["own"] is None and execute["upstream"] == {}
     retry = calls["retry"]
@@ -211,7 +212,7 @@ HANGS = RECORDER + """
         time.sleep(5)  # a sync one cannot be stopped: it is abandoned
 
     async def hangs_async(context):
-        await anyio.sleep(3600)
+        time.sleep(5)  # blocks: on a loop of its own, not the daemon's
 
     with DAG("cb_hangs"):
         @task(on_success_callback=hangs, on_execute_callback=hangs_async)

@@ -402,10 +402,9 @@ class Callbacks:
         error: BaseException | None = None
         with anyio.move_on_after(self.timeout) as scope:
             try:
-                if _is_async(fn):
-                    await fn(context)
-                else:
-                    await _in_thread(fn, context, f"{job.name} {ref}")
+                # Async ones too, on an event loop of their own in that thread: one that
+                # blocks (time.sleep in an async def) cannot stall the daemon's loop.
+                await _in_thread(fn, context, f"{job.name} {ref}")
             except anyio.get_cancelled_exc_class():
                 raise
             except BaseException as exc:  # sys.exit() in a callback is its own failure
@@ -445,12 +444,6 @@ def _ref(change: Change, context: dict[str, Any]) -> str:
         return f"{change.dag_id}[run {change.run_id}]"
     return f"{change.dag_id}.{context.get('task_id')}[run {change.run_id} " \
            f"#{context.get('try_number')}]"
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    # An object whose __call__ is async counts too.
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        type(fn).__call__)
 
 
 async def _in_thread(fn: Callable[..., Any], context: dict[str, Any], name: str) -> None:
