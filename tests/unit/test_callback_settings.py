@@ -88,3 +88,20 @@ def test_ti_xcom_pull_reads_the_return_values_it_was_given() -> None:
     assert ti.xcom_pull(task_ids="extract") == [1, 2]
     assert ti.xcom_pull(task_ids=["extract", "gone"], default=0) == [[1, 2], 0]
     assert ti.xcom_pull(task_ids="load", key="other", default="x") == "x"
+
+
+def test_a_callback_that_cannot_take_the_context_is_refused_at_load() -> None:
+    from dagd import DAG, DagDefinitionError, task
+
+    def no_arguments() -> None:
+        pass
+
+    with pytest.raises(DagDefinitionError) as info, DAG(
+            "cb_arity", default_args={"on_failure_callback": no_arguments}):
+        @task
+        def t() -> None:
+            pass
+
+        t()
+    assert info.value.field == "default_args.on_failure_callback"
+    assert "'no_arguments' must take one argument, the context" in info.value.message

@@ -6,6 +6,7 @@ is passed through so the error says which task it is about.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -160,7 +161,22 @@ def check_callbacks(value: Any, field: str, **where: Any) -> tuple[Callable[...,
             raise DagDefinitionError(
                 f"{field} must be a function (or a list of functions) taking the context, "
                 f"got {item!r}", field=field, **where)
+        if not _takes_one_argument(item):
+            raise DagDefinitionError(
+                f"{field}: {getattr(item, '__name__', item)!r} must take one argument, the "
+                "context (def callback(context): ...)", field=field, **where)
     return tuple(items)
+
+
+def _takes_one_argument(fn: Callable[..., Any]) -> bool:
+    """True if `fn(context)` binds (or its signature cannot be read: a builtin)."""
+    try:
+        inspect.signature(fn).bind(None)
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
 
 
 # One address, as people write it in a DAG file: local@domain, nothing else (no display
