@@ -38,7 +38,8 @@ HINTS = {
     "login": "check [smtp] username and the password (password_env or password_file)",
     "MAIL FROM": "the server refuses [smtp] sender: use an address it lets dagd send as",
     "RCPT TO": "the server refuses this recipient (unknown, or relaying not allowed)",
-    "DATA": "the server refused the message itself",
+    "DATA": "the server refused the message itself, or did not answer in time "
+            "(raise [smtp] timeout and deadline for a slow server)",
 }
 
 
