@@ -76,3 +76,26 @@ async def test_a_secret_a_task_prints_is_masked_in_the_log_the_api_serves(
             assert value not in shown
     # The file keeps what the task wrote: masking is for showing it.
     assert "db=db-pa55word" in await read_text(attempt.log_path)
+
+
+async def test_the_smtp_password_from_its_file_is_masked_in_the_log_the_api_serves(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, settings: Settings,
+    tmp_path: Path,
+) -> None:
+    secret_file = tmp_path / "smtp-password"
+    secret_file.write_text("FilePassw0rd-xyz\n")
+    write_dag("reads.py", f"""
+from dagd import DAG, ShellTask
+
+with DAG("reads") as reads:
+    ShellTask(task_id="leak", command="echo file=$(cat {secret_file})")
+""")
+    configured = replace(settings, smtp_password_file=str(secret_file), smtp_starttls=True)
+    async with start_engine(configured) as h, api(h) as (http, base):
+        run_id, state = await h.run("reads")
+        async with http.get(f"{base}/runs/{run_id}/tasks/leak/logs") as resp:
+            assert resp.status == 200
+            shown = await resp.text()
+    assert state == "success"
+    assert "file=***\n" in shown
+    assert "FilePassw0rd-xyz" not in shown

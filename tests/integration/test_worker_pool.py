@@ -726,3 +726,70 @@ async def test_inherit_env_reaches_what_the_dag_file_reads_when_it_is_imported(
         token = await h.xcom(run_id, "token")
     assert state == "success"
     assert token == "hunter2"  # as when each attempt started a Python of its own
+
+
+PROCESS_STATE = """
+import os
+import socket
+import subprocess
+import sys
+from dagd import DAG, task
+
+KEPT = []
+
+with DAG("process_state") as process_state:
+    @task
+    def meddle():
+        sys.path.insert(0, "/tmp/shadowing")
+        os.umask(0o077)
+        socket.setdefaulttimeout(0.001)
+        KEPT.append(subprocess.Popen(["true"]))  # never waited for: a zombie
+        return os.getpid()
+
+    @task
+    def forks():
+        pid = os.fork()
+        if pid == 0:
+            return "the child"  # returns through dagd's code: it must not answer
+        os.waitpid(pid, 0)
+        return ["the parent", os.getpid()]
+
+    @task
+    def look(_after=None):
+        mask = os.umask(0)
+        os.umask(mask)
+        with open("/proc/self/stat") as f:
+            me = f.read().split()[0]
+        zombies = 0
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if fields[1] == me and fields[0] == "Z":
+                    zombies += 1
+        return {"pid": os.getpid(), "path0": sys.path[0], "umask": mask,
+                "timeout": socket.getdefaulttimeout(), "zombies": zombies}
+
+    before = look.override(task_id="before")()
+    after = look.override(task_id="after")()
+    before >> meddle() >> forks() >> after
+"""
+
+
+async def test_process_state_a_fork_and_zombies_do_not_reach_the_next_attempt(
+    write_dag: WriteDag, start_engine: StartEngine, settings: Settings
+) -> None:
+    write_dag("process_state.py", PROCESS_STATE)
+    async with start_engine(pool(settings, 1, 1)) as h:
+        run_id, state = await h.run("process_state")
+        before, meddler, forker, after = [
+            await h.xcom(run_id, t) for t in ("before", "meddle", "forks", "after")]
+    assert state == "success"
+    # The parent's answer, from the worker itself: the forked child never answered.
+    assert forker == ["the parent", meddler]
+    assert before["pid"] == meddler == after["pid"]  # the same worker throughout ...
+    assert after == before  # ... put back as it was: sys.path, umask, timeout, no zombie
+    assert after["path0"] != "/tmp/shadowing" and after["zombies"] == 0
