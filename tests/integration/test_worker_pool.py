@@ -793,3 +793,33 @@ async def test_process_state_a_fork_and_zombies_do_not_reach_the_next_attempt(
     assert before["pid"] == meddler == after["pid"]  # the same worker throughout ...
     assert after == before  # ... put back as it was: sys.path, umask, timeout, no zombie
     assert after["path0"] != "/tmp/shadowing" and after["zombies"] == 0
+
+
+LAZY = """
+from dagd import DAG, task
+
+with DAG("lazy") as lazy:
+    @task
+    def first():
+        import lazy_helper_a  # beside the DAG file, imported when the task runs
+        return lazy_helper_a.VALUE
+
+    @task
+    def second():
+        import lazy_helper_b
+        return lazy_helper_b.VALUE
+
+    first() >> second()
+"""
+
+
+async def test_a_task_imports_a_module_beside_its_dag_file_in_any_attempt_of_a_worker(
+    write_dag: WriteDag, start_engine: StartEngine, settings: Settings
+) -> None:
+    write_dag("lazy.py", LAZY)
+    (settings.dags_folder / "lazy_helper_a.py").write_text("VALUE = 'a'\n")
+    (settings.dags_folder / "lazy_helper_b.py").write_text("VALUE = 'b'\n")
+    async with start_engine(pool(settings, 1, 1)) as h:
+        run_id, state = await h.run("lazy")
+        values = [await h.xcom(run_id, t) for t in ("first", "second")]
+    assert (state, values) == ("success", ["a", "b"])

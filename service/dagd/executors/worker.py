@@ -194,6 +194,9 @@ class Worker:
                 raise DagdError(f"cannot load DAG file: {failure.message}",
                                 file=failure.file, line=failure.line) from failure.exception
             entry = self.modules[path] = (digest, {d.dag_id: d for d in dags})
+            # The DAG file's folder, which the loader put on sys.path, stays there for
+            # the attempts after this one (their tasks may import a module beside it).
+            self.state.path = list(sys.path)
         dag = entry[1].get(spec["dag_id"])
         if dag is None:
             raise DagdError(f"DAG {spec['dag_id']!r} not found", file=path)
