@@ -3,9 +3,11 @@ condition waits with deadlines."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from dagd.authoring.loader import DagBag
 from dagd.config import Settings
 from dagd.errors import NotFound
+from dagd.notify.outbox import Outbox
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from dagd.store.rows import AttemptRow, HistoryRow, TaskInstanceRow
@@ -166,3 +169,28 @@ async def watching(
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
+
+
+@contextlib.contextmanager
+def killed_at_exit(pids: list[int]) -> Iterator[list[int]]:
+    """Whatever the test finds alive is killed at the end, pass or fail."""
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+@asynccontextmanager
+async def outbox_running(h: Harness) -> AsyncIterator[Outbox]:
+    """The outbox sending what the engine's commits queue, while the block runs."""
+    outbox = Outbox(h.store, lambda: h.engine.dags)
+    h.engine.notification_listeners.append(outbox.wake)
+    async with anyio.create_task_group() as tg:
+        await tg.start(outbox.run)
+        try:
+            yield outbox
+        finally:
+            tg.cancel_scope.cancel()

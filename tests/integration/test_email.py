@@ -7,8 +7,7 @@ while, a 550 for one recipient, and CR/LF that cannot make a header."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from dagd.authoring.loader import load_folder
 from dagd.config import Settings
 from dagd.notify import email
 from dagd.notify.outbox import Outbox
-from integration.harness import Harness, StartEngine, wait_until
+from integration.harness import Harness, StartEngine, outbox_running, wait_until
 from integration.smtp_server import Inbox, free_port, smtp_server
 
 pytestmark = pytest.mark.anyio
@@ -172,18 +171,6 @@ def mail_settings(settings: Settings, port: int, **more: Any) -> Settings:
                      notify_retry_delay=0.2, **more)
     email.configure(chosen)
     return chosen
-
-
-@asynccontextmanager
-async def outbox_running(h: Harness) -> AsyncIterator[Outbox]:
-    outbox = Outbox(h.store, lambda: h.engine.dags)
-    h.engine.notification_listeners.append(outbox.wake)
-    async with anyio.create_task_group() as tg:
-        await tg.start(outbox.run)
-        try:
-            yield outbox
-        finally:
-            tg.cancel_scope.cancel()
 
 
 async def settled(h: Harness, dag_id: str | None = None, count: int | None = None,

@@ -7,8 +7,8 @@ unaffected); a server that trickles its answers (the overall deadline); and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,7 @@ import pytest
 from dagd import cli
 from dagd.config import Settings
 from dagd.notify import email
-from dagd.notify.outbox import Outbox
-from integration.harness import Harness, StartEngine, wait_until
+from integration.harness import Harness, StartEngine, outbox_running, wait_until
 from integration.smtp_server import free_port, make_ca, smtp_server
 
 pytestmark = pytest.mark.anyio
@@ -61,18 +60,6 @@ def tls_settings(settings: Settings, port: int, ca_file: Path | None, **more: An
                      smtp_ca_file=str(ca_file or ""), notify_retry_delay=0.2, **more)
     email.configure(chosen)
     return chosen
-
-
-@asynccontextmanager
-async def outbox_running(h: Harness) -> AsyncIterator[Outbox]:
-    outbox = Outbox(h.store, lambda: h.engine.dags)
-    h.engine.notification_listeners.append(outbox.wake)
-    async with anyio.create_task_group() as tg:
-        await tg.start(outbox.run)
-        try:
-            yield outbox
-        finally:
-            tg.cancel_scope.cancel()
 
 
 async def settled(h: Harness, dag_id: str) -> Any:

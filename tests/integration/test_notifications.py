@@ -11,13 +11,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from aiohttp import web
 
 from dagd import plugins
-from dagd.notify.outbox import Outbox
-from integration.harness import StartEngine, wait_until
+from integration.harness import StartEngine, outbox_running, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -76,18 +74,6 @@ async def chat_server() -> AsyncIterator[tuple[ChatServer, str]]:
         await runner.cleanup()
 
 
-@asynccontextmanager
-async def outbox_for(h: Any) -> AsyncIterator[Outbox]:
-    outbox = Outbox(h.store, lambda: h.engine.dags)
-    h.engine.notification_listeners.append(outbox.wake)
-    async with anyio.create_task_group() as tg:
-        await tg.start(outbox.run)
-        try:
-            yield outbox
-        finally:
-            tg.cancel_scope.cancel()
-
-
 @pytest.fixture(autouse=True)
 def repo_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAGD_PLUGINS_FOLDER", str(REPO_PLUGINS))
@@ -99,7 +85,7 @@ async def test_a_failure_and_its_retry_are_posted_in_slack_format(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     write_dag("noisy.py", FAILING)
-    async with chat_server() as (server, url), start_engine() as h, outbox_for(h):
+    async with chat_server() as (server, url), start_engine() as h, outbox_running(h):
         monkeypatch.setenv("TEST_SLACK_URL", url)
         run_id, state = await h.run("noisy")
         assert state == "failed"
@@ -132,7 +118,7 @@ async def test_a_chat_server_that_is_down_is_retried_until_it_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     write_dag("noisy.py", FAILING)
-    async with chat_server() as (server, url), start_engine() as h, outbox_for(h):
+    async with chat_server() as (server, url), start_engine() as h, outbox_running(h):
         server.failures_left = 1
         monkeypatch.setenv("TEST_SLACK_URL", url)
         _, state = await h.run("quiet")
@@ -154,7 +140,7 @@ async def test_a_missing_webhook_url_is_kept_pending_with_the_reason(
 ) -> None:
     write_dag("noisy.py", FAILING)
     monkeypatch.delenv("TEST_SLACK_URL", raising=False)
-    async with start_engine() as h, outbox_for(h):
+    async with start_engine() as h, outbox_running(h):
         _, state = await h.run("quiet")
         assert state == "success"
 

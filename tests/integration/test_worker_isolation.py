@@ -5,16 +5,13 @@ environment (no daemon secrets unless inherit_env=True), the processes its task 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from integration.harness import StartEngine, pid_alive, read_text, wait_until
+from integration.harness import StartEngine, killed_at_exit, pid_alive, read_text, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -133,18 +130,6 @@ OUTCOMES = {
     "spawn_and_hang": ("failed", 1),
     "setsid_then_hang": ("failed", 3),
 }
-
-
-@contextlib.contextmanager
-def killed_at_exit(pids: list[int]) -> Iterator[list[int]]:
-    """Whatever the test finds alive is killed at the end, pass or fail."""
-    try:
-        yield pids
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                if pid_alive(pid):
-                    os.kill(pid, signal.SIGKILL)
 
 
 async def test_no_process_a_task_started_outlives_its_attempt(

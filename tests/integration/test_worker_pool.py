@@ -6,11 +6,10 @@ process per attempt, and what a task changes in its process does not reach the n
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,14 @@ from dagd.authoring.loader import load_folder
 from dagd.config import Settings
 from dagd.daemon import sync_dags
 from dagd.store.rows import AttemptRow
-from integration.harness import Harness, StartEngine, pid_alive, read_text, wait_until
+from integration.harness import (
+    Harness,
+    StartEngine,
+    killed_at_exit,
+    pid_alive,
+    read_text,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -32,18 +38,6 @@ WriteDag = Callable[[str, str], Path]
 def pool(settings: Settings, size: int, max_size: int, **more: Any) -> Settings:
     """`settings` with `[workers] size` and `max_size` (and any other field) set."""
     return replace(settings, workers_size=size, workers_max_size=max_size, **more)
-
-
-@contextlib.contextmanager
-def killed_at_exit(pids: list[int]) -> Iterator[list[int]]:
-    """Whatever the test finds alive is killed at the end, pass or fail."""
-    try:
-        yield pids
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                if pid_alive(pid):
-                    os.kill(pid, signal.SIGKILL)
 
 
 async def all_attempts(h: Harness, run_id: int) -> dict[str, list[AttemptRow]]:
