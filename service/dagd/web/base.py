@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,6 +21,8 @@ EVENTS = web.AppKey("events", Events)
 READER = web.AppKey("reader", Store)
 SETTINGS = web.AppKey("settings", Settings)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)  # the daemon's side tasks and their health
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
