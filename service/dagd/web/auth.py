@@ -1,0 +1,285 @@
+"""Authentication and authorisation of the web side, on by default.
+
+`setup(app)` adds the middleware (after `errors`), the security headers of every answer,
+and the routes /login (the form, and `?token=` one-time links), /logout and /login/url
+(a new one-time link, for `dagd login-url`). Who is asking, in order: a bearer token
+(`Authorization: Bearer`: the CLI's token or an API token from the users file), else the
+session cookie. The request then carries `request["dagd_user"]` (an `Identity`) and, for
+a browser session, `request["dagd_csrf"]`. GET, HEAD and OPTIONS need a viewer; any other
+method an operator, and from a browser session the `X-Dagd-CSRF` header too.
+
+Sessions live in the daemon's memory (sessions.py): a restart logs everyone out. Open
+without login: /login, /logout, /static/*, /hooks/* (webhooks have their own auth), and
+/api/v1/health and /metrics when `[auth]` opens them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from aiohttp import web
+
+from dagd.accounts import check_role
+from dagd.config import Settings
+from dagd.errors import DagdError, InvalidInput
+from dagd.web.base import SETTINGS, Handler, json_response
+from dagd.web.sessions import SAFE, AuthState, Identity, Session, local_next
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AUTH", "SAFE", "AuthState", "Identity", "first_login_url", "setup"]
+
+AUTH = web.AppKey("auth", AuthState)
+COOKIE = "dagd_session"
+CSRF_HEADER = "X-Dagd-CSRF"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "same-origin"}
+ANONYMOUS = Identity("anonymous", "operator")  # every request, when auth is off
+
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+class Unauthorized(DagdError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(DagdError):
+    status = 403
+    code = "forbidden"
+
+
+def setup(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    state = AuthState.create(settings) if settings.auth_enabled else None
+    if state is not None:
+        app[AUTH] = state
+    app.middlewares.append(middleware)
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_post("/login/url", login_url)
+    app.router.add_get("/login/style.css", style)
+    app.router.add_get("/login/session", whoami)
+
+
+def first_login_url(app: web.Application, host: str, port: int) -> str | None:
+    """A one-time login URL for the daemon to print at start when no user exists yet."""
+    state = app.get(AUTH)
+    if state is None or state.accounts.current().users:
+        return None
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}/login?token={state.mint_link()}"
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def _is_open(path: str, settings: Settings) -> bool:
+    if path in ("/login", "/logout", "/login/style.css") or path.startswith(("/static/",
+                                                                             "/hooks/")):
+        return True
+    return ((path == "/api/v1/health" and settings.auth_public_health)
+            or (path == "/metrics" and settings.auth_public_metrics))
+
+
+def _wants_page(request: web.Request) -> bool:
+    path = request.path
+    return (request.method in ("GET", "HEAD") and path not in ("/metrics", "/login/session")
+            and not path.startswith("/api/") and path != "/api")
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "?"
+
+
+def _keep(request: web.Request, key: str, value: object) -> None:
+    """The contract's plain string keys (the UI reads `request.get("dagd_csrf")`), without
+    aiohttp's advice to use RequestKey objects, which it gives once per key."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        request[key] = value
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    state = request.app.get(AUTH)
+    if state is None:
+        _keep(request, "dagd_user", ANONYMOUS)
+        _keep(request, "dagd_csrf", "")
+        return await handler(request)
+    if _is_open(request.path, request.app[SETTINGS]):
+        return await handler(request)
+    identity, session = _identify(request, state)
+    if identity is None:
+        if _wants_page(request):
+            target = request.rel_url.raw_path_qs
+            raise web.HTTPSeeOther("/login?next=" + quote(local_next(target), safe=""))
+        raise Unauthorized("log in first, or send Authorization: Bearer <token> (see "
+                           "`dagd tokens create`)")
+    unsafe = request.method not in SAFE
+    if unsafe and identity.role != "operator":
+        raise Forbidden(f"{identity.name} is a {identity.role}: only an operator may "
+                        f"{request.method} {request.path}")
+    if unsafe and session is not None:
+        _check_csrf(request, session)
+    _keep(request, "dagd_user", identity)
+    if session is not None:
+        _keep(request, "dagd_csrf", session.csrf)
+    return await handler(request)
+
+
+def _identify(request: web.Request, state: AuthState) -> tuple[Identity | None, Session | None]:
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None, None
+        return state.by_token(token.strip()), None
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return None, None
+    found = state.by_cookie(cookie)
+    return (found[0], found[1]) if found is not None else (None, None)
+
+
+def _check_csrf(request: web.Request, session: Session, form: str | None = None) -> None:
+    """The session's token in the header (or, for /logout, the form), and no other site
+    as the Origin: a page elsewhere can make a browser send the cookie, not these."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        raise Forbidden(f"cross-site request from {origin[:100]!r} refused")
+    sent = request.headers.get(CSRF_HEADER, form or "")
+    if not session.csrf_matches(sent):
+        raise Forbidden(f"missing or wrong {CSRF_HEADER} header: a browser session's "
+                        "changes need the page's CSRF token")
+
+
+# -- the routes ----------------------------------------------------------------------------
+def _page(name: str, status: int = 200, **values: Any) -> web.Response:
+    body = _templates.get_template(name).render(**values)
+    response = web.Response(text=body, status=status, content_type="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _form(next_path: str, *, error: str = "", status: int = 200) -> web.Response:
+    return _page("login.html", status, next=next_path, error=error)
+
+
+def _logged_in(request: web.Request, state: AuthState, *, target: str,
+               user: Identity, kind: str) -> web.HTTPSeeOther:
+    cookie, _ = state.new_session(user, kind=kind)
+    response = web.HTTPSeeOther(target)
+    response.set_cookie(COOKIE, cookie, httponly=True, samesite="Lax", path="/",
+                        secure=request.secure, max_age=int(state.session_seconds))
+    return response
+
+
+async def style(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(Path(__file__).with_name("templates") / "login.css")
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    state = request.app.get(AUTH)
+    target = local_next(request.query.get("next", "/"))
+    if state is None:
+        raise web.HTTPSeeOther(target)
+    token = request.query.get("token")
+    if token is None:
+        return _form(target)
+    link = state.use_link(token)
+    if link is None:
+        log.warning("login link refused from %s: used already, expired or unknown",
+                    _client(request))
+        return _form(target, status=401, error="This login link was used already or has "
+                     "expired. Log in, or ask for a new link with `dagd login-url`.")
+    log.info("%s logged in with a one-time link from %s", link.name, _client(request))
+    raise _logged_in(request, state, target=target, user=link, kind="link")
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    state = request.app.get(AUTH)
+    form = await request.post()
+    target = local_next(str(form.get("next", "/")))
+    if state is None:
+        raise web.HTTPSeeOther(target)
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        raise Forbidden(f"cross-site login from {origin[:100]!r} refused")
+    name, password = str(form.get("username", "")), str(form.get("password", ""))
+    wait = state.throttled(name, _client(request))
+    if wait > 0:
+        response = _form(target, status=429, error="Too many wrong passwords: wait "
+                         f"{wait:.0f} s and try again.")
+        response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
+    user = await state.check_password(name, password)
+    if user is None:
+        state.failed(name, _client(request))
+        log.warning("login refused for %r from %s: wrong username or password", name[:64],
+                    _client(request))
+        return _form(target, status=401, error="Wrong username or password.")
+    state.succeeded(name, _client(request))
+    log.info("%s (%s) logged in from %s", user.name, user.role, _client(request))
+    raise _logged_in(request, state, target=target, user=user, kind="user")
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    state = request.app.get(AUTH)
+    response = web.HTTPSeeOther("/login")
+    if state is None:
+        raise response
+    found = state.by_cookie(request.cookies.get(COOKIE, ""))
+    if found is not None:
+        form = await request.post()
+        _check_csrf(request, found[1], str(form.get("csrf", "")) or None)
+        state.revoke(found[1])
+        log.info("%s logged out", found[0].name)
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+async def whoami(request: web.Request) -> web.StreamResponse:
+    """Who this is, and the CSRF token of a browser session (null with a bearer token):
+    for scripts in the page. Only this site's pages can read it (no CORS)."""
+    user = request["dagd_user"]
+    response = json_response({"name": user.name, "role": user.role,
+                              "csrf": request.get("dagd_csrf")})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def login_url(request: web.Request) -> web.StreamResponse:
+    """A new one-time login link (operator only, like every POST): `dagd login-url`."""
+    state = request.app.get(AUTH)
+    if state is None:
+        raise InvalidInput("authentication is off ([auth] enabled = false): no login needed")
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object such as {\"role\": \"viewer\"}")
+    role = check_role(str(body.get("role", "operator")))
+    settings = request.app[SETTINGS]
+    base = settings.base_url.rstrip("/") or f"{request.scheme}://{request.host}"
+    token = state.mint_link(role=role, seconds=state.link_seconds)
+    log.info("%s made a one-time login link (%s)", request["dagd_user"].name, role)
+    return json_response({"url": f"{base}/login?token={token}", "role": role,
+                          "expires": time.time() + state.link_seconds})

@@ -1,0 +1,191 @@
+"""What the auth middleware decides with: identities, browser sessions, one-time login
+links, the throttle on wrong passwords, and where a login may send the browser next.
+
+A session cookie is `<id>.<expiry>.<HMAC-SHA256 of both>` under the data directory's
+secret; the session itself (its user, CSRF token and expiry) lives in the daemon's
+memory, so a forged or tampered cookie fails the MAC, an expired one the clock, and one
+replayed after logout (or after a restart) finds no session. A user's role is read from
+the users file at each request: a removed user's sessions end at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from hashlib import sha256
+from urllib.parse import unquote
+
+import anyio
+
+from dagd.accounts import (
+    AccountsFile,
+    load_secret,
+    token_digest,
+    verify_password,
+    write_cli_token,
+)
+from dagd.config import Settings
+
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+LINK_SECONDS = 15 * 60  # a link from `dagd login-url`; the start's link lasts a day
+START_LINK_SECONDS = 24 * 3600
+MAX_SESSIONS = 10_000
+# Wrong passwords: past FREE_TRIES for one (name, address), a wait doubling from 1 s.
+FREE_TRIES, MAX_WAIT, MAX_TRACKED = 5, 60.0, 10_000
+_LOCAL = re.compile(r"^/(?![/\\])[^\x00-\x1f\x7f\\]*$")
+
+
+def local_next(target: str) -> str:
+    """`target` if it is a path on this site ("/dags/x?y=1"), else "/": never "//evil",
+    "/\\evil", a scheme, control characters, or any of these percent-encoded."""
+    decoded = target
+    for _ in range(4):  # "%252F%252F" is "//" decoded twice: each form must be a path
+        if not _LOCAL.match(decoded):
+            return "/"
+        decoded = unquote(decoded)
+    return target
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    role: str  # "viewer" or "operator"
+
+
+@dataclass
+class Session:
+    id: str
+    user: Identity
+    kind: str  # "user": its role from the users file at each request; "link": fixed
+    csrf: str
+    expires: float
+
+    def csrf_matches(self, sent: str) -> bool:
+        return bool(sent) and hmac.compare_digest(sent.encode(), self.csrf.encode())
+
+
+@dataclass
+class _Tries:
+    count: int = 0
+    until: float = 0.0
+
+
+@dataclass
+class AuthState:
+    """The daemon's sessions and links, and the files it checks them against."""
+
+    accounts: AccountsFile
+    secret: bytes
+    cli_digest: str
+    session_seconds: float
+    link_seconds: float = LINK_SECONDS
+    now: Callable[[], float] = time.time  # tests move the clock
+    sessions: dict[str, Session] = field(default_factory=dict)
+    links: dict[str, tuple[Identity, float]] = field(default_factory=dict)
+    tries: dict[tuple[str, str], _Tries] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings) -> AuthState:
+        """Load (or make) the signing secret; write a fresh CLI token file."""
+        data_dir = settings.data_dir
+        secret = load_secret(data_dir)
+        cli = write_cli_token(data_dir)
+        return cls(AccountsFile(data_dir), secret, token_digest(cli),
+                   session_seconds=settings.auth_session_hours * 3600)
+
+    # -- bearer tokens -----------------------------------------------------------------
+    def by_token(self, token: str) -> Identity | None:
+        digest = token_digest(token)
+        if hmac.compare_digest(digest, self.cli_digest):
+            return Identity("cli", "operator")
+        found = self.accounts.current().token_by_digest(digest)
+        return Identity(found.name, found.role) if found is not None else None
+
+    # -- passwords ---------------------------------------------------------------------
+    async def check_password(self, name: str, password: str) -> Identity | None:
+        user = self.accounts.current().users.get(name)
+        stored = user.password if user is not None else None
+        # scrypt takes tens of milliseconds: not on the event loop.
+        ok = await anyio.to_thread.run_sync(verify_password, password, stored)
+        return Identity(user.name, user.role) if ok and user is not None else None
+
+    def throttled(self, name: str, client: str) -> float:
+        """Seconds to wait before this (name, address) may try again; 0: it may now."""
+        tries = self.tries.get((name, client))
+        return max(0.0, tries.until - self.now()) if tries is not None else 0.0
+
+    def failed(self, name: str, client: str) -> None:
+        if len(self.tries) >= MAX_TRACKED:
+            self.tries.pop(next(iter(self.tries)))
+        tries = self.tries.setdefault((name, client), _Tries())
+        tries.count += 1
+        if tries.count >= FREE_TRIES:
+            tries.until = self.now() + min(MAX_WAIT, 2.0 ** (tries.count - FREE_TRIES))
+
+    def succeeded(self, name: str, client: str) -> None:
+        self.tries.pop((name, client), None)
+
+    # -- sessions ----------------------------------------------------------------------
+    def _mac(self, payload: str) -> str:
+        digest = hmac.new(self.secret, payload.encode(), sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def new_session(self, user: Identity, *, kind: str) -> tuple[str, Session]:
+        """A new session and its cookie's value."""
+        now = self.now()
+        for sid in [s.id for s in self.sessions.values() if s.expires <= now]:
+            del self.sessions[sid]
+        if len(self.sessions) >= MAX_SESSIONS:  # the oldest goes
+            self.sessions.pop(next(iter(self.sessions)))
+        session = Session(secrets.token_urlsafe(24), user, kind, secrets.token_urlsafe(24),
+                          now + self.session_seconds)
+        self.sessions[session.id] = session
+        payload = f"{session.id}.{int(session.expires)}"
+        return f"{payload}.{self._mac(payload)}", session
+
+    def by_cookie(self, cookie: str) -> tuple[Identity, Session] | None:
+        sid, _, rest = cookie.partition(".")
+        expires, _, mac = rest.partition(".")
+        if not hmac.compare_digest(self._mac(f"{sid}.{expires}").encode(),
+                                   mac.encode("utf-8", "surrogateescape")):
+            return None
+        session = self.sessions.get(sid)
+        now = self.now()
+        if session is None or not expires.isdigit() or int(expires) != int(session.expires):
+            return None
+        if session.expires <= now:
+            del self.sessions[sid]
+            return None
+        if session.kind == "link":
+            return session.user, session
+        user = self.accounts.current().users.get(session.user.name)
+        if user is None:  # removed from the users file: logged out now
+            del self.sessions[sid]
+            return None
+        return Identity(user.name, user.role), session
+
+    def revoke(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+
+    # -- one-time links ------------------------------------------------------------------
+    def mint_link(self, *, role: str = "operator",
+                  seconds: float = START_LINK_SECONDS) -> str:
+        token = secrets.token_urlsafe(32)
+        now = self.now()
+        for digest in [d for d, (_, until) in self.links.items() if until <= now]:
+            del self.links[digest]
+        self.links[token_digest(token)] = (Identity(f"login link ({role})", role),
+                                           now + seconds)
+        return token
+
+    def use_link(self, token: str) -> Identity | None:
+        """The link's identity, once: the link is gone after."""
+        found = self.links.pop(token_digest(token), None)
+        if found is None or found[1] <= self.now():
+            return None
+        return found[0]
