@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from acceptance.harness import CLI_TIMEOUT, CliResult, Dagd, Daemon, table_rows
+from acceptance.harness import CLI_TIMEOUT, CliResult, Daemon, Dagd, table_rows
 
 pytestmark = pytest.mark.slow
 
