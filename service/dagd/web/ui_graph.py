@@ -1,0 +1,161 @@
+"""The DAG page's graph, laid out left to right: pure (no I/O), from a DAG's stored
+description and the states of one run's task instances.
+
+A task's layer is the length of the longest path from a root to it, so every edge
+points right. Within a layer, tasks of one group stay together and follow the mean row
+of their upstream tasks (fewer crossings); each group is drawn as a box around its
+tasks, a mapped task shows how many instances it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+NODE_W = 168
+NODE_H = 34
+COL_W = 220  # from one layer's left edge to the next
+ROW_H = 56
+PAD = 24
+GROUP_PAD = 10
+LABEL_MAX = 22  # characters of a task id shown in its node (the full id is its tooltip)
+
+
+@dataclass(frozen=True)
+class Node:
+    task_id: str
+    label: str
+    x: int
+    y: int
+    state: str
+    mapped: bool
+    count: int | None  # instances of a mapped task in the run shown, when known
+
+
+@dataclass(frozen=True)
+class Edge:
+    path: str  # SVG path data
+    upstream: str
+    downstream: str
+
+
+@dataclass(frozen=True)
+class Box:
+    group: str
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+@dataclass(frozen=True)
+class Graph:
+    width: int
+    height: int
+    nodes: list[Node]
+    edges: list[Edge]
+    boxes: list[Box]
+
+
+def layers(tasks: list[dict[str, Any]]) -> dict[str, int]:
+    """Longest path from a root to each task (the tasks come in a topological order, as
+    the stored description keeps them; any order works, at some more cost)."""
+    known = {t["task_id"] for t in tasks}
+    ups = {t["task_id"]: [u for u in t.get("upstream", []) if u in known] for t in tasks}
+    depth: dict[str, int] = {}
+
+    def visit(task_id: str, seen: frozenset[str]) -> int:
+        if task_id in depth:
+            return depth[task_id]
+        if task_id in seen:  # a cycle cannot be stored; do not loop on one anyway
+            return 0
+        inner = seen | {task_id}
+        depth[task_id] = max((visit(u, inner) + 1 for u in ups[task_id]), default=0)
+        return depth[task_id]
+
+    for t in tasks:
+        visit(t["task_id"], frozenset())
+    return depth
+
+
+def _order(tasks: list[dict[str, Any]], depth: Mapping[str, int]) -> dict[str, int]:
+    """The row of each task within its layer."""
+    row: dict[str, int] = {}
+    declared = {t["task_id"]: i for i, t in enumerate(tasks)}
+    by_layer: dict[int, list[dict[str, Any]]] = {}
+    for t in tasks:
+        by_layer.setdefault(depth[t["task_id"]], []).append(t)
+    for layer in sorted(by_layer):
+        def key(t: dict[str, Any]) -> tuple[str, float, int]:
+            ups = [row[u] for u in t.get("upstream", []) if u in row]
+            mean = sum(ups) / len(ups) if ups else float(declared[t["task_id"]])
+            return (t.get("group") or "", mean, declared[t["task_id"]])
+
+        for i, t in enumerate(sorted(by_layer[layer], key=key)):
+            row[t["task_id"]] = i
+    return row
+
+
+def summary_state(states: Iterable[str]) -> str:
+    """One state for many instances of a mapped task: an active one while any is
+    active, then failed, upstream_failed, success, skipped; "none" with no instance."""
+    found = set(states)
+    for state in ("running", "queued", "up_for_retry", "scheduled", "failed",
+                  "upstream_failed", "success", "skipped"):
+        if state in found:
+            return state
+    return "none"
+
+
+def _label(task_id: str, group: str | None) -> str:
+    short = task_id[len(group) + 1:] if group and task_id.startswith(group + ".") else task_id
+    return short if len(short) <= LABEL_MAX else short[:LABEL_MAX - 1] + "…"
+
+
+def _boxes(tasks: list[dict[str, Any]], at: Mapping[str, tuple[int, int]]) -> list[Box]:
+    members: dict[str, list[str]] = {}
+    for t in tasks:
+        group = t.get("group")
+        while group:  # a task is in every group around its own
+            members.setdefault(group, []).append(t["task_id"])
+            group = group.rpartition(".")[0]
+    boxes = []
+    for group, ids in sorted(members.items(), key=lambda kv: kv[0].count(".")):
+        nest = GROUP_PAD * (1 + max(0, 2 - group.count(".")))
+        xs = [at[i][0] for i in ids]
+        ys = [at[i][1] for i in ids]
+        x, y = min(xs) - nest, min(ys) - nest - 12
+        boxes.append(Box(group, x, y, max(xs) + NODE_W + nest - x,
+                         max(ys) + NODE_H + nest - y))
+    return boxes
+
+
+def layout(tasks: list[dict[str, Any]], states: Mapping[str, list[str]]) -> Graph:
+    """`tasks`: the stored description's tasks; `states`: task id -> the states of its
+    instances in the run shown (one for a plain task, one per index for a mapped one)."""
+    depth = layers(tasks)
+    row = _order(tasks, depth)
+    at = {t["task_id"]: (PAD + GROUP_PAD * 3 + depth[t["task_id"]] * COL_W,
+                         PAD + GROUP_PAD * 3 + row[t["task_id"]] * ROW_H) for t in tasks}
+    nodes = []
+    for t in tasks:
+        tid = t["task_id"]
+        mapped = bool(t.get("mapped"))
+        found = states.get(tid, [])
+        nodes.append(Node(tid, _label(tid, t.get("group")), *at[tid],
+                          state=summary_state(found), mapped=mapped,
+                          count=len(found) if mapped and found else None))
+    edges = []
+    for t in tasks:
+        x2, y2 = at[t["task_id"]]
+        for up in t.get("upstream", []):
+            if up not in at:
+                continue
+            x1, y1 = at[up][0] + NODE_W, at[up][1] + NODE_H // 2
+            mid = (x1 + x2) // 2
+            edges.append(Edge(f"M{x1},{y1} C{mid},{y1} {mid},{y2 + NODE_H // 2} "
+                              f"{x2},{y2 + NODE_H // 2}", up, t["task_id"]))
+    width = max((x for x, _ in at.values()), default=0) + NODE_W + PAD + GROUP_PAD * 3
+    height = max((y for _, y in at.values()), default=0) + NODE_H + PAD + GROUP_PAD * 3
+    return Graph(width, height, nodes, edges, _boxes(tasks, at))

@@ -1,0 +1,92 @@
+"""The UI's run, task instance, events and notifications pages (the DAGs page and the
+DAG page are in `ui`)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from dagd.errors import NotFound
+from dagd.store.rows import AttemptRow
+from dagd.web import ui_view
+from dagd.web.base import READER
+from dagd.web.ui import page, path_int, query_int, render
+from dagd.web.ui_gantt import gantt
+
+LIST_LIMIT = 200  # rows of the events and notifications pages
+
+
+@page
+async def run_page(request: web.Request) -> web.Response:
+    """A run: its state, duration, conf, what triggered it, and a Gantt of every attempt."""
+    reader = request.app[READER]
+    run = await reader.get_run(path_int(request, "run_id"))
+    tis = await reader.list_tis(run.id)
+    attempts = await reader.run_attempts(run.id)
+    history = await reader.run_history(run.id)
+    event = None
+    if run.event_id is not None:
+        try:
+            event = await reader.get_event(run.event_id)
+        except NotFound:  # the ledger was pruned: the run still shows
+            event = None
+    now = time.time()
+    tries: dict[int, int] = {}
+    for a in attempts:
+        tries[a.ti_id] = tries.get(a.ti_id, 0) + 1
+    return render(request, "run.html", run=run, tis=tis, tries=tries, event=event,
+                  chart=gantt(run, tis, attempts, history, now=now), now=now)
+
+
+def _chosen(attempts: list[AttemptRow], wanted: int | None, task_id: str) -> AttemptRow | None:
+    if wanted is None:
+        return attempts[-1] if attempts else None
+    for attempt in attempts:
+        if attempt.try_number == wanted:
+            return attempt
+    raise NotFound(f"no try {wanted}", task_id=task_id)
+
+
+@page
+async def task_page(request: web.Request) -> web.Response:
+    """A task instance: attempts, the chosen try's log (live while it runs), its error,
+    XCom, and the clear and mark actions."""
+    reader = request.app[READER]
+    run = await reader.get_run(path_int(request, "run_id"))
+    task_id = request.match_info["task_id"]
+    map_index = query_int(request, "map_index", -1, low=-1)
+    assert map_index is not None
+    ti = await reader.get_ti(run.id, task_id, map_index)
+    attempts = await reader.list_attempts(ti.id)
+    wanted = query_int(request, "try", None, low=1)
+    chosen = _chosen(attempts, wanted, task_id)
+    log, offset, cut = ("", 0, False)
+    if chosen is not None:
+        log, offset, cut = await ui_view.masked_log(request, chosen.log_path)
+    siblings = [t for t in await reader.list_tis(run.id)
+                if t.task_id == task_id and t.map_index >= 0] if map_index >= 0 else []
+    xcom = await reader.get_xcom(ti.id)
+    return render(
+        request, "task.html", run=run, ti=ti, attempts=attempts, chosen=chosen,
+        pinned=wanted is not None, log=log, log_offset=offset, log_cut=cut, xcom=xcom,
+        has_xcom=xcom is not None, retries_left=max(0, ti.max_tries - ti.try_number),
+        siblings=siblings, now=time.time())
+
+
+@page
+async def events_page(request: web.Request) -> web.Response:
+    """The event ledger: what arrived, what it did (a run, a duplicate, a refusal)."""
+    dag_id = request.query.get("dag") or None
+    events = await request.app[READER].list_events(dag_id, limit=LIST_LIMIT)
+    return render(request, "events.html", events=events, dag_id=dag_id or "")
+
+
+@page
+async def notifications_page(request: web.Request) -> web.Response:
+    """The outbox: notifications pending, sent and failed (a failed one can be retried)."""
+    state = request.query.get("state") or None
+    if state not in (None, "pending", "sent", "failed"):
+        state = None
+    rows = await request.app[READER].list_notifications(None, limit=LIST_LIMIT, state=state)
+    return render(request, "notifications.html", notifications=rows, state=state or "")
