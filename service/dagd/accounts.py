@@ -47,7 +47,7 @@ _MAX_N = 2**20
 
 
 def check_name(name: str, what: str = "name") -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidInput(
             f"{what} {name[:80]!r} is not allowed: 1 to 64 letters, digits, '.', '_', '-' "
             "or '@', starting with a letter or digit", field=what)

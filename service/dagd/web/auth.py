@@ -20,7 +20,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -158,12 +158,18 @@ def _identify(request: web.Request, state: AuthState) -> tuple[Identity | None, 
     return (found[0], found[1]) if found is not None else (None, None)
 
 
+def _same_origin(request: web.Request) -> None:
+    """A browser names the page that sends a POST in `Origin`: it must be this site (its
+    host and port; the scheme may differ behind a proxy that ends TLS)."""
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        raise Forbidden(f"cross-site request from {origin[:100]!r} refused")
+
+
 def _check_csrf(request: web.Request, session: Session, form: str | None = None) -> None:
     """The session's token in the header (or, for /logout, the form), and no other site
     as the Origin: a page elsewhere can make a browser send the cookie, not these."""
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
-        raise Forbidden(f"cross-site request from {origin[:100]!r} refused")
+    _same_origin(request)
     sent = request.headers.get(CSRF_HEADER, form or "")
     if not session.csrf_matches(sent):
         raise Forbidden(f"missing or wrong {CSRF_HEADER} header: a browser session's "
@@ -219,9 +225,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = local_next(str(form.get("next", "/")))
     if state is None:
         raise web.HTTPSeeOther(target)
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
-        raise Forbidden(f"cross-site login from {origin[:100]!r} refused")
+    _same_origin(request)
     name, password = str(form.get("username", "")), str(form.get("password", ""))
     wait = state.throttled(name, _client(request))
     if wait > 0:

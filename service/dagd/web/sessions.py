@@ -45,7 +45,7 @@ def local_next(target: str) -> str:
     "/\\evil", a scheme, control characters, or any of these percent-encoded."""
     decoded = target
     for _ in range(4):  # "%252F%252F" is "//" decoded twice: each form must be a path
-        if not _LOCAL.match(decoded):
+        if not _LOCAL.fullmatch(decoded):
             return "/"
         decoded = unquote(decoded)
     return target
@@ -88,6 +88,7 @@ class AuthState:
     sessions: dict[str, Session] = field(default_factory=dict)
     links: dict[str, tuple[Identity, float]] = field(default_factory=dict)
     tries: dict[tuple[str, str], _Tries] = field(default_factory=dict)
+    _hashing: anyio.CapacityLimiter | None = None  # made in the event loop, at first use
 
     @classmethod
     def create(cls, settings: Settings) -> AuthState:
@@ -110,8 +111,12 @@ class AuthState:
     async def check_password(self, name: str, password: str) -> Identity | None:
         user = self.accounts.current().users.get(name)
         stored = user.password if user is not None else None
-        # scrypt takes tens of milliseconds: not on the event loop.
-        ok = await anyio.to_thread.run_sync(verify_password, password, stored)
+        # scrypt takes tens of milliseconds and 16 MiB: not on the event loop, and two
+        # at a time, however many logins arrive at once.
+        if self._hashing is None:
+            self._hashing = anyio.CapacityLimiter(2)
+        ok = await anyio.to_thread.run_sync(verify_password, password, stored,
+                                            limiter=self._hashing)
         return Identity(user.name, user.role) if ok and user is not None else None
 
     def throttled(self, name: str, client: str) -> float:
