@@ -222,6 +222,7 @@ MARK_BODY = {"type": "object", "additionalProperties": False, "required": ["stat
                             "map_index": MAP_INDEX["schema"]}}
 TI_REF = _obj({"run_id": {"type": "integer"}, "task_id": {"type": "string"},
                "map_index": {"type": "integer"}, "state": {"type": "string"}})
+STREAM_MAX_LOGS = 8  # attempts whose log lines one stream follows, at most (stream.py)
 TEXT_ANSWER = {"text/plain": {"schema": {"type": "string"}}}
 STREAM_FORMAT = (
     "Server-sent events. Each message has `id:` (a resume cursor: send it back as "
@@ -388,8 +389,11 @@ def _other_paths() -> dict[str, Schema]:
             "The live stream of committed changes (server-sent events)", tag="daemon",
             params=[
                 query("dag", TEXT, "Only this DAG's changes"),
-                query("run", ID, "Only this run's changes"),
-                query("log", {"type": "array", "items": ID},
+                query("run", {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
+                      "Only this run's changes"),
+                query("log", {"type": "array", "maxItems": STREAM_MAX_LOGS,
+                              "items": {"type": "integer", "minimum": 0,
+                                        "maximum": 10**18 - 1}},
                       "Also this attempt's log lines (repeatable)", explode=True),
                 {"name": "Last-Event-ID", "in": "header", "required": False,
                  "schema": {"type": "string", "maxLength": MAX_TEXT},
