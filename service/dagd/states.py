@@ -87,6 +87,23 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 
 ALLOWED_TASK = frozenset((f, t) for f, targets in TRANSITIONS.items() for t in targets)
 
+# What a person may do beyond the scheduler's lifecycle (the UI's and API's actions),
+# kept apart so that the scheduler itself can never take these ways:
+# - clear: a task instance that has ended a try goes back to `scheduled` to run again;
+# - mark success / mark failed: any task instance, from any other state;
+# - a run that has ended goes back to `running` when one of its tasks is cleared, and a
+#   run may be marked success or failed from any other state.
+CLEARABLE = TASK_TERMINAL | {TaskState.UP_FOR_RETRY}
+MARKABLE = frozenset({TaskState.SUCCESS, TaskState.FAILED})
+USER_TASK = frozenset(
+    {(f, TaskState.SCHEDULED) for f in CLEARABLE}
+    | {(f, t) for t in MARKABLE for f in TaskState if f != t}
+)
+USER_RUN = frozenset(
+    {(f, RunState.RUNNING) for f in RUN_TERMINAL}
+    | {(f, t) for t in RUN_TERMINAL for f in RunState if f != t}
+)
+
 # The happy path of a task instance's first try. Its own row records when each happened
 # (queued_at, started_at, ended_at), so these write no history row: a history row is
 # kept for what the row cannot tell (a retry, a failure, a skip, a reason, a later try).
@@ -112,4 +129,16 @@ def check_task(from_state: TaskState, to_state: TaskState) -> None:
 
 def check_run(from_state: RunState, to_state: RunState) -> None:
     if to_state not in RUN_TRANSITIONS[from_state]:
+        raise StateError(f"run cannot go from {from_state} to {to_state}")
+
+
+def check_user_task(from_state: TaskState, to_state: TaskState) -> None:
+    """May a person (clear, mark) move a task instance so?"""
+    if (from_state, to_state) not in USER_TASK and (from_state, to_state) not in ALLOWED_TASK:
+        raise StateError(f"task instance cannot go from {from_state} to {to_state}")
+
+
+def check_user_run(from_state: RunState, to_state: RunState) -> None:
+    """May a person (clear a task, mark the run) move a run so?"""
+    if (from_state, to_state) not in USER_RUN and to_state not in RUN_TRANSITIONS[from_state]:
         raise StateError(f"run cannot go from {from_state} to {to_state}")

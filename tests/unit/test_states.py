@@ -154,3 +154,28 @@ def test_states_are_their_stored_strings() -> None:
     assert TaskState("up_for_retry") is T.UP_FOR_RETRY
     assert f"{T.UPSTREAM_FAILED}" == "upstream_failed"
     assert RunState("running") is R.RUNNING
+
+
+def test_a_person_may_clear_an_ended_try_and_mark_any_state_but_the_scheduler_may_not() -> None:
+    from dagd.states import USER_RUN, USER_TASK, check_user_run, check_user_task
+
+    for src in TASK_TERMINAL | {T.UP_FOR_RETRY}:
+        check_user_task(src, T.SCHEDULED)
+        with pytest.raises(StateError):
+            check_task(src, T.SCHEDULED)
+    for src in TaskState:
+        for dst in (T.SUCCESS, T.FAILED):
+            if src != dst:
+                check_user_task(src, dst)
+    with pytest.raises(StateError, match="cannot go from running to scheduled"):
+        check_user_task(T.RUNNING, T.SCHEDULED)
+    with pytest.raises(StateError):
+        check_user_task(T.SUCCESS, T.QUEUED)
+    assert (T.SCHEDULED, T.QUEUED) not in USER_TASK  # the scheduler's own ways stay apart
+    for run_src in RUN_TERMINAL:
+        check_user_run(run_src, R.RUNNING)
+    check_user_run(R.QUEUED, R.SUCCESS)
+    check_user_run(R.FAILED, R.SUCCESS)
+    with pytest.raises(StateError):
+        check_user_run(R.RUNNING, R.QUEUED)
+    assert (R.QUEUED, R.RUNNING) not in USER_RUN

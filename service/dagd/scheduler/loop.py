@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,18 +25,38 @@ from anyio.abc import TaskStatus
 from dagd.authoring.dag import DAG
 from dagd.changes import Changes
 from dagd.config import Settings
-from dagd.errors import StorageUnavailable
+from dagd.errors import DagdError, StateError, StorageUnavailable
 from dagd.executors.base import AttemptResult, AttemptSpec
 from dagd.executors.local import LocalExecutor
 from dagd.executors.pool import PoolLimits
 from dagd.retry import RetryPolicy
-from dagd.scheduler import recovery
+from dagd.scheduler import commands, recovery
 from dagd.scheduler.intake import Intake, Pending
 from dagd.scheduler.runs import Runs
 from dagd.store import Batch, Store
 from dagd.store.rows import RunRow
 
 log = logging.getLogger(__name__)
+
+ACT_TRIES = 5  # a person's action, read again at most this often while its run moves on
+
+
+@dataclass
+class _Action:
+    """A person's action (clear, mark) for the next tick to apply; its answer (or
+    refusal) is given once that tick's batch is committed."""
+
+    apply: Callable[[Batch], tuple[Any, list[int]]]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: Any = None
+    error: BaseException | None = None
+    stop: list[int] = field(default_factory=list)  # attempts to stop after the commit
+
+    def run(self, batch: Batch) -> None:
+        try:
+            self.result, self.stop = self.apply(batch)
+        except (DagdError, commands.Again) as exc:  # checked before anything is written
+            self.error = exc
 
 # A tick that cannot be committed is tried again after 0.25 s, doubling to 5 s.
 COMMIT_BACKOFF = RetryPolicy.build(retries=1_000_000, retry_delay=0.25,
@@ -99,6 +120,7 @@ class Engine:
         self.unhealthy: str | None = None
         self._scope_class: type[anyio.CancelScope] = anyio.CancelScope
         self._inbox: list[Pending] = []
+        self._actions: list[_Action] = []
         # Called once a batch that queued notifications is committed (the outbox).
         self.notification_listeners: list[Callable[[], None]] = []
 
@@ -156,6 +178,57 @@ class Engine:
             event = self._waiters.setdefault(run_id, anyio.Event())
             await event.wait()
         return (await self.store.get_run(run_id)).state
+
+    # -- a person's actions: the UI's and API's clear and mark -----------------------
+    async def clear(self, run_id: int, task_id: str, *, map_index: int = -1,
+                    downstream: bool = False) -> list[str]:
+        """Run a task instance (and, with `downstream`, the tasks after it) again; the
+        task ids cleared, once committed. See `commands.clear`."""
+        cleared: list[str] = await self._act(run_id, lambda batch, rows: (commands.clear(
+            self.runs, batch, rows, task_id=task_id, map_index=map_index,
+            downstream=downstream), []))
+        return cleared
+
+    async def mark_task(self, run_id: int, task_id: str, state: str, *,
+                        map_index: int = -1) -> None:
+        """End a task instance as `state` (success or failed), stopping its attempt."""
+        await self._act(run_id, lambda batch, rows: (None, commands.mark_task(
+            self.runs, batch, rows, task_id=task_id, map_index=map_index, state=state)))
+
+    async def mark_run(self, run_id: int, state: str) -> None:
+        """End a run as `state` (success or failed), and its unfinished tasks with it."""
+        await self._act(run_id, lambda batch, rows: (None, commands.mark_run(
+            self.runs, batch, rows, state=state)))
+
+    async def _act(self, run_id: int,
+                   apply: Callable[[Batch, commands.Rows], tuple[Any, list[int]]]) -> Any:
+        if not self.serving or self._stopping:
+            raise StateError("the scheduler is not running (the daemon is starting or "
+                             "stopping): try again")
+        for _ in range(ACT_TRIES):
+            rows = await self._rows(run_id)
+            action = _Action(lambda batch, rows=rows: apply(batch, rows))  # type: ignore[misc]
+            self._actions.append(action)
+            self.wake()
+            await action.done.wait()
+            if isinstance(action.error, commands.Again):  # the run moved on: read again
+                if self.runs.knows(run_id):
+                    await self.wait_for_run(run_id)
+                continue
+            if action.error is not None:
+                raise action.error
+            return action.result
+        raise StateError(f"run {run_id} kept changing while this was asked: try again")
+
+    async def _rows(self, run_id: int) -> commands.Rows:
+        run = await self.store.get_run(run_id)
+        tis = await self.store.list_tis(run_id)
+        xcoms = {}
+        for ti in tis:  # what the tasks returned, for the tasks after them
+            value = await self.store.get_xcom(ti.id) if ti.state == "success" else None
+            if value is not None:
+                xcoms[ti.id] = value
+        return commands.Rows(run, tis, xcoms)
 
     async def boot(self) -> None:
         """Settle what a dead daemon left running and load the active runs. Before ready."""
@@ -255,6 +328,9 @@ class Engine:
         for attempt_id, pid in self._pids:
             batch.set_attempt_pid(attempt_id, pid)
         self._pids = []
+        actions, self._actions = self._actions, []
+        for action in actions:
+            action.run(batch)
         runs.release_retries(batch)
         if not self._stopping:
             runs.start_runs(batch)
@@ -263,12 +339,13 @@ class Engine:
             runs.fill_slots(batch, dispatch)
         runs.finish_runs(batch)
         ended = runs.take_ended()
-        if batch or inbox or dispatch or ended:
+        if batch or inbox or dispatch or ended or actions:
             await self._settle()
             if self._abandoned:
+                self._refuse(actions)
                 return
             self._inflight = asyncio.get_running_loop().create_task(
-                self._commit_then_act(batch, inbox, dispatch, ended))
+                self._commit_then_act(batch, inbox, dispatch, ended, actions))
         if self._stopping:  # the last ticks: each one committed before it returns
             await self._settle()
 
@@ -285,11 +362,24 @@ class Engine:
                 self._inflight = None
 
     async def _commit_then_act(self, batch: Batch, inbox: list[Pending],
-                               dispatch: list[AttemptSpec], ended: list[int]) -> None:
+                               dispatch: list[AttemptSpec], ended: list[int],
+                               actions: list[_Action]) -> None:
         if await self._commit(batch):
             self._after_commit(batch, inbox, dispatch, ended)
+            for action in actions:
+                for attempt_id in action.stop:
+                    self._stop_attempt(attempt_id)
+                action.done.set()
         else:
+            self._refuse(actions)
             self.wake()  # abandoned at the stop: the loop ends
+
+    @staticmethod
+    def _refuse(actions: list[_Action]) -> None:
+        for action in actions:
+            action.error = StateError("not recorded: the daemon is stopping and cannot "
+                                      "write the database")
+            action.done.set()
 
     async def _commit(self, batch: Batch) -> bool:
         """Commit the tick's batch; while the database cannot be written (a full disk),
@@ -369,8 +459,23 @@ class Engine:
         self._results.append(result)
         self.wake()
 
+    def _stop_attempt(self, attempt_id: int) -> None:
+        """Stop one running attempt (a person marked its task): cancelled as at a stop;
+        one not yet begun never begins (see `_execute`)."""
+        scope = self._scopes.get(attempt_id)
+        if scope is not None:
+            scope.cancel()
+        task = self._in_loop.get(attempt_id)
+        if task is not None:
+            task.cancel()
+
     async def _execute(self, spec: AttemptSpec) -> None:
         result: AttemptResult | None = None
+        if spec.attempt_id in self.runs.stopped:  # marked before it began
+            self._results.append(AttemptResult.failure(spec, error="stopped",
+                                                       reason="stopped"))
+            self.wake()
+            return
         with self._scope_class() as scope:
             self._scopes[spec.attempt_id] = scope
             try:

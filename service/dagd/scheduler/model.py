@@ -10,7 +10,7 @@ from typing import Any
 
 from dagd.authoring.dag import DAG
 from dagd.scheduler.planner import Graph
-from dagd.states import TaskState
+from dagd.states import RunState, TaskState
 
 
 @dataclass(slots=True)  # one per task instance of every active run: cheap to build
@@ -23,6 +23,7 @@ class TI:
     max_tries: int
     map_index: int = -1
     next_attempt_at: float | None = None
+    attempt_id: int = 0  # its latest attempt's (the one running, while it runs)
 
 
 @dataclass
@@ -42,6 +43,8 @@ class ActiveRun:
     child_xcoms: dict[str, dict[int, Any]] = field(default_factory=dict)
     children_open: dict[str, int] = field(default_factory=dict)  # not yet ended, by task
     run_type: str = "manual"  # what started it: manual, cron, file, webhook, ...
+    # Marked by a person: the state it ends in, whatever its tasks' states say.
+    forced: RunState | None = None
     # task instance id -> task id, built when first asked (only the changes port asks)
     _task_ids: dict[int, str] | None = field(default=None, repr=False)
 

@@ -126,7 +126,7 @@ def _recover_run(runs: Runs, batch: Batch, run: RunRow, rows: list[Any],
     active = ActiveRun(run.id, dag, Graph.from_dag(dag), run.conf,
                        parse_date(run.logical_date), run_type=run.run_type)
     runs.adopt(active)
-    _load_rows(active, rows, xcoms)
+    load_rows(active, rows, xcoms)
     for task_id in dag.tasks.keys() - active.tis.keys():
         runs.add_ti(batch, active, task_id)
     for ti in list(active.tis.values()):
@@ -220,7 +220,7 @@ def _fail_orphan_run(batch: Batch, run: RunRow, rows: list[TaskInstanceRow]) -> 
                          dag_id=run.dag_id, run_type=run.run_type, conf=run.conf)
 
 
-def _load_rows(active: ActiveRun, rows: list[TaskInstanceRow], xcoms: dict[int, Any]) -> None:
+def load_rows(active: ActiveRun, rows: list[TaskInstanceRow], xcoms: dict[int, Any]) -> None:
     for row in sorted(rows, key=lambda r: (r.task_id, r.map_index)):
         ti = TI(row.id, active.id, row.task_id, TaskState(row.state), row.try_number,
                 row.max_tries, row.map_index, row.next_attempt_at)

@@ -107,6 +107,8 @@ class Runs:
         self.ended: list[int] = []
         self.ending: set[int] = set()
         self.more_ready = False
+        # Attempts a person stopped (mark success/failed), with what their row says.
+        self.stopped: dict[int, str] = {}
         self.logs_dir = str(settings.logs_dir)  # a str: joined once per attempt
         self._graphs: dict[str, tuple[DAG, Graph]] = {}
 
@@ -207,16 +209,17 @@ class Runs:
         ref = _ref(run.dag.dag_id, run.id, ti.task_id, ti.try_number)
         extra = _extra(run.dag.dag_id, run.id, ti.task_id, ti.try_number)
         policy = task.retry_policy if task is not None else None
-        if policy is not None and policy.should_retry(
-            ti.try_number, result.error_names, result.reason
-        ):
+        # A cleared task instance has its own tries again: count from its clearing.
+        tries = ti.try_number - max(ti.max_tries - policy.max_tries, 0) if policy else 0
+        if policy is not None and policy.should_retry(tries, result.error_names,
+                                                      result.reason):
             if result.reason in INFRASTRUCTURE_REASONS:
                 due = batch.now
             else:
                 # A server's Retry-After is a floor under the policy's own delay (capped
                 # at an hour: a server asking for a day must not park the task that long).
                 asked = min(result.retry_after or 0.0, MAX_RETRY_AFTER)
-                delay = max(policy.delay(ti.try_number, self.rand), asked)
+                delay = max(policy.delay(tries, self.rand), asked)
                 due = batch.now + delay
             log.warning("%s failed (%s); retry in %.1fs", ref, result.error, due - batch.now,
                         extra=extra)
@@ -265,8 +268,14 @@ class Runs:
         spec = result.spec
         self.running_total -= 1
         self.running_by_dag[spec.dag_id] -= 1
-        run = self.active[spec.run_id]
-        ti = run.ti(spec.task_id, spec.map_index)
+        run = self.active.get(spec.run_id)
+        ti = run.ti(spec.task_id, spec.map_index) if run is not None else None
+        if ti is None or ti.attempt_id != spec.attempt_id or ti.state != TaskState.RUNNING:
+            # A person marked it meanwhile: the attempt was stopped, its end is all.
+            batch.finish_attempt(spec.attempt_id, success=False,
+                                 error=self.stopped.pop(spec.attempt_id, "stopped"))
+            return
+        assert run is not None
         skip: set[str] = set()
         if result.ok:
             value = orjson.loads(result.xcom) if result.xcom is not None else None
@@ -431,8 +440,9 @@ class Runs:
         self.set_ti(batch, run, ti, TaskState.RUNNING)
         path = attempt_log_path(self.logs_dir, dag.dag_id, run.id, ti.task_id,
                                 ti.try_number, ti.map_index)
-        attempt_id = batch.start_attempt(ti_id=ti.id, try_number=ti.try_number,
-                                         log_path=path)
+        attempt_id = ti.attempt_id = batch.start_attempt(ti_id=ti.id,
+                                                         try_number=ti.try_number,
+                                                         log_path=path)
         self.running_total += 1
         self.running_by_dag[dag.dag_id] += 1
         if run.params is None:  # the DAG's params, overridden by the run's conf
@@ -458,11 +468,17 @@ class Runs:
             if run is None or run.id in self.ending:
                 continue
             self.ending.add(run_id)
-            outcome = run_outcome(ti.state for ti in run.tis.values())
-            state = RunState.FAILED if outcome == TaskState.FAILED else RunState.SUCCESS
-            batch.transition_run(run_id, RunState.RUNNING, state, dag_id=run.dag.dag_id,
-                                 run_type=run.run_type, conf=run.conf)
-            self._notify(batch, run, f"run_{state.value}")
+            if run.forced is not None:  # marked by a person: no alert for it
+                state = run.forced
+                batch.transition_run(run_id, RunState.RUNNING, state, f"marked {state}",
+                                     dag_id=run.dag.dag_id, run_type=run.run_type,
+                                     conf=run.conf, by_user=True)
+            else:
+                outcome = run_outcome(ti.state for ti in run.tis.values())
+                state = RunState.FAILED if outcome == TaskState.FAILED else RunState.SUCCESS
+                batch.transition_run(run_id, RunState.RUNNING, state, dag_id=run.dag.dag_id,
+                                     run_type=run.run_type, conf=run.conf)
+                self._notify(batch, run, f"run_{state.value}")
             self.active_by_dag[run.dag.dag_id] -= 1
             self.ended.append(run_id)
             if self.queued.get(run.dag.dag_id):

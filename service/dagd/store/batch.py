@@ -8,7 +8,8 @@ rows; `Store.commit` writes them all with `BEGIN IMMEDIATE` and compare-and-set 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ from dagd.states import (
     TaskState,
     check_run,
     check_task,
+    check_user_run,
+    check_user_task,
 )
 
 # The order in which the queued rows are written: parents before children.
@@ -33,9 +36,11 @@ ORDER = (
     "transition_run",
     "insert_ti",
     "transition_ti",
+    "set_max_tries",
     "insert_attempt",
     "set_attempt_pid",
     "finish_attempt",
+    "delete_xcom",
     "put_xcom",
     "insert_history",
     "insert_notification",
@@ -67,6 +72,9 @@ class Batch:
     # instance's quiet transitions (see `states.writes_history`) have no history row.
     transitions: list[tuple[int, int | None, str, str | None, str | None,
                             Mapping[str, Any] | None]] = field(default_factory=list)
+
+    # Set only while a person's action (clear, mark) is written: see `user_ti_change`.
+    _by_user: bool = field(default=False, init=False, repr=False)
 
     def __bool__(self) -> bool:
         return any(self.rows.values())
@@ -155,11 +163,12 @@ class Batch:
     def transition_run(
         self, run_id: int, frm: RunState, to: RunState, reason: str | None = None, *,
         dag_id: str | None = None, run_type: str | None = None,
-        conf: Mapping[str, Any] | None = None,
+        conf: Mapping[str, Any] | None = None, by_user: bool = False,
     ) -> None:
         """A run's state change. dag_id, and for a final state the run's type and conf,
-        go to the changes published after the commit (the file mover needs them)."""
-        check_run(frm, to)
+        go to the changes published after the commit (the file mover needs them).
+        `by_user`: a person's action, checked against `states.USER_RUN` as well."""
+        (check_user_run if by_user else check_run)(frm, to)
         self.rows["transition_run"].append(
             {
                 "id": run_id,
@@ -214,7 +223,7 @@ class Batch:
                   try_number: int, next_attempt_at: float | None, reason: str | None) -> None:
         """`transition_ti` with its arguments in order: the scheduler's hot path."""
         if (frm, to) not in ALLOWED_TASK:
-            check_task(frm, to)  # raises, naming both states
+            (check_user_task if self._by_user else check_task)(frm, to)  # raises if not
         now = self.now
         value = to._value_
         pending = self._ti_rows.get(ti_id)
@@ -246,6 +255,29 @@ class Batch:
         if reason is not None or try_number > 1 or (frm, to) not in QUIET_TASK_TRANSITIONS:
             self._history(run_id, ti_id, frm._value_, value, reason)
         self.transitions.append((run_id, ti_id, value, reason, None, None))
+
+    @contextmanager
+    def by_user(self) -> Iterator[None]:
+        """Within: task-instance changes are a person's (`states.USER_TASK` allows them
+        too), for the scheduler's own verbs to do a person's bidding."""
+        self._by_user = True
+        try:
+            yield
+        finally:
+            self._by_user = False
+
+    def user_ti_change(self, run_id: int, ti_id: int, frm: TaskState, to: TaskState, *,
+                       try_number: int, reason: str, max_tries: int | None = None) -> None:
+        """A person's action on a task instance (clear, mark), checked against
+        `states.USER_TASK`; a cleared one may get more tries (`max_tries`), and loses
+        its XCom."""
+        check_user_task(frm, to)
+        with self.by_user():
+            self.ti_change(run_id, ti_id, frm, to, try_number, None, reason)
+        if max_tries is not None:
+            self.rows["set_max_tries"].append({"id": ti_id, "max_tries": max_tries})
+        if to is TaskState.SCHEDULED:
+            self.rows["delete_xcom"].append({"ti_id": ti_id})
 
     def start_attempt(self, *, ti_id: int, try_number: int, log_path: str) -> int:
         attempt_id = self.ids.next("attempt")

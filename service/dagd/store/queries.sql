@@ -77,6 +77,14 @@ UPDATE attempt SET pid = :pid WHERE id = :id;
 -- name: put_xcom
 INSERT OR REPLACE INTO xcom (ti_id, value) VALUES (:ti_id, :value);
 
+-- A cleared task instance's XCom, gone until it runs again.
+-- name: delete_xcom
+DELETE FROM xcom WHERE ti_id = :ti_id;
+
+-- A cleared task instance's tries: its own again, counted from its last one.
+-- name: set_max_tries
+UPDATE task_instance SET max_tries = :max_tries WHERE id = :id;
+
 -- name: list_dags
 SELECT d.dag_id, d.fileloc, d.description, d.is_paused, d.is_active, d.spec, d.updated_at,
        (SELECT r.state FROM run r WHERE r.dag_id = d.dag_id ORDER BY r.id DESC LIMIT 1)
