@@ -261,8 +261,8 @@ async def test_a_run_summary_per_run_for_notify_on(
     text = nightly.part("plain")
     assert "success" in text and "extract" in text and "failed" in text and "load" in text
     assert "load: RuntimeError: the warehouse is read-only" in text
-    assert f"https://dagd.example.com/dags/nightly/runs/{failed_run}" in text
-    assert f'href="https://dagd.example.com/dags/nightly/runs/{failed_run}"' in \
+    assert f"https://dagd.example.com/runs/{failed_run}" in text
+    assert f'href="https://dagd.example.com/runs/{failed_run}"' in \
         nightly.part("html")
 
 

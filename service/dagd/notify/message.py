@@ -152,13 +152,14 @@ async def gather(store: Store, row: NotificationRow, settings: Settings, *,
         ctx["log_command"] = f"dagd logs {ref}"
         if base:
             task = quote(str(ctx["task_id"]), safe="")
-            ctx["task_url"] = f"{base}/dags/{quote(dag_id)}/runs/{row.run_id}/tasks/{task}"
-            ctx["log_url"] = f"{ctx['task_url']}/logs?try={tries}"
+            # The web UI's task instance page, and that page at this try's log.
+            ctx["task_url"] = f"{base}/runs/{row.run_id}/tasks/{task}"
+            ctx["log_url"] = f"{ctx['task_url']}?try={tries}"
     elif run is not None:
         await _run_facts(store, run, ctx)
         ctx["runs_command"] = f"dagd tasks list {dag_id} {row.run_id}"
         if base:
-            ctx["run_url"] = f"{base}/dags/{quote(dag_id)}/runs/{row.run_id}"
+            ctx["run_url"] = f"{base}/runs/{row.run_id}"
     return ctx
 
 
