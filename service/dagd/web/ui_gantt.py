@@ -59,6 +59,8 @@ def _queued_times(history: Iterable[HistoryRow]) -> dict[int, list[float]]:
 
 
 def _span(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(seconds), 60)

@@ -38,6 +38,8 @@ def span(start: float | None, end: float | None, now: float | None = None) -> st
     if start is None:
         return "-"
     seconds = max(0.0, (end if end is not None else (now or time.time())) - start)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(seconds), 60)

@@ -196,7 +196,6 @@
       { downstream, map_index: Number(box.dataset.mapIndex) }, (data) => {
         const cleared = data && Array.isArray(data.cleared) ? data.cleared : [];
         report(el, cleared.length ? `cleared: ${cleared.join(", ")}.` : "cleared.");
-        following.attempt = null; // follow the next try's log
         scheduleRefresh();
       });
   }
@@ -341,7 +340,6 @@
   }
 
   // -- the log's live tail ---------------------------------------------------------------
-  const following = { attempt: null };
   const utf8 = new TextEncoder();
 
   function onLog(d) {
@@ -410,11 +408,12 @@
         const old = $(attr("data-region", fresh.dataset.region));
         if (old) old.replaceWith(document.importNode(fresh, true));
       }
+      const box = $("#log-box");
+      const freshBox = $("#log-box", doc);
       const pre = $("#log");
-      const freshPre = $("#log", doc);
-      if (pre && freshPre && pre.dataset.pinned !== "yes" &&
-          freshPre.dataset.attempt !== pre.dataset.attempt) {
-        pre.replaceWith(document.importNode(freshPre, true));
+      if (box && freshBox && pre && pre.dataset.pinned !== "yes" &&
+          freshBox.dataset.attempt !== box.dataset.attempt) { // a new try: follow its log
+        box.replaceWith(document.importNode(freshBox, true));
       }
       const stream = doc.body.dataset.stream;
       if (stream !== document.body.dataset.stream) {

@@ -1,0 +1,280 @@
+"""The web UI in a real headless Chromium (Playwright) against a real `dagd run`: log in,
+see the DAGs, trigger a run with conf from the form and watch the graph turn green
+without a reload, read a failed task's error, clear it and see it run again, and the
+Gantt of a run with a retry. Every page is checked for CSP violations and script
+errors; each test saves a screenshot in its tmp folder."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from acceptance.harness import CLI_TIMEOUT, Daemon, Dagd
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 20_000  # for a state to show: a run of a few short tasks, on a busy machine
+USER, PASSWORD = "ada", "a long enough password for ada"
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+UI_DAGS = '''
+from pathlib import Path
+
+from dagd import DAG, TaskGroup, task
+
+HERE = Path(__file__).resolve().parent
+
+with DAG("ui_demo", description="A small pipeline to watch live", tags=["demo", "ui"],
+         params={"who": "world", "times": 2, "loud": False}):
+    @task
+    def hello(params):
+        for i in range(params["times"]):
+            print(f"hello {params['who']} #{i + 1}")
+        return {"who": params["who"]}
+
+    @task
+    def load(greeting):
+        print("loading for", greeting["who"])
+        return [1, 2, 3]
+
+    @task
+    def scale(values, n):
+        return [v * n for v in values]
+
+    @task
+    def split(values):
+        return [values[:1], values[1:]]
+
+    @task
+    def score(values):
+        return sum(values)
+
+    @task
+    def publish(scores):
+        print("published", scores)
+
+    greeting = hello()
+    with TaskGroup("features"):
+        rows = scale(load(greeting), 2)
+    publish(score.expand(values=split(rows)))
+
+with DAG("breaks", description="Fails until the fix file exists", tags=["demo"]):
+    @task
+    def fragile():
+        if not (HERE / "fixed").exists():
+            raise RuntimeError("the fix file is missing: create it and clear this task")
+        print("fixed, running fine")
+
+    @task
+    def after():
+        print("after the fix")
+
+    fragile() >> after()
+
+with DAG("flaky", description="Fails its first try, then succeeds", tags=["demo"]):
+    @task(retries=2, retry_delay=1)
+    def wobbly():
+        mark = HERE / "wobbled"
+        if not mark.exists():
+            mark.write_text("1")
+            raise ConnectionError("the first try always fails")
+        print("second try works")
+
+    @task
+    def steady():
+        print("steady")
+
+    steady() >> wobbly()
+'''
+
+
+@dataclass
+class Watched:
+    """A page whose console errors, uncaught exceptions and CSP reports are collected."""
+
+    page: Page
+    problems: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        assert self.problems == [], self.problems
+
+
+def watch(page: Page) -> Watched:
+    watched = Watched(page)
+
+    def console(msg: ConsoleMessage) -> None:
+        if msg.type == "error" or "Content Security Policy" in msg.text:
+            watched.problems.append(f"console {msg.type}: {msg.text}")
+
+    page.on("console", console)
+    page.on("pageerror", lambda exc: watched.problems.append(f"page error: {exc}"))
+    return watched
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def add_user(dagd: Dagd) -> None:
+    done = subprocess.run(dagd.argv("users", "add", USER, "--role", "operator"),
+                          input=(PASSWORD + "\n").encode(), capture_output=True,
+                          timeout=CLI_TIMEOUT, cwd=dagd.root, env=dagd.env(), check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+
+
+@pytest.fixture
+def ui(dagd: Dagd, write_dag: Callable[[str, str], Path], browser: Browser,
+       tmp_path: Path) -> Iterator[tuple[Daemon, Watched]]:
+    """A daemon with the UI DAGs and a user, and a browser page logged in to it."""
+    write_dag("ui_dags.py", UI_DAGS)
+    add_user(dagd)
+    daemon = dagd.start()
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    watched = watch(page)
+    try:
+        page.goto(daemon.url("/"))
+        expect(page).to_have_url(daemon.url("/login?next=/"))
+        page.fill('input[name="username"]', USER)
+        page.fill('input[name="password"]', PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(daemon.url("/"))
+        yield daemon, watched
+    finally:
+        context.close()
+
+
+def shot(page: Page, tmp_path: Path, name: str, *, docs: str | None = None) -> Path:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if docs is not None:
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_IMAGES / docs)
+    return path
+
+
+def nodes_all(page: Page, state: str) -> None:
+    for node in page.locator("svg[data-graph] g.node").all():
+        expect(node).to_have_attribute("data-state", state, timeout=WAIT_MS)
+
+
+def test_the_dag_list_then_a_run_with_conf_from_the_form_turns_the_graph_green_live(
+    ui: tuple[Daemon, Watched], tmp_path: Path
+) -> None:
+    daemon, watched = ui
+    page = watched.page
+    cards = page.locator(".dag-card")
+    expect(cards).to_have_count(3)
+    expect(page.locator(".dag-card .dag-id")).to_have_text(["breaks", "flaky", "ui_demo"])
+    page.fill('input[name="q"]', "demo")
+    page.get_by_role("button", name="Filter").click()
+    expect(cards).to_have_count(1)
+    shot(page, tmp_path, "dags")
+
+    page.get_by_role("link", name="ui_demo").click()
+    expect(page.locator("h1 .dag-id")).to_have_text("ui_demo")
+    expect(page.locator("#live")).to_have_attribute("data-live", "on")
+    page.evaluate("window.dagdMarker = 'no reload'")  # gone if the page reloads
+    page.locator("summary", has_text="Trigger").click()
+    form = page.locator("form.trigger-form")
+    form.locator('input[name="who"]').fill("Ada <b>Lovelace</b>")
+    form.locator('input[name="times"]').fill("three")
+    form.get_by_role("button", name="Trigger run").click()
+    expect(form.locator(".form-error")).to_contain_text("times (integer): must be a whole")
+    form.locator('input[name="times"]').fill("3")
+    form.get_by_role("button", name="Trigger run").click()
+    expect(form.locator(".form-result")).to_contain_text("queued")
+
+    nodes_all(page, "success")
+    assert page.evaluate("window.dagdMarker") == "no reload"
+    expect(page.locator("svg[data-graph] [data-count]")).to_have_text("[2]")
+    expect(page.locator(".grid .cell[data-state='success']")).to_have_count(6)
+    run_id = int(page.locator("svg[data-graph]").get_attribute("data-run") or 0)
+    status, run = daemon.request("GET", f"/api/v1/runs/{run_id}")
+    assert status == 200 and run["conf"] == {"who": "Ada <b>Lovelace</b>", "times": 3,
+                                             "loud": False}
+    # Two more runs, from the API: their columns join the grid as they run.
+    for who in ("Grace", "Edsger"):
+        status, _ = daemon.request("POST", "/api/v1/dags/ui_demo/runs", {"conf": {"who": who}})
+        assert status == 201
+    expect(page.locator(".grid .cell[data-state='success']")).to_have_count(18)
+    nodes_all(page, "success")
+    assert page.evaluate("window.dagdMarker") == "no reload"
+    page.locator("summary", has_text="Trigger").click()  # folded again, for the picture
+    shot(page, tmp_path, "dag", docs="ui-dag.png")
+
+    page.goto(daemon.url(f"/runs/{run_id}/tasks/hello"))
+    expect(page.locator("#log")).to_contain_text("hello Ada <b>Lovelace</b> #3")
+    watched.check()
+
+
+def test_a_failed_task_shows_its_error_and_runs_again_once_cleared(
+    ui: tuple[Daemon, Watched], tmp_path: Path, dags_folder: Path
+) -> None:
+    daemon, watched = ui
+    page = watched.page
+    page.goto(daemon.url("/dags/breaks"))
+    page.locator("summary", has_text="Trigger").click()
+    page.get_by_role("button", name="Trigger run").click()
+    expect(page.locator("svg[data-graph] g.node[data-task='fragile']")).to_have_attribute(
+        "data-state", "failed")
+    expect(page.locator("svg[data-graph] g.node[data-task='after']")).to_have_attribute(
+        "data-state", "upstream_failed")
+
+    page.locator("svg[data-graph] a[data-task-link='fragile']").click()
+    expect(page.locator("pre.error-block")).to_contain_text(
+        "RuntimeError: the fix file is missing")
+    expect(page.locator("#log")).to_contain_text("the fix file is missing")
+    expect(page.locator(".attempts tbody tr")).to_have_count(1)
+
+    shot(page, tmp_path, "task-failed", docs="ui-task.png")
+
+    (dags_folder / "fixed").write_text("yes\n")
+    page.get_by_role("button", name="Clear with downstream").click()
+    expect(page.locator(".actions .form-result")).to_contain_text("cleared")
+    expect(page.locator(".attempts tbody tr")).to_have_count(2)
+    expect(page.locator(".heading .badge")).to_have_text("success")
+    expect(page.locator("#log")).to_contain_text("fixed, running fine")
+    expect(page.locator("#log-box h2")).to_contain_text("try 2")
+    shot(page, tmp_path, "task-cleared")
+    watched.check()
+
+
+def test_the_gantt_of_a_run_with_a_retry(
+    ui: tuple[Daemon, Watched], tmp_path: Path
+) -> None:
+    daemon, watched = ui
+    page = watched.page
+    status, created = daemon.request("POST", "/api/v1/dags/flaky/runs", {"conf": {}})
+    assert status == 201, created
+    run_id = created["run_id"]
+    page.goto(daemon.url(f"/runs/{run_id}"))
+    expect(page.locator(".heading .badge")).to_have_text("success")
+    gantt = page.locator("svg.gantt")
+    expect(gantt.locator("rect.seg-running[data-state='failed']")).to_have_count(1)
+    expect(gantt.locator("rect.seg-retry")).to_have_count(1)
+    expect(gantt.locator("rect.seg-running[data-state='success']")).to_have_count(2)
+    expect(gantt.locator(".gantt-label")).to_have_text(["steady", "wobbly"])
+    expect(page.locator(".facts")).to_contain_text("manual")
+    shot(page, tmp_path, "run")
+
+    page.get_by_role("link", name="Events").click()
+    expect(page.locator("table.events")).to_contain_text("flaky")
+    shot(page, tmp_path, "events")
+    watched.check()
