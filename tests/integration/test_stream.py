@@ -1,0 +1,358 @@
+"""The live stream, GET /api/v1/stream, over a real aiohttp server on 127.0.0.1 and a
+running engine: committed changes in order, filters, resuming with Last-Event-ID, a
+stalled client, a followed log, and the end at shutdown."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import orjson
+import pytest
+from aiohttp import web
+
+from dagd.store import Store
+from dagd.web import stream as stream_module
+from dagd.web.app import create_app
+from integration.harness import Harness, StartEngine, cli_headers, wait_until
+
+pytestmark = pytest.mark.anyio
+
+DEADLINE = 10.0
+
+DAGS = """
+from dagd import DAG, task
+
+with DAG("pair") as pair:
+    @task
+    async def first():
+        return 1
+
+    @task
+    async def second():
+        return 2
+
+    first() >> second()
+
+with DAG("other") as other:
+    @task
+    async def alone():
+        return None
+
+    alone()
+"""
+
+
+@dataclasses.dataclass
+class Server:
+    runner: web.AppRunner
+    base: str
+    headers: dict[str, str]
+    http: aiohttp.ClientSession
+
+
+@asynccontextmanager
+async def serve(h: Harness) -> AsyncIterator[Server]:
+    reader = await Store.open(h.settings.db_path, readonly=True)
+    runner = web.AppRunner(create_app(h.engine, reader), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        headers = cli_headers(h.settings)
+        async with aiohttp.ClientSession(headers=headers) as http:
+            yield Server(runner, f"http://{host}:{port}", headers, http)
+    finally:
+        await runner.cleanup()
+        await reader.close()
+
+
+@dataclasses.dataclass
+class Event:
+    id: str | None
+    event: str
+    data: Any
+
+
+class Sse:
+    """A server-sent events reader over one response, each read under a deadline."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.last_id: str | None = None
+
+    async def next(self) -> Event | None:
+        """The next message with data (None at the end of the stream); comments and
+        id-only messages only move `last_id`."""
+        fields: dict[str, str] = {}
+        with anyio.fail_after(DEADLINE):
+            while True:
+                raw = await self.response.content.readline()
+                if not raw:
+                    return None
+                line = raw.decode().rstrip("\n")
+                if line:
+                    if not line.startswith(":"):
+                        name, _, value = line.partition(": ")
+                        fields[name] = value
+                        if name == "id":
+                            self.last_id = value
+                    continue
+                if "data" in fields:
+                    return Event(fields.get("id"), fields.get("event", "message"),
+                                 orjson.loads(fields["data"]))
+                fields = {}
+
+    async def until(self, done: Callable[[Event], bool]) -> list[Event]:
+        seen: list[Event] = []
+        while True:
+            event = await self.next()
+            assert event is not None, f"the stream ended; seen {seen}"
+            seen.append(event)
+            if done(event):
+                return seen
+
+
+@asynccontextmanager
+async def sse(server: Server, query: str = "", *,
+              last_id: str | None = None) -> AsyncIterator[Sse]:
+    headers = {"Last-Event-ID": last_id} if last_id is not None else {}
+    async with server.http.get(f"{server.base}/api/v1/stream{query}", headers=headers,
+                               timeout=aiohttp.ClientTimeout(total=None)) as response:
+        assert response.status == 200, await response.text()
+        assert response.content_type == "text/event-stream"
+        reader = Sse(response)
+        # The first message (retry:) is sent once the client is subscribed.
+        with anyio.fail_after(DEADLINE):
+            assert (await response.content.readline()).startswith(b"retry: ")
+        yield reader
+
+
+def ended(run_id: int) -> Callable[[Event], bool]:
+    return lambda e: (e.event == "run" and e.data["id"] == run_id
+                      and e.data["state"] in ("success", "failed"))
+
+
+def brief(events: list[Event]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for e in events:
+        d = e.data
+        if e.event == "ti":
+            out.append(("ti", d["task_id"], d["state"], str(d["try_number"])))
+        elif e.event == "attempt":
+            out.append(("attempt", d["task_id"], d["state"]))
+        elif e.event == "run":
+            out.append(("run", d["state"]))
+        else:
+            out.append((e.event, d.get("kind", ""), d.get("state", "")))
+    return out
+
+
+async def test_a_runs_changes_arrive_in_order_each_after_its_commit(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("pair.py", DAGS)
+    async with start_engine() as h, serve(h) as server, sse(server) as stream:
+        run_id = await h.trigger("pair")
+        seen = await stream.until(ended(run_id))
+        history = await h.store.run_history(run_id)
+        tis = await h.tis(run_id)
+    assert brief(seen) == [
+        ("event", "manual", "run_created"),
+        ("run", "queued"), ("run", "running"),
+        ("ti", "first", "queued", "0"), ("ti", "first", "running", "1"),
+        ("attempt", "first", "running"),
+        ("ti", "first", "success", "1"), ("ti", "second", "queued", "0"),
+        ("ti", "second", "running", "1"),
+        ("attempt", "first", "success"), ("attempt", "second", "running"),
+        ("ti", "second", "success", "1"), ("attempt", "second", "success"),
+        ("run", "success"),
+    ]
+    # Each change the stream told is one the rows hold (it was committed when sent).
+    ti_ids = {ti.id: name for name, ti in tis.items()}
+    stored = {(h.ti_id, h.to_state, h.at) for h in history}
+    for e in seen:
+        if e.event == "ti":
+            assert e.data["task_id"] == ti_ids[e.data["id"]]
+            assert (e.data["id"], e.data["state"], e.data["at"]) in stored
+        if e.event == "run":
+            assert (None, e.data["state"], e.data["at"]) in stored
+    run_event = seen[0].data
+    assert run_event["dag_id"] == "pair" and run_event["source"]
+    ids = [e.id for e in seen]
+    assert all(ids) and len(set(ids)) == len(ids)
+
+
+async def test_filters_keep_one_dag_or_one_run(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("pair.py", DAGS)
+    async with start_engine() as h, serve(h) as server:
+        async with sse(server, "?dag=other") as by_dag:
+            pair_run = await h.trigger("pair")
+            other_run = await h.trigger("other")
+            seen = await by_dag.until(ended(other_run))
+        assert {e.data["dag_id"] for e in seen} == {"other"}
+        assert {e.data.get("run_id", e.data["id"]) for e in seen if e.event != "event"} \
+            == {other_run}
+        await h.wait(pair_run)
+        async with sse(server, f"?run={other_run + 2}") as by_run:
+            await h.trigger("pair")
+            third = await h.trigger("pair")
+            assert third == other_run + 2
+            seen = await by_run.until(ended(third))
+        assert {e.data.get("run_id", e.data["id"]) for e in seen} == {third}
+        assert ("ti", "second", "success", "1") in brief(seen)
+        async with server.http.get(f"{server.base}/api/v1/stream?run=x") as bad:
+            assert bad.status == 422
+            assert (await bad.json())["field"] == "run"
+
+
+async def test_a_client_that_reconnects_gets_exactly_what_it_missed(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("pair.py", DAGS)
+    async with start_engine() as h, serve(h) as server, sse(server) as full:
+        async with sse(server) as partial:
+            run_id = await h.trigger("pair")
+            before = await partial.until(lambda e: e.event == "ti")
+            cursor = partial.last_id
+        assert cursor == before[-1].id
+        seen_all = await full.until(ended(run_id))
+        # The run has ended while the client was away: its quiet first-try changes
+        # (queued, running, success: no history row) are rebuilt from the rows.
+        async with sse(server, last_id=cursor) as resumed:
+            missed = await resumed.until(ended(run_id))
+    after = [e for e in seen_all if e.id not in {b.id for b in before}]
+    assert [(e.id, e.event, e.data) for e in missed] == [
+        (e.id, e.event, e.data) for e in after]
+    assert ("ti", "second", "success", "1") in brief(missed)
+
+
+async def test_a_cursor_that_is_not_ours_gets_reload(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("pair.py", DAGS)
+    async with start_engine() as h, serve(h) as server, \
+            sse(server, last_id="not-a-cursor") as stream:
+        event = await stream.next()
+    assert event is not None and event.event == "reload" and event.data["reason"]
+
+
+def big_dag(n: int) -> str:
+    return f"""
+from dagd import DAG, task
+
+with DAG("big", max_active_tasks=64) as big:
+    for i in range({n}):
+        @task(task_id=f"t{{i}}")
+        async def noop():
+            return None
+
+        noop()
+"""
+
+
+async def test_a_stalled_client_is_told_to_reload_and_never_slows_the_scheduler(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("big.py", big_dag(1500))
+    async with start_engine() as h, serve(h) as server:
+        host, port = server.base.removeprefix("http://").split(":")
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect((host, int(port)))
+            auth = server.headers["Authorization"]
+            sock.sendall(f"GET /api/v1/stream HTTP/1.1\r\nHost: {host}\r\n"
+                         f"Authorization: {auth}\r\n\r\n".encode())
+            received = sock.recv(256)  # the headers: the stream is open
+            assert received.startswith(b"HTTP/1.1 200")
+            await wait_until(lambda: bool(h.engine.changes._subs) and any(
+                s.limit == stream_module.QUEUE_LIMIT for s in h.engine.changes._subs))
+            # The client reads nothing more while a big run goes through.
+            run_id, state = await h.run("big", deadline=60.0)
+            assert state == "success"
+            sock.setblocking(False)
+            seen = bytearray()
+            with anyio.fail_after(DEADLINE):
+                while b"event: reload" not in seen:
+                    await anyio.wait_socket_readable(sock)
+                    seen += sock.recv(1 << 20)
+    assert b"behind" in seen
+
+
+SECRET = "s3cret-token-value"
+
+LOG_DAG = f"""
+from dagd import DAG, task
+
+with DAG("talk") as talk:
+    @task
+    def speak(conf):
+        print("line one", flush=True)
+        with open(conf["fifo"]) as f:  # blocks until the test writes
+            f.read()
+        print("line two {SECRET}", flush=True)
+        return None
+
+    speak()
+"""
+
+
+async def test_a_followed_log_shows_lines_as_they_are_printed_masked(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+    settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DAGD_TEST_SMTP_PASSWORD", SECRET)
+    write_dag("talk.py", LOG_DAG)
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    custom = dataclasses.replace(settings, smtp_password_env="DAGD_TEST_SMTP_PASSWORD")
+    async with start_engine(custom) as h, serve(h) as server:
+        run_id = await h.trigger("talk", {"fifo": str(fifo)})
+        await wait_until(lambda: _has_attempt(h, run_id))
+        [attempt] = await h.attempts(run_id, "speak")
+        async with sse(server, f"?log={attempt.id}&run={run_id}") as stream:
+            logs = await stream.until(lambda e: e.event == "log" and "line one" in
+                                      e.data["text"])
+            with open(fifo, "w") as f:  # only now may the task go on
+                f.write("go")
+            logs += await stream.until(lambda e: e.event == "log" and "line two" in
+                                       e.data["text"])
+            rest = await stream.until(ended(run_id))
+    texts = "".join(e.data["text"] for e in logs if e.event == "log")
+    assert "line one\n" in texts and "line two ***\n" in texts
+    assert SECRET not in texts and all(SECRET not in str(e.data) for e in rest)
+    first = next(e for e in logs if e.event == "log")
+    assert first.data["attempt_id"] == attempt.id and first.data["offset"] == 0
+
+
+async def _has_attempt(h: Harness, run_id: int) -> bool:
+    return bool(await h.attempts(run_id, "speak"))
+
+
+async def test_a_followed_attempt_that_is_unknown_is_a_404(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("pair.py", DAGS)
+    async with start_engine() as h, serve(h) as server:
+        async with server.http.get(f"{server.base}/api/v1/stream?log=999") as resp:
+            assert resp.status == 404
+
+
+async def test_the_stream_ends_when_the_server_stops(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("pair.py", DAGS)
+    async with start_engine() as h, serve(h) as server, sse(server) as stream:
+        with anyio.fail_after(DEADLINE):
+            await server.runner.cleanup()
+        assert await stream.next() is None
