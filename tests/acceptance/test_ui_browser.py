@@ -94,6 +94,18 @@ with DAG("flaky", description="Fails its first try, then succeeds", tags=["demo"
         print("steady")
 
     steady() >> wobbly()
+
+with DAG("tails", description="Writes its log in two parts", tags=["demo"]):
+    @task
+    def slow_log():
+        import time
+
+        print("first part of the log", flush=True)
+        while not (HERE / "go").exists():  # the test says when to go on
+            time.sleep(0.05)
+        print("second part, written later", flush=True)
+
+    slow_log()
 '''
 
 
@@ -180,8 +192,10 @@ def test_the_dag_list_then_a_run_with_conf_from_the_form_turns_the_graph_green_l
     daemon, watched = ui
     page = watched.page
     cards = page.locator(".dag-card")
-    expect(cards).to_have_count(3)
-    expect(page.locator(".dag-card .dag-id")).to_have_text(["breaks", "flaky", "ui_demo"])
+    expect(cards).to_have_count(4)
+    expect(page.locator(".dag-card .dag-id")).to_have_text(["breaks", "flaky", "tails",
+                                                             "ui_demo"])
+    shot(page, tmp_path, "dags-all")
     page.fill('input[name="q"]', "demo")
     page.get_by_role("button", name="Filter").click()
     expect(cards).to_have_count(1)
@@ -278,3 +292,60 @@ def test_the_gantt_of_a_run_with_a_retry(
     expect(page.locator("table.events")).to_contain_text("flaky")
     shot(page, tmp_path, "events")
     watched.check()
+
+
+def test_a_running_task_log_grows_on_the_page_without_a_reload(
+    ui: tuple[Daemon, Watched], tmp_path: Path, dags_folder: Path
+) -> None:
+    daemon, watched = ui
+    page = watched.page
+    status, created = daemon.request("POST", "/api/v1/dags/tails/runs", {"conf": {}})
+    assert status == 201, created
+    run_id = created["run_id"]
+    page.goto(daemon.url(f"/runs/{run_id}/tasks/slow_log"))
+    expect(page.locator("#log")).to_contain_text("first part of the log")
+    expect(page.locator(".heading .badge")).to_have_text("running")
+    expect(page.locator("#live")).to_have_attribute("data-live", "on")
+    page.evaluate("window.dagdMarker = 'no reload'")
+    (dags_folder / "go").write_text("go\n")
+    expect(page.locator("#log")).to_contain_text("second part, written later")
+    expect(page.locator(".heading .badge")).to_have_text("success")
+    expect(page.locator(".attempts tbody .badge")).to_have_text("success")  # re-read
+    text = page.locator("#log").text_content() or ""
+    assert text.count("first part of the log") == 1, text
+    assert page.evaluate("window.dagdMarker") == "no reload"
+    shot(page, tmp_path, "tail")
+    watched.check()
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_pages_fit_a_phone_in_either_theme(
+    ui: tuple[Daemon, Watched], tmp_path: Path, browser: Browser, scheme: str
+) -> None:
+    daemon, watched = ui
+    status, created = daemon.request("POST", "/api/v1/dags/ui_demo/runs", {"conf": {}})
+    assert status == 201, created
+    run_id = created["run_id"]
+    cookies = watched.page.context.cookies()
+    context = browser.new_context(viewport={"width": 390, "height": 844},
+                                  color_scheme=scheme, is_mobile=True, has_touch=True)
+    try:
+        context.add_cookies(cookies)  # the session of the logged-in page
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        small = watch(page)
+        for path in ("/", "/dags/ui_demo", f"/runs/{run_id}", f"/runs/{run_id}/tasks/hello",
+                     "/events", "/notifications"):
+            page.goto(daemon.url(path))
+            expect(page.locator("main")).to_be_visible()
+            if path == "/dags/ui_demo":
+                nodes_all(page, "success")
+            wide = page.evaluate("document.documentElement.scrollWidth") - 390
+            assert wide <= 0, f"{path} is {wide}px wider than a phone's screen"
+            name = path.strip("/").replace("/", "-") or "dags"
+            shot(page, tmp_path, f"phone-{scheme}-{name}")
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert (background == "rgb(18, 21, 27)") == (scheme == "dark"), background
+        small.check()
+    finally:
+        context.close()
