@@ -196,6 +196,11 @@ def test_the_dag_list_then_a_run_with_conf_from_the_form_turns_the_graph_green_l
     expect(page.locator(".dag-card .dag-id")).to_have_text(["breaks", "flaky", "tails",
                                                              "ui_demo"])
     shot(page, tmp_path, "dags-all")
+    flaky = cards.filter(has_text="flaky")
+    flaky.locator('input[data-action="pause"]').check()
+    expect(flaky).to_have_class("dag-card paused")
+    status, dag = daemon.request("GET", "/api/v1/dags/flaky")
+    assert status == 200 and dag["is_paused"] is True, dag
     page.fill('input[name="q"]', "demo")
     page.get_by_role("button", name="Filter").click()
     expect(cards).to_have_count(1)

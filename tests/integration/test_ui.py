@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from dagd.accounts import AccountsFile
 from dagd.store import Store
 from dagd.web.app import create_app
 from integration.harness import Harness, StartEngine, cli_headers
@@ -282,3 +283,55 @@ async def test_runs_are_paginated_by_run_id(
     assert runs_on == {ids[0], ids[1]}
     assert [a for t, a in second.tags if t == "a" and a.get("rel") == "next"] == []
     assert_clean(bad)
+
+
+TRIGGERED = '''
+from dagd import DAG, Cron, FileDrop, Webhook, task
+
+with DAG("timed", triggers=[Cron("0 3 * * 1"), FileDrop({folder!r}, pattern="*.csv"),
+                            Webhook("retrain", auth="bearer", secret_env="UI_TEST_TOKEN")]):
+    @task
+    def noop():
+        return None
+
+    noop()
+'''
+
+
+async def test_triggers_show_their_next_fire_time_folder_and_webhook_path(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, tmp_path: Path
+) -> None:
+    write_dag("timed.py", TRIGGERED.format(folder=str(tmp_path / "drops")))
+    async with start_engine() as h, ui(h) as (http, base):
+        dags = assert_clean(await get(http, f"{base}/"))
+        await h.engine.set_paused("timed", True)
+        paused = assert_clean(await get(http, f"{base}/dags/timed"))
+    shown = texts(dags)
+    assert re.search(r"cron 0 3 \* \* 1 \(UTC\) next: \d{4}-\d\d-\d\d 03:00 UTC", shown), shown
+    assert f"files *.csv in {tmp_path / 'drops'}" in shown
+    assert "POST /hooks/retrain" in shown
+    assert "next: paused" in texts(paused)
+    boxes = [a for t, a in paused.tags if t == "input" and a.get("data-action") == "pause"]
+    assert len(boxes) == 1 and "checked" in boxes[0]
+
+
+async def test_a_viewer_sees_the_pages_without_their_buttons(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("shop.py", UI_DAGS)
+    async with start_engine() as h, ui(h) as (http, base):
+        run_id, _ = await h.run("shop")
+        token = AccountsFile(h.settings.data_dir).create_token("watcher", role="viewer")
+        viewer = {"Authorization": f"Bearer {token}"}
+        pages = {}
+        for path in ("/", "/dags/shop", f"/runs/{run_id}", f"/runs/{run_id}/tasks/extract",
+                     "/events"):
+            async with http.get(base + path, headers=viewer) as resp:
+                assert resp.status == 200, path
+                pages[path] = assert_clean(await resp.text())
+        operator = parse(await get(http, f"{base}/runs/{run_id}/tasks/extract"))
+    for path, page in pages.items():
+        actions = [a for t, a in page.tags if "data-action" in a]
+        assert actions == [], (path, actions)
+    assert {a["data-action"] for t, a in operator.tags if "data-action" in a} == {
+        "clear", "clear-downstream", "mark-task"}
