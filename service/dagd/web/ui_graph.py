@@ -13,13 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-NODE_W = 168
+NODE_W = 150
 NODE_H = 34
-COL_W = 220  # from one layer's left edge to the next
+COL_W = 190  # from one layer's left edge to the next
 ROW_H = 56
 PAD = 24
 GROUP_PAD = 10
-LABEL_MAX = 22  # characters of a task id shown in its node (the full id is its tooltip)
+LABEL_MAX = 18  # characters of a task id shown in its node (the full id is its tooltip)
+# A wide graph is shrunk to fit its box, down to this much of its size; then it scrolls.
+MIN_SCALE = 0.75
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,15 @@ class Graph:
     nodes: list[Node]
     edges: list[Edge]
     boxes: list[Box]
+    node_w: int = NODE_W
+    node_h: int = NODE_H
+
+    @property
+    def min_width_class(self) -> str:
+        """The CSS class that keeps it from shrinking below MIN_SCALE (by 100 px steps:
+        the CSP allows no style attribute), or "" for a graph that is never shrunk much."""
+        hundreds = int(self.width * MIN_SCALE) // 100
+        return f"minw-{min(hundreds, 40)}" if hundreds >= 7 else ""
 
 
 def layers(tasks: list[dict[str, Any]]) -> dict[str, int]:

@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from dagd.errors import NotFound
-from dagd.store.rows import AttemptRow
+from dagd.store.rows import AttemptRow, TaskInstanceRow
 from dagd.web import ui_view
 from dagd.web.base import READER
 from dagd.web.ui import page, path_int, query_int, render
@@ -22,7 +22,7 @@ async def run_page(request: web.Request) -> web.Response:
     """A run: its state, duration, conf, what triggered it, and a Gantt of every attempt."""
     reader = request.app[READER]
     run = await reader.get_run(path_int(request, "run_id"))
-    tis = await reader.list_tis(run.id)
+    tis = _in_dag_order(await reader.list_tis(run.id), await _task_order(request, run.dag_id))
     attempts = await reader.run_attempts(run.id)
     history = await reader.run_history(run.id)
     event = None
@@ -35,8 +35,23 @@ async def run_page(request: web.Request) -> web.Response:
     tries: dict[int, int] = {}
     for a in attempts:
         tries[a.ti_id] = tries.get(a.ti_id, 0) + 1
+    expanded = {t.task_id for t in tis if t.map_index >= 0}
+    drawn = [t for t in tis if t.map_index >= 0 or t.task_id not in expanded]
     return render(request, "run.html", run=run, tis=tis, tries=tries, event=event,
-                  chart=gantt(run, tis, attempts, history, now=now), now=now)
+                  chart=gantt(run, drawn, attempts, history, now=now), now=now)
+
+
+async def _task_order(request: web.Request, dag_id: str) -> dict[str, int]:
+    try:
+        dag = await request.app[READER].get_dag(dag_id)
+    except NotFound:  # a DAG gone from the database: its runs still show
+        return {}
+    return {t["task_id"]: i for i, t in enumerate(dag.spec.get("tasks") or [])}
+
+
+def _in_dag_order(tis: list[TaskInstanceRow], order: dict[str, int]) -> list[TaskInstanceRow]:
+    """The DAG's task order (upstream first), a mapped task's instances by index."""
+    return sorted(tis, key=lambda t: (order.get(t.task_id, len(order)), t.map_index, t.id))
 
 
 def _chosen(attempts: list[AttemptRow], wanted: int | None, task_id: str) -> AttemptRow | None:

@@ -265,8 +265,8 @@
     const found = $$(`[data-run]${attr("data-run", d.id)}:not(svg)`);
     for (const el of found) setState(el, d.state);
     const page = document.body.dataset.page;
-    if (!found.length && (page === "dags" || page === "dag")) scheduleRefresh();
-    if (page === "run" || page === "task") scheduleRefresh();
+    if (!found.length && page === "dags") scheduleRefresh(); // a new run: a new mark
+    if (page === "dag" || page === "run" || page === "task") scheduleRefresh(); // durations
   }
 
   function graphNode(svg, taskId) {
@@ -293,6 +293,7 @@
       if (link) {
         link.setAttribute("href", `/runs/${d.run_id}`);
         link.textContent = `run ${d.run_id}`;
+        link.closest("[data-graph-run]").hidden = false;
       }
     }
     const node = graphNode(svg, d.task_id);
