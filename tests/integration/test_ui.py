@@ -335,3 +335,30 @@ async def test_a_viewer_sees_the_pages_without_their_buttons(
         assert actions == [], (path, actions)
     assert {a["data-action"] for t, a in operator.tags if "data-action" in a} == {
         "clear", "clear-downstream", "mark-task"}
+
+
+async def test_the_outbox_page_offers_a_failed_notification_again_and_filters(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("shop.py", UI_DAGS)
+    async with start_engine() as h, ui(h) as (http, base):
+        run_id, _ = await h.run("shop")
+        batch = h.store.batch()
+        for event in ("failure", "success"):
+            batch.queue_notification(dag_id="shop", run_id=run_id, ti_id=None,
+                                     notifier="chat", event=event, payload={"x": XSS})
+        await h.store.commit(batch)
+        first, second = sorted(n.id for n in await h.store.list_notifications())
+        await h.store.notification_failed(first, f"HTTP 500: {XSS2}", None)
+        await h.store.notification_sent(second)
+        every = assert_clean(await get(http, f"{base}/notifications"))
+        failed = assert_clean(await get(http, f"{base}/notifications?state=failed"))
+        by_tag = parse(await get(http, f"{base}/?tag=daily"))
+        no_tag = parse(await get(http, f"{base}/?tag=nothing"))
+    assert f"HTTP 500: {XSS2}" in texts(every)
+    retry = [a for t, a in every.tags if a.get("data-action") == "retry-notification"]
+    assert [a["data-notification"] for a in retry] == [str(first)]
+    rows = [a for t, a in failed.tags if t == "tr"]
+    assert len(rows) == 2  # the header and the failed one
+    assert [a["data-dag"] for t, a in by_tag.tags if t == "li" and "data-dag" in a] == ["shop"]
+    assert "No DAG matches" in texts(no_tag)
