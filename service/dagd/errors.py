@@ -114,6 +114,22 @@ class TaskFailure(Exception):
     """Raised by the worker side to report a failed attempt; not a DagdError (user code)."""
 
 
+class SkipTask(Exception):
+    """Raised by a task to end its task instance as skipped, not failed: what Airflow's
+    AirflowSkipException and a bash command's exit code 99 mean. Its downstream tasks
+    then follow their trigger rules, as after any skip."""
+
+
+class FailTask(Exception):
+    """Raised by a task to fail its task instance at once, whatever its retries (what
+    Airflow's AirflowFailException means)."""
+
+
+# How the scheduler recognises them in an attempt's exception names (across processes).
+SKIP_TASK = f"{__name__}.SkipTask"
+FAIL_TASK = f"{__name__}.FailTask"
+
+
 class StorageUnavailable(DagdError):
     """The database cannot be written now (disk full, I/O error): try again later."""
 

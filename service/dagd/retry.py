@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from dagd.errors import DagDefinitionError
+from dagd.errors import FAIL_TASK, DagDefinitionError
 
 # Reasons that are not the task's fault: retried whatever `retry_on` says.
 INFRASTRUCTURE_REASONS = frozenset({"daemon restarted", "daemon stopped"})
@@ -44,6 +44,7 @@ class RetryPolicy:
     `jitter` is a fraction: each delay is multiplied by a random factor in [1-j, 1+j].
     `retry_on` limits retries to these exception types (and their subclasses); any other
     exception fails the task at once. Empty means every exception is retried.
+    `dagd.errors.FailTask` (and its subclasses) is never retried.
     """
 
     retries: int = 0
@@ -118,7 +119,7 @@ class RetryPolicy:
         """
         if reason in INFRASTRUCTURE_REASONS:
             return try_number < self.max_tries + MAX_INTERRUPTIONS
-        if try_number >= self.max_tries:
+        if try_number >= self.max_tries or FAIL_TASK in error_names:
             return False
         if reason in INFRASTRUCTURE_REASONS or not self.retry_on:
             return True

@@ -3,7 +3,8 @@
 A branch task returns the id (or ids) of the tasks to follow among those directly
 downstream of it; the others are skipped. A short-circuit task that returns a falsy
 value skips every task directly downstream. Skips propagate by trigger rules (a join
-after a branch usually wants `none_failed_min_one_success`).
+after a branch usually wants `none_failed_min_one_success`); a short-circuit task with
+`skip_all_downstream` skips every task after it, trigger rules or not.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ def to_skip(task: BaseTask, value: Any) -> tuple[set[str], str | None]:
         return set(), None
     downstream = set(task.downstream_ids)
     if mode == "short_circuit":
-        return (set() if value else downstream), None
+        if value:
+            return set(), None
+        if getattr(task, "skip_all_downstream", False):
+            # Every task after it, whatever its trigger rule (Airflow's
+            # ShortCircuitOperator with ignore_downstream_trigger_rules=True).
+            return downstream | _descendants(task, downstream), None
+        return downstream, None
     if mode != "branch":
         return set(), None
     chosen = value if isinstance(value, list | tuple) else [value]

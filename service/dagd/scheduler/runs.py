@@ -24,7 +24,7 @@ from dagd.authoring.alerts import BUILTIN_EMAIL, emailed
 from dagd.authoring.context import Context
 from dagd.authoring.dag import DAG
 from dagd.config import Settings
-from dagd.errors import DagdError
+from dagd.errors import SKIP_TASK, DagdError
 from dagd.executors.base import XCOM_OPTIONS, AttemptResult, AttemptSpec
 from dagd.executors.logs import attempt_log_path
 from dagd.retry import INFRASTRUCTURE_REASONS
@@ -284,7 +284,10 @@ class Runs:
                 result = AttemptResult.failure(spec, error=error)
         batch.finish_attempt(spec.attempt_id, success=result.ok, error=result.error)
         if not result.ok:
-            self.after_failure(batch, run, ti, result)
+            if SKIP_TASK in result.error_names:  # the task skipped itself (SkipTask)
+                self.set_ti(batch, run, ti, TaskState.SKIPPED, reason=result.error)
+            else:
+                self.after_failure(batch, run, ti, result)
             return
         if result.xcom is not None:
             batch.put_xcom(ti.id, result.xcom)
