@@ -199,6 +199,7 @@ async def test_runs_list_filters_pages_and_detail(dags: Path, start_engine: Star
         _, until = await get(http, f"{base}/runs?until={middle}")
         iso = datetime.fromtimestamp(middle, UTC).isoformat()
         _, since_iso = await get(http, f"{base}/runs?since={quote(iso)}")
+        _, since_plus = await get(http, f"{base}/runs?since={iso}")  # "+" sent as is
         _, future = await get(http, f"{base}/runs?since=2999-01-01")
         bad = [await get(http, f"{base}/runs?{q}") for q in (
             "state=bogus", "since=yesterday", "until=nan", "limit=0", "limit=1001",
@@ -215,6 +216,7 @@ async def test_runs_list_filters_pages_and_detail(dags: Path, start_engine: Star
     assert [r["id"] for r in failed["runs"]] == [first]
     assert [r["id"] for r in since["runs"]] == quick[::-1] == [r["id"] for r in
                                                                since_iso["runs"]]
+    assert since_plus == since_iso
     assert [r["id"] for r in until["runs"]] == [first]
     assert future["runs"] == []
     assert [(s, b["field"]) for s, b in bad] == [

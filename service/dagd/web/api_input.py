@@ -112,7 +112,8 @@ def time_param(request: web.Request, name: str) -> float | None:
                                f"got {_shown(raw)!r}", field=name)
         return seconds
     try:
-        when = datetime.fromisoformat(raw)
+        # A "+01:00" sent unencoded in a query arrives as " 01:00".
+        when = datetime.fromisoformat(raw.replace(" ", "+"))
     except ValueError:
         raise InvalidInput(f"{name} must be a time (Unix seconds or an ISO 8601 date), got "
                            f"{_shown(raw)!r}", field=name) from None
