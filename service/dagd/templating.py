@@ -180,14 +180,17 @@ def _from_string(env: _Environment, source: str, names: dict[str, Any], context:
                                   task_id=context.task_id, field=field) from None
 
 
-def _tokens(source: str, context: Context, field: str) -> tuple[list[str], list[str]]:
-    """The rendered text split at its values: [text, value, text, value, ..., text]."""
+def _tokens(source: str, context: Context, field: str,
+            names: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """The rendered text split at its values: [text, value, text, value, ..., text].
+    `names`: the names the template sees, instead of `template_context(context)`."""
     if "{{" not in source and "{%" not in source:
         return [source], []
     collected = _Collected()
     reset = _collecting.set(collected)
     try:
-        text = _from_string(_modes, source, template_context(context), context, field)
+        text = _from_string(_modes, source, template_context(context) if names is None
+                            else names, context, field)
     finally:
         _collecting.reset(reset)
     parts = collected.pattern.split(text)
@@ -206,9 +209,11 @@ class ShellText:
     env: dict[str, str]
 
 
-def render_shell(source: str, context: Context, *, field: str) -> ShellText:
-    """Render a command for `sh -c`: values by reference, `| raw` values as shell text."""
-    texts, values = _tokens(source, context, field)
+def render_shell(source: str, context: Context, *, field: str,
+                 names: dict[str, Any] | None = None) -> ShellText:
+    """Render a command for `sh -c`: values by reference, `| raw` values as shell text.
+    `names`: what the template sees, if not dagd's names (an Airflow task's context)."""
+    texts, values = _tokens(source, context, field, names)
     scan = _ShellQuotes()
     out = [texts[0]]
     scan.feed(texts[0])

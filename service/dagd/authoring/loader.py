@@ -10,6 +10,9 @@ its file name, so a DAG file called `http.py` shadows nothing. Its folder is app
 the DAG files import are found; a helper whose name an installed or standard module
 already has can never be imported by that name, and is reported as an `ImportFailure`
 that says so (the DAGs are not affected).
+
+While a file is imported, `import airflow...` is served by `dagd.compat.hook` (unless a
+real Airflow is importable): Airflow 2 and 3 DAG files load unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from dagd.authoring import dag as dag_module
 from dagd.authoring.dag import DAG
+from dagd.compat.hook import airflow_imports
 from dagd.errors import DagdError
 
 _lock = threading.Lock()
@@ -101,7 +105,9 @@ def load_file(path: Path, source: str | None = None) -> tuple[list[DAG], ImportF
             module.__file__ = str(path)
             sys.modules[name] = module
             # Compiled with the real path: tracebacks and __file__ read as usual.
-            exec(compile(text, str(path), "exec"), module.__dict__)
+            # `import airflow...` is served by dagd.compat while the file is imported.
+            with airflow_imports():
+                exec(compile(text, str(path), "exec"), module.__dict__)
             found = dag_module.stop_collecting()
             for value in vars(module).values():
                 if isinstance(value, DAG) and value not in found:

@@ -1,0 +1,222 @@
+"""The Airflow context of an attempt: the dict an Airflow task gets as `context` (and
+as `**kwargs`, or by parameter name), built from dagd's `Context`; `ti` and `dag_run`
+as Airflow spells them, `macros`, and `get_current_context()`.
+
+`ti.xcom_pull` reads the XComs of the task's direct upstream tasks (what dagd hands an
+attempt); `ti.xcom_push` keeps keys for `dagd.compat.airflow.xcom.pack`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import random
+import time
+import types
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dagd.authoring.context import Context as DagdContext
+from dagd.compat.airflow.dates import to_pendulum
+from dagd.compat.airflow.exceptions import AirflowException
+from dagd.compat.airflow.xcom import RETURN, pull
+from dagd.compat.hook import airflow_imports, unsupported
+
+Context = dict  # `def execute(self, context: Context)`: Airflow's context is a dict
+
+_current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "dagd_airflow_context", default=None)
+# A timer's run carries these in its conf (dagd.triggers.timers.fire_conf).
+TIMER_KEYS = ("logical_date", "data_interval_start", "data_interval_end")
+
+
+def ds_add(ds: str, days: int) -> str:
+    """`ds` plus `days` days, as YYYY-MM-DD."""
+    if not days:
+        return str(ds)
+    return (dt.datetime.strptime(str(ds), "%Y-%m-%d") + dt.timedelta(days=days)).strftime(
+        "%Y-%m-%d")
+
+
+def ds_format(ds: str, input_format: str, output_format: str) -> str:
+    """`ds` read with one strftime format, written with another."""
+    return dt.datetime.strptime(str(ds), input_format).strftime(output_format)
+
+
+def datetime_diff_for_humans(then: dt.datetime, since: dt.datetime | None = None) -> str:
+    since = since or dt.datetime.now(dt.UTC)
+    return f"{abs((since - then).total_seconds()):.0f} seconds"
+
+
+macros = types.SimpleNamespace(
+    ds_add=ds_add, ds_format=ds_format, datetime=dt.datetime, timedelta=dt.timedelta,
+    time=time, uuid=uuid, random=random, json=json,
+    datetime_diff_for_humans=datetime_diff_for_humans,
+)
+
+
+class _Refused:
+    """`var` and `conn` in a template: dagd has no Airflow variables or connections."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise unsupported(f"airflow.models.Variable ({{{{ {self._name}.{attr} }}}})")
+
+
+class DagRun:
+    """The run, as Airflow's `dag_run`: `conf`, `run_id`, dates, `run_type`."""
+
+    def __init__(self, ctx: DagdContext, run_id: str, scheduled: bool,
+                 dates: dict[str, Any]) -> None:
+        self.dag_id = ctx.dag_id
+        self.run_id = run_id
+        self.id = ctx.run_id
+        conf = dict(ctx.conf) if isinstance(ctx.conf, dict) else {"value": ctx.conf}
+        if scheduled:
+            for key in TIMER_KEYS:
+                conf.pop(key, None)
+        self.conf = conf
+        self.run_type = "scheduled" if scheduled else "manual"
+        self.external_trigger = not scheduled
+        self.logical_date = self.execution_date = dates["logical_date"]
+        self.data_interval_start = dates["data_interval_start"]
+        self.data_interval_end = dates["data_interval_end"]
+        self.start_date = dates["logical_date"]
+
+    def __repr__(self) -> str:
+        return f"<DagRun {self.dag_id} @ {self.logical_date}: {self.run_id}>"
+
+
+class TaskInstance:
+    """The attempt, as Airflow's `ti`: ids, `try_number`, `xcom_push`, `xcom_pull`."""
+
+    def __init__(self, ctx: DagdContext, task: Any, run_id: str) -> None:
+        self.task = task
+        self.task_id = ctx.task_id
+        self.dag_id = ctx.dag_id
+        self.run_id = run_id
+        self.try_number = ctx.try_number
+        self.map_index = ctx.map_index
+        self.max_tries = getattr(task, "max_tries", 1)
+        self.state = "running"
+        self.hostname = ""
+        self.log_url = ""
+        self._upstream = ctx.upstream
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any, **_: Any) -> None:
+        """Keep `value` under `key`; downstream tasks read it with xcom_pull(key=...)."""
+        self.pushed[str(key)] = value
+
+    def xcom_pull(self, task_ids: str | list[str] | tuple[str, ...] | None = None,
+                  dag_id: str | None = None, key: str | None = RETURN,
+                  include_prior_dates: bool = False, map_indexes: Any = None,
+                  default: Any = None) -> Any:
+        """The value of `key` from an upstream task (or a list, for a list of ids)."""
+        tasks = getattr(self.task.dag, "tasks", {})
+        if isinstance(task_ids, list | tuple):
+            return [pull(self._upstream, tasks.get(t), t, key) for t in task_ids]
+        if task_ids is None:
+            if key and key in self.pushed:
+                return self.pushed[key]
+            for tid in sorted(self._upstream):
+                found = pull(self._upstream, tasks.get(tid), tid, key)
+                if found is not None:
+                    return found
+            return default
+        value = pull(self._upstream, tasks.get(task_ids), task_ids, key)
+        return default if value is None else value
+
+    def __repr__(self) -> str:
+        return f"<TaskInstance: {self.dag_id}.{self.task_id} {self.run_id} [running]>"
+
+
+def _dates(ctx: DagdContext) -> tuple[dict[str, Any], bool]:
+    conf = ctx.conf if isinstance(ctx.conf, dict) else {}
+    scheduled = all(isinstance(conf.get(k), str) for k in TIMER_KEYS)
+    logical = to_pendulum(ctx.logical_date or dt.datetime.now(dt.UTC))
+    if scheduled:
+        start = to_pendulum(dt.datetime.fromisoformat(conf["data_interval_start"]))
+        end = to_pendulum(dt.datetime.fromisoformat(conf["data_interval_end"]))
+    else:
+        start = end = logical
+    return {"logical_date": logical, "data_interval_start": start,
+            "data_interval_end": end}, scheduled
+
+
+def _params(ctx: DagdContext, task: Any) -> dict[str, Any]:
+    """The DAG's params (the run's conf overrides them), then the task's own."""
+    merged = dict(ctx.params)
+    conf = ctx.conf if isinstance(ctx.conf, dict) else {}
+    for key, value in (getattr(task, "airflow_params", None) or {}).items():
+        merged[key] = conf.get(key, value) if key not in ctx.params else merged[key]
+    return merged
+
+
+def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
+    """The Airflow context of this attempt."""
+    dates, scheduled = _dates(ctx)
+    logical = dates["logical_date"]
+    run_id = f"{'scheduled' if scheduled else 'manual'}__{logical.isoformat()}"
+    ti = TaskInstance(ctx, task, run_id)
+    ds = logical.strftime("%Y-%m-%d")
+    ts = logical.isoformat()
+    return {
+        "ds": ds,
+        "ds_nodash": ds.replace("-", ""),
+        "ts": ts,
+        "ts_nodash": logical.strftime("%Y%m%dT%H%M%S"),
+        "ts_nodash_with_tz": ts.replace("-", "").replace(":", ""),
+        "yesterday_ds": ds_add(ds, -1),
+        "tomorrow_ds": ds_add(ds, 1),
+        **dates,
+        "execution_date": logical,
+        "prev_data_interval_start_success": None,
+        "prev_data_interval_end_success": None,
+        "prev_start_date_success": None,
+        "dag": task.dag,
+        "task": task,
+        "dag_run": DagRun(ctx, run_id, scheduled, dates),
+        "ti": ti,
+        "task_instance": ti,
+        "params": _params(ctx, task),
+        "run_id": run_id,
+        "task_instance_key_str": f"{ctx.dag_id}__{ctx.task_id}__{ds.replace('-', '')}",
+        "test_mode": False,
+        "macros": macros,
+        "map_index_template": None,
+        "inlets": [],
+        "outlets": [],
+        "triggering_dataset_events": {},
+        "var": _Refused("var"),
+        "conn": _Refused("conn"),
+        "expanded_ti_count": None,
+    }
+
+
+@contextmanager
+def running(ctx: DagdContext, task: Any) -> Iterator[dict[str, Any]]:
+    """For the time of an attempt: its Airflow context, `get_current_context()` and
+    `import airflow` (a task body may import from it)."""
+    context = build(ctx, task)
+    token = _current.set(context)
+    try:
+        with airflow_imports():
+            yield context
+    finally:
+        _current.reset(token)
+
+
+def get_current_context() -> dict[str, Any]:
+    """The Airflow context of the attempt running now."""
+    context = _current.get()
+    if context is None:
+        raise AirflowException("get_current_context() called outside a running task")
+    return context

@@ -1,0 +1,160 @@
+"""Dependencies as Airflow writes them: `chain`, `cross_downstream`, `chain_linear`,
+`Label` on an edge, `TriggerRule`, and setup/teardown roles. Pure.
+
+`Linking` is mixed into every task-like name served (operators, XComArgs, groups): it
+lets a `Label` stand between two of them (`a >> Label("ok") >> b` links a to b; dagd
+keeps no text on an edge) and gives them `as_setup()` / `as_teardown()`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from enum import StrEnum
+from typing import Any
+
+from dagd.authoring.tasks import BaseTask, Linkable
+from dagd.authoring.tasks import chain as dagd_chain
+
+
+class TriggerRule(StrEnum):
+    """Airflow's trigger rules; `dagd_rule` says which dagd rule each one runs as."""
+
+    ALL_SUCCESS = "all_success"
+    ALL_FAILED = "all_failed"
+    ALL_DONE = "all_done"
+    ALL_DONE_SETUP_SUCCESS = "all_done_setup_success"
+    ONE_SUCCESS = "one_success"
+    ONE_FAILED = "one_failed"
+    ONE_DONE = "one_done"
+    NONE_FAILED = "none_failed"
+    NONE_FAILED_OR_SKIPPED = "none_failed_or_skipped"
+    NONE_SKIPPED = "none_skipped"
+    ALWAYS = "always"
+    NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
+    ALL_SKIPPED = "all_skipped"
+
+
+# Airflow's rules that dagd runs as one of its own; the others are dagd's names already.
+RULES = {
+    "all_done_setup_success": "all_done",
+    "none_failed_or_skipped": "none_failed_min_one_success",
+    "always": "all_done",
+}
+UNSUPPORTED_RULES = {"one_done", "all_skipped"}
+
+
+def dagd_rule(value: Any) -> str | None:
+    """The dagd trigger rule for an Airflow one (None stays None: the default)."""
+    if value is None:
+        return None
+    text = str(value.value if isinstance(value, TriggerRule) else value)
+    return RULES.get(text, text)
+
+
+class Linking:
+    """`>>` and `<<` with a Label between, and the setup/teardown roles."""
+
+    is_setup = False
+    is_teardown = False
+
+    def _ends(self) -> list[BaseTask]:
+        if isinstance(self, BaseTask):
+            return [self]
+        found = getattr(self, "_link_ends", None)
+        return list(found(upstream=True)) if found is not None else []
+
+    def set_downstream(self, other: Any, edge_modifier: Any = None) -> None:
+        rest = _split_labels(other, self, downstream=True)
+        if edge_modifier is not None and rest:
+            edge_modifier.set_upstream(self)
+        if rest:
+            super().set_downstream(rest)  # type: ignore[misc]
+
+    def set_upstream(self, other: Any, edge_modifier: Any = None) -> None:
+        rest = _split_labels(other, self, downstream=False)
+        if rest:
+            super().set_upstream(rest)  # type: ignore[misc]
+
+    def as_setup(self) -> Any:
+        for t in self._ends():
+            t.is_setup = True  # type: ignore[attr-defined]
+        return self
+
+    def as_teardown(self, *, setups: Any = None, teardowns: Any = None,
+                    on_failure_fail_dagrun: bool | None = None) -> Any:
+        """A teardown runs once its upstream tasks are done, whatever their state."""
+        for t in self._ends():
+            t.is_teardown = True  # type: ignore[attr-defined]
+            t.trigger_rule = "all_done"
+        if setups is not None:
+            for s in setups if isinstance(setups, list | tuple) else [setups]:
+                if isinstance(s, Linking):
+                    s.as_setup()
+                s >> self
+        return self
+
+
+def _split_labels(other: Any, owner: Any, *, downstream: bool) -> list[Any]:
+    """The items of `other` that are not Labels; each Label learns its end."""
+    items = list(other) if isinstance(other, list | tuple | set) else [other]
+    rest = []
+    for item in items:
+        if isinstance(item, Label):
+            if downstream:
+                item.set_upstream(owner)
+            else:
+                item.set_downstream(owner)
+        else:
+            rest.append(item)
+    return rest
+
+
+class Label(Linkable):
+    """`a >> Label("text") >> b`: an edge's label. The edge is made; the text is kept on
+    the Label only (dagd draws edges without text)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._ups: list[Any] = []
+        self._downs: list[Any] = []
+
+    def set_upstream(self, other: Any) -> None:
+        items = list(other) if isinstance(other, list | tuple | set) else [other]
+        self._ups.extend(items)
+        for down in self._downs:
+            for up in items:
+                up >> down
+
+    def set_downstream(self, other: Any) -> None:
+        items = list(other) if isinstance(other, list | tuple | set) else [other]
+        self._downs.extend(items)
+        for up in self._ups:
+            up >> items
+
+    def __repr__(self) -> str:
+        return f"Label({self.label!r})"
+
+
+def chain(*items: Any) -> None:
+    """Airflow's chain: each item (a task, a group, a list) before the next; two lists of
+    one length pair up."""
+    dagd_chain(*items)
+
+
+def cross_downstream(from_tasks: Any, to_tasks: Any) -> None:
+    """Every task of `from_tasks` before every task of `to_tasks`."""
+    for up in from_tasks:
+        up >> list(to_tasks)
+
+
+def chain_linear(*items: Any) -> None:
+    """Every task of each item before every task of the next."""
+    for ups, downs in itertools.pairwise(items):
+        for up in ups if isinstance(ups, list | tuple) else [ups]:
+            up >> (list(downs) if isinstance(downs, list | tuple) else downs)
+
+
+def apply_defaults(fn: Any) -> Any:
+    """Airflow 1's decorator for an operator's __init__: default_args are applied by the
+    DAG already, so it changes nothing."""
+    return fn
