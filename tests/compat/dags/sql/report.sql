@@ -1,0 +1,1 @@
+SELECT '{{ ds }}' AS day, {{ params.limit }} AS n FROM {{ table }}

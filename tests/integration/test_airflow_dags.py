@@ -1,0 +1,164 @@
+"""Airflow-style DAG files (tests/compat/dags, Airflow 2 and 3 imports) run end to end on
+a real engine with real worker processes: task states, XComs (with keys), the order of
+execution and the rendered commands, read back from the store and the attempts' logs."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dagd.config import Settings
+from integration.harness import Harness, StartEngine, read_text
+
+pytestmark = pytest.mark.anyio
+
+DAGS = Path(__file__).resolve().parents[1] / "compat" / "dags"
+S, K, F = "success", "skipped", "failed"
+
+
+@pytest.fixture
+def airflow_folder(settings: Settings) -> Settings:
+    """The Airflow-style DAG files (and their .sql and .sh files) in the DAGs folder."""
+    shutil.copytree(DAGS, settings.dags_folder, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return settings
+
+
+async def log_of(h: Harness, run_id: int, task_id: str, try_number: int = 1) -> str:
+    attempts = await h.attempts(run_id, task_id)
+    return await read_text(attempts[try_number - 1].log_path)
+
+
+async def own_states(h: Harness, run_id: int) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in await h.store.list_tis(run_id) if ti.map_index < 0}
+
+
+async def test_airflow_2_tutorial(airflow_folder: Settings, start_engine: StartEngine) -> None:
+    async with start_engine(airflow_folder) as h:
+        run_id, state = await h.run("tutorial_v2", {"source": "web"})
+        assert state == S
+        assert await own_states(h, run_id) == dict.fromkeys(
+            ["print_date", "templated", "push", "pull", "end"], S)
+        run = await h.store.get_run(run_id)
+        assert run.logical_date is not None
+        ds = datetime.fromisoformat(run.logical_date).astimezone(UTC).strftime("%Y-%m-%d")
+        assert await h.xcom(run_id, "print_date") == f"date={ds} p=eu"
+        assert await h.xcom(run_id, "push") == {"__airflow_xcom__": {
+            "rows": 42, "source": "web", "return_value": {"total": 7}}}
+        pulled = await h.xcom(run_id, "pull")
+        assert pulled == {
+            "greeting": "hello!", "rows": 42, "source": "web", "returned": {"total": 7},
+            "explicit": {"total": 7}, "both": [{"total": 7}, f"date={ds} p=eu"],
+            "ds_is_ds": True, "run_id": "manual", "templated": True,
+            "params": {"region": "eu"},
+            # `ti` is a parameter of its own: not in **kwargs, as in Airflow
+            "keys": ["dag", "data_interval_start", "macros", "task", "task_instance",
+                     "test_mode", "ts"],
+            "key_str": True,
+        }
+        log = await log_of(h, run_id, "templated")
+        plus7 = datetime.strptime(ds, "%Y-%m-%d").toordinal() + 7
+        week = datetime.fromordinal(plus7).strftime("%Y-%m-%d")
+        assert f"{ds} {week} 0\n" in log and f"{ds} {week} 1\n" in log
+        assert f"Parameter I passed in x-{ds.replace('-', '')}\n" in log
+        # The order: each task started after its upstream tasks ended.
+        ended = {t: (await h.attempts(run_id, t))[0] for t in ("print_date", "push", "pull")}
+        assert ended["print_date"].ended_at <= ended["push"].started_at  # type: ignore[operator]
+        assert ended["push"].ended_at <= ended["pull"].started_at  # type: ignore[operator]
+
+
+async def test_airflow_3_taskflow(airflow_folder: Settings, start_engine: StartEngine) -> None:
+    async with start_engine(airflow_folder) as h:
+        run_id, state = await h.run("taskflow_v3")
+        assert state == S
+        states = await own_states(h, run_id)
+        assert states == {
+            "make_room": S, "extract": S, "scale": S, "total": S, "label_a": S,
+            "choose": S, "big": S, "small": K, "gate": S, "after_gate": K,
+            "report.describe": S, "report.shout": S, "clean_room": S,
+        }
+        assert await h.xcom(run_id, "extract") == {"a": 1, "b": 2, "items": [1, 2, 3]}
+        assert await h.xcom(run_id, "scale") == [10, 20, 30]
+        assert await h.xcom(run_id, "total") == 60
+        assert await h.xcom(run_id, "label_a") == 100
+        assert await h.xcom(run_id, "choose") == "big"
+        assert await h.xcom(run_id, "report.describe") == "report.describe:60"
+        assert await h.xcom(run_id, "report.shout") == "shout-report.describe:60"
+        room = (await h.attempts(run_id, "make_room"))[0]
+        extract = (await h.attempts(run_id, "extract"))[0]
+        assert room.ended_at is not None and room.ended_at <= extract.started_at
+
+
+async def test_skips_failures_and_branches(airflow_folder: Settings,
+                                           start_engine: StartEngine) -> None:
+    async with start_engine(airflow_folder) as h:
+        run_id, state = await h.run("control_v2", {"go": "left"})
+        assert state == F  # fail_now and exit1 failed
+        assert await own_states(h, run_id) == {
+            "branch": S, "left": S, "right": K, "join": S,
+            "sc_all": S, "sc_all_next": K, "sc_all_done": K,
+            "sc_direct": S, "sc_direct_next": K, "sc_direct_done": S,
+            "latest_only": S, "after_latest": S,
+            "skip_me": K, "after_skip": K,
+            "fail_now": F, "flaky": S, "exit99": K, "exit1": F,
+        }
+        assert len(await h.attempts(run_id, "fail_now")) == 1  # retries=2, never used
+        assert len(await h.attempts(run_id, "flaky")) == 2
+        assert await h.xcom(run_id, "flaky") == 2
+        assert "AirflowSkipException: nothing to do today" in (
+            await h.attempts(run_id, "skip_me"))[0].error
+        assert "exit code 99" in (await h.attempts(run_id, "exit99"))[0].error
+        assert "before\n" in await log_of(h, run_id, "exit99")
+        assert len(await h.attempts(run_id, "exit99")) == 1
+
+        run_id, _ = await h.run("control_v2", {"go": "right"})
+        states = await own_states(h, run_id)
+        assert (states["left"], states["right"], states["join"]) == (K, S, S)
+
+
+async def test_custom_operator_templates_and_files(airflow_folder: Settings,
+                                                   start_engine: StartEngine) -> None:
+    async with start_engine(airflow_folder) as h:
+        run_id, state = await h.run("custom_op", {"limit": 9})
+        assert state == S
+        run = await h.store.get_run(run_id)
+        ds = datetime.fromisoformat(run.logical_date or "").astimezone(UTC).strftime("%Y-%m-%d")
+        report: dict[str, Any] = await h.xcom(run_id, "report")
+        assert report == {
+            "__airflow_xcom__": {"label": "HIHI", "return_value": {
+                "sql": f"SELECT '{ds}' AS day, 9 AS n FROM sales_eu", "label": "HIHI",
+                "extra": {"when": ds.replace("-", ""), "n": "9"}, "task": "report"}}}
+        assert await h.xcom(run_id, "reader") == "HIHI"
+        assert await h.xcom(run_id, "script") == f"script for {ds} in custom_op"
+        assert await h.xcom(run_id, "listing") == "me sql nohome"
+        log = await log_of(h, run_id, "script")
+        assert 'echo "script for ${DAGD_ARG_1} in ${DAGD_ARG_2}"' in log
+        assert f'DAGD_ARG_1="{ds}"' in log
+
+
+async def test_native_rendering(airflow_folder: Settings, start_engine: StartEngine) -> None:
+    async with start_engine(airflow_folder) as h:
+        run_id, state = await h.run("native_v3", {"n": 4})
+        assert state == S
+        assert await h.xcom(run_id, "native") == {"sum": 6, "type": "list", "conf": 4}
+
+
+async def test_a_template_file_outside_the_search_path_is_refused(
+        settings: Settings, start_engine: StartEngine, write_dag: Any) -> None:
+    (settings.dags_folder.parent / "secret.sh").write_text("echo secret\n")
+    write_dag("escape.py", """\
+        from airflow.sdk import DAG
+        from airflow.providers.standard.operators.bash import BashOperator
+
+        with DAG("escape", schedule=None):
+            BashOperator(task_id="up", bash_command="../secret.sh")
+        """)
+    async with start_engine(settings) as h:
+        run_id, state = await h.run("escape")
+        assert state == F
+        (attempt,) = await h.attempts(run_id, "up")
+        assert attempt.error is not None and "without '..'" in attempt.error
