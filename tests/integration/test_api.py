@@ -20,13 +20,14 @@ from aiohttp import web
 
 from dagd.store import Store
 from dagd.web.app import create_app
-from integration.harness import Harness, StartEngine, cli_headers
+from integration.harness import Harness, StartEngine, cli_headers, wait_until
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "s3cret-hook-token"
 
 DAGS = f"""
+import asyncio
 import os
 from dagd import DAG, Cron, FileDrop, TaskGroup, Webhook, task
 
@@ -70,6 +71,15 @@ with DAG("flaky", tags=["etl"]) as flaky:
         return "after"
 
     wobble() >> after()
+
+GATE = asyncio.Event()  # the test sets it (in the daemon's loop) to let `hold` end
+
+with DAG("slow") as slow:
+    @task
+    async def hold():
+        await GATE.wait()
+
+    hold()
 
 with DAG("quick") as quick:
     @task
@@ -132,7 +142,7 @@ async def test_dags_list_filters_and_detail_with_graph_triggers_and_params(
         status, shop = await get(http, f"{base}/dags/shop")
         unknown = await get(http, f"{base}/dags/nope")
     ids = [d["dag_id"] for d in everything["dags"]]
-    assert ids == ["flaky", "quick", "shop"]
+    assert ids == ["flaky", "quick", "shop", "slow"]
     assert [d["dag_id"] for d in by_name[1]["dags"]] == ["shop"]
     assert [d["dag_id"] for d in by_tag[1]["dags"]] == ["flaky", "shop"]
     assert [d["dag_id"] for d in paused[1]["dags"]] == ["quick"]
@@ -341,3 +351,26 @@ async def test_clear_mark_and_mark_run(dags: Path, start_engine: StartEngine) ->
     assert marked == (200, {"run_id": run_id, "task_id": "wobble", "map_index": -1,
                             "state": "success"})
     assert mark_run[0] == 200 and quick_run["state"] == "failed"
+
+
+async def test_a_state_conflict_is_a_409_naming_the_task(
+    dags: Path, start_engine: StartEngine
+) -> None:
+    async with start_engine() as h, api(h) as (http, base):
+        run_id = await h.trigger("slow")
+
+        async def holding() -> bool:
+            return (await h.states(run_id)).get("hold") == "running"
+
+        await wait_until(holding, what="hold running")
+        url = f"{base}/runs/{run_id}/tasks/hold"
+        before = await h.tis(run_id)
+        conflict = await post(http, f"{url}/clear", {})
+        after = await h.tis(run_id)
+        marked = await post(http, f"{url}/mark", {"state": "success"})
+        assert await h.wait(run_id) == "success"
+        h.module_global("slow", "GATE").set()
+    assert conflict[0] == 409 and conflict[1]["error"] == "state"
+    assert "running" in conflict[1]["message"] and "hold" in conflict[1]["message"]
+    assert after == before  # the refused clear changed nothing
+    assert marked[0] == 200

@@ -220,6 +220,8 @@ def _list(key: str, item: str, *, paged: bool = False) -> Schema:
 MARK_BODY = {"type": "object", "additionalProperties": False, "required": ["state"],
              "properties": {"state": {"type": "string", "enum": ["success", "failed"]},
                             "map_index": MAP_INDEX["schema"]}}
+RUN_MARK_BODY = {"type": "object", "additionalProperties": False, "required": ["state"],
+                 "properties": {"state": {"type": "string", "enum": ["success", "failed"]}}}
 TI_REF = _obj({"run_id": {"type": "integer"}, "task_id": {"type": "string"},
                "map_index": {"type": "integer"}, "state": {"type": "string"}})
 STREAM_MAX_LOGS = 8  # attempts whose log lines one stream follows, at most (stream.py)
@@ -295,7 +297,7 @@ def _run_paths() -> dict[str, Schema]:
             errors=("404", "422"))},
         "/api/v1/runs/{run_id}/mark": {"post": op(
             "Mark a run success or failed: its active task instances end", tag="runs",
-            params=run, body=MARK_BODY, errors=("404", "409"),
+            params=run, body=RUN_MARK_BODY, errors=("404", "409"),
             answer=_json(_obj({"run_id": {"type": "integer"},
                                "state": {"type": "string"}}), "Marked"))},
         "/api/v1/runs/{run_id}/tasks": {"get": op(
