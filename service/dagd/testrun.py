@@ -1,4 +1,6 @@
-"""`dagd test DAG`: run one DAG once, in the foreground, with a live progress table.
+"""`dagd test DAG`: run one DAG once, in the foreground, with a live progress table;
+`dagd tasks test DAG TASK`: run one of its tasks alone (as `airflow tasks test`: its
+upstream tasks are not run, so it sees no upstream XCom).
 
 It uses the real engine on a throw-away data directory, so it never touches the
 daemon's database and works whether or not a daemon runs. SIGTERM or Ctrl-C stops it at
@@ -7,6 +9,8 @@ once, and its attempts with it (their process groups too), as a forced daemon st
 
 from __future__ import annotations
 
+import argparse
+import copy
 import signal
 import tempfile
 from dataclasses import replace
@@ -14,27 +18,51 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import orjson
 from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
+from dagd.authoring.dag import DAG
 from dagd.check import find, load_dags
 from dagd.config import Settings
-from dagd.executors.logs import install_capture
-from dagd.kinds.connections import set_connections
-from dagd.notify import email
-from dagd.scheduler.callbacks import Callbacks
-from dagd.scheduler.loop import Engine
-from dagd.store import Store
-from dagd.tables import state_text, ti_table
+from dagd.errors import InvalidInput, NotFound
 
 
-async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], console: Console) -> int:
-    """Run the DAG once; the exit code: 0 if the run succeeded, 1 if it failed, 128 + N
-    when signal N (SIGTERM, SIGINT) stopped it. A signal stops the attempts as a forced
-    daemon stop does: each is cancelled, its process group stopped, and recorded."""
+def only_task(dag: DAG, task_id: str) -> DAG:
+    """A view of `dag` with one task and no dependencies (the DAG itself is unchanged;
+    a worker process runs the task as the DAG file defines it)."""
+    if task_id not in dag.tasks:
+        raise NotFound(f"no such task; the DAG's tasks: {', '.join(sorted(dag.tasks))}",
+                       dag_id=dag.dag_id, task_id=task_id)
+    task = copy.copy(dag.tasks[task_id])
+    task.upstream_ids, task.downstream_ids = set(), set()
+    view = copy.copy(dag)
+    view.tasks = {task_id: task}
+    return view
+
+
+async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], console: Console,
+                   *, task_id: str | None = None) -> int:
+    """Run the DAG once (with `task_id`, that task alone); the exit code: 0 if the run
+    succeeded, 1 if it failed, 128 + N when signal N (SIGTERM, SIGINT) stopped it. A
+    signal stops the attempts as a forced daemon stop does: each is cancelled, its
+    process group stopped, and recorded."""
+    # Here, not at the top: the CLI imports this module for its parsers, and the engine
+    # is needed only once a test runs.
+    from rich.live import Live
+    from rich.text import Text
+
+    from dagd.executors.logs import install_capture
+    from dagd.kinds.connections import set_connections
+    from dagd.notify import email
+    from dagd.scheduler.callbacks import Callbacks
+    from dagd.scheduler.loop import Engine
+    from dagd.store import Store
+    from dagd.tables import state_text, ti_table
+
     bag = await anyio.to_thread.run_sync(load_dags, settings)
     dag = find(bag, dag_id)
+    if task_id is not None:
+        dag = only_task(dag, task_id)
     with tempfile.TemporaryDirectory(prefix="dagd-test-") as tmp:
         test_settings = replace(settings, data_dir=Path(tmp))
         store = await Store.open(test_settings.db_path, synchronous="normal")
@@ -90,16 +118,55 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
                               "its running tasks were stopped")
                 return 128 + stopped_by[0]
             run = await store.get_run(run_id)
-            for ti in await store.list_tis(run_id):
-                if ti.state in ("failed", "up_for_retry"):
-                    for attempt in await store.list_attempts(ti.id):
-                        console.rule(f"{ti.task_id} try {attempt.try_number}: {attempt.error}")
-                        path = anyio.Path(attempt.log_path)
-                        if await path.exists():
-                            console.print((await path.read_text(errors="replace"))[-4000:],
-                                          markup=False, highlight=False)
+            await _show_attempts(store, run_id, console, every=task_id is not None)
             console.print(f"{dag_id} run {run_id}: {state_text(run.state)}")
             return 0 if run.state == "success" else 1
         finally:
             await reader.close()
             await store.close()
+
+
+async def _show_attempts(store: Any, run_id: int, console: Console, *, every: bool) -> None:
+    """The logs of the failed task instances' attempts (with `every`, of all of them,
+    and their XComs: what `dagd tasks test` shows)."""
+    for ti in await store.list_tis(run_id):
+        if not every and ti.state not in ("failed", "up_for_retry"):
+            continue
+        for attempt in await store.list_attempts(ti.id):
+            console.rule(f"{ti.task_id} try {attempt.try_number}: "
+                         f"{attempt.error or attempt.state}")
+            path = anyio.Path(attempt.log_path)
+            if await path.exists():
+                console.print((await path.read_text(errors="replace"))[-4000:],
+                              markup=False, highlight=False)
+        if every and ti.state == "success":
+            xcom = await store.get_xcom(ti.id)
+            console.print(f"{ti.task_id} XCom: {orjson.dumps(xcom).decode()}", markup=False,
+                          highlight=False)
+
+
+def add_tasks_test(tasks: Any) -> None:
+    """`dagd tasks test DAG TASK [--conf JSON]`, under the `tasks` command's parsers."""
+    test = tasks.add_parser("test", help="run one task of a DAG alone, in the foreground, "
+                                         "on throw-away state (as airflow tasks test)")
+    test.add_argument("dag")
+    test.add_argument("task")
+    test.add_argument("--conf", help="JSON object passed to the run as its conf")
+
+
+def read_conf(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        conf = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"--conf is not valid JSON: {exc}", field="--conf") from None
+    if not isinstance(conf, dict):
+        raise InvalidInput("--conf must be a JSON object, like '{\"key\": 1}'", field="--conf")
+    return conf
+
+
+async def cmd_tasks_test(settings: Settings, args: argparse.Namespace,
+                         console: Console) -> int:
+    return await run_test(settings, args.dag, read_conf(args.conf), console,
+                          task_id=args.task)

@@ -1,0 +1,101 @@
+"""Airflow's CLI habits on dagd, as subprocesses: `dagd test DAG --conf JSON` runs an
+Airflow DAG like `airflow dags test`, `dagd tasks test DAG TASK` runs one task like
+`airflow tasks test`, and `dagd dags errors` lists each Airflow name outside the subset
+with its file and line; `dag.test()` in a DAG file's `__main__` does what `dagd test`
+does."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acceptance.harness import Dagd, table_rows
+
+pytestmark = pytest.mark.slow
+
+DAGS = Path(__file__).resolve().parents[1] / "compat" / "dags"
+
+
+@pytest.fixture
+def airflow_dags(dagd: Dagd) -> Dagd:
+    shutil.copytree(DAGS, dagd.dags_folder, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return dagd
+
+
+def states(stdout: str) -> dict[str, str]:
+    return {row[0]: row[1] for row in table_rows(stdout) if len(row) >= 2}
+
+
+def test_dagd_test_runs_an_airflow_dag_with_its_conf(airflow_dags: Dagd) -> None:
+    result = airflow_dags.cli("test", "control_v2", "--conf", '{"go": "right"}')
+    assert result.code == 1, result.stderr  # fail_now and exit1 fail on purpose
+    found = states(result.stdout)
+    assert (found["left"], found["right"], found["join"]) == ("skipped", "success", "success")
+    assert found["fail_now"] == "failed" and found["skip_me"] == "skipped"
+    assert "AirflowFailException: bad input: do not retry" in result.stdout
+    assert "control_v2 run 1: failed" in result.stdout
+
+    result = airflow_dags.cli("test", "tutorial_v2", "--conf", '{"source": "cli"}')
+    assert result.code == 0, result.stdout + result.stderr
+    assert set(states(result.stdout).values()) == {"success"}
+
+
+def test_dagd_tasks_test_runs_one_task_alone(airflow_dags: Dagd) -> None:
+    result = airflow_dags.cli("tasks", "test", "tutorial_v2", "templated")
+    assert result.code == 0, result.stdout + result.stderr
+    assert states(result.stdout) == {"templated": "success"}
+    assert "Parameter I passed in x-" in result.stdout  # its log, shown
+    assert 'templated XCom: "Parameter I passed in x-' in result.stdout
+
+    # Alone, it runs without its upstream tasks: what it pulls from them is None.
+    result = airflow_dags.cli("tasks", "test", "tutorial_v2", "pull", "--conf", "{}")
+    assert result.code == 0, result.stdout + result.stderr
+    assert states(result.stdout) == {"pull": "success"}
+    assert '"rows":null' in result.stdout and '"greeting":"hello!"' in result.stdout
+
+    result = airflow_dags.cli("tasks", "test", "tutorial_v2", "nope")
+    assert result.code != 0
+    assert "no such task" in result.stdout + result.stderr
+
+
+def test_dags_errors_lists_the_unsupported_names(dagd: Dagd) -> None:
+    (dagd.dags_folder / "sensor.py").write_text(
+        "from airflow import DAG\n"
+        "from airflow.sensors.filesystem import FileSensor\n")
+    (dagd.dags_folder / "fine.py").write_text(
+        "from airflow.sdk import DAG\n"
+        "from airflow.providers.standard.operators.empty import EmptyOperator\n"
+        "with DAG('fine'):\n"
+        "    EmptyOperator(task_id='a')\n")
+    result = dagd.cli("dags", "errors")
+    assert result.code == 1
+    text = " ".join(result.stdout.split())
+    assert "sensor.py:2" in text
+    assert "airflow.sensors.filesystem.FileSensor is not supported by dagd" in text
+    assert "FileDrop" in text
+
+
+def test_dag_test_in_a_dag_files_main(airflow_dags: Dagd) -> None:
+    path = airflow_dags.dags_folder / "main_test.py"
+    path.write_text(
+        "from airflow.sdk import DAG\n"
+        "from airflow.providers.standard.operators.bash import BashOperator\n"
+        "with DAG('main_test') as dag:\n"
+        "    BashOperator(task_id='hi', bash_command='echo hi {{ dag_run.conf.who }}')\n"
+        "if __name__ == '__main__':\n"
+        "    dag.test(run_conf={'who': 'there'})\n")
+    runner = (
+        "import runpy, sys\n"
+        "from dagd.compat.hook import airflow_imports\n"
+        "with airflow_imports():\n"
+        "    runpy.run_path(sys.argv[1], run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", runner, str(path)], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=airflow_dags.root,
+                          env=airflow_dags.env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "main_test run 1: success" in done.stdout
