@@ -263,3 +263,9 @@ def test_other_task_kinds_are_refused(write_dag: WriteDag) -> None:
         "    pass\n")))
     assert failure is not None and failure.line == 2
     assert "airflow.decorators.task.virtualenv" in failure.message
+
+
+def test_doc_md_gives_the_description_the_ui_shows(write_dag: WriteDag) -> None:
+    d = one_dag(write_dag, "doc_md='\\n# Daily sales\\n\\nLoads the sales.'")
+    assert d.description == "Daily sales" and d.doc.startswith("\n# Daily sales")
+    assert one_dag(write_dag, "description='mine', doc_md='# Other'").description == "mine"

@@ -66,6 +66,15 @@ def _split_default_args(default_args: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
+def _first_line(doc: str | None) -> str:
+    """The first line of text of a doc_md (what the UI shows as the description)."""
+    for line in (doc or "").splitlines():
+        text = line.strip().lstrip("#").strip()
+        if text:
+            return text
+    return ""
+
+
 class DAG(DagdDAG):
     """Airflow 2's DAG (`from airflow import DAG`)."""
 
@@ -124,7 +133,8 @@ class DAG(DagdDAG):
         self.jinja: Any = None  # the template environment, made on first use
         timer = _dagd_schedule(schedule, start_date)
         super().__init__(
-            dag_id, description=description or "", triggers=[timer] if timer else [],
+            dag_id, description=description or _first_line(doc_md),
+            triggers=[timer] if timer else [],
             catchup=(self.generation == 2) if catchup is None else catchup,
             default_args=_split_default_args(args), params=self.airflow_params,
             max_active_runs=max_active_runs, max_active_tasks=max_active_tasks or concurrency,
