@@ -344,7 +344,8 @@ async def test_clear_mark_and_mark_run(dags: Path, start_engine: StartEngine) ->
         (422, "downstream"), (422, "downsteam"), (422, "map_index"), (422, "body"),
         (422, "state"), (422, "state"), (422, "state")]
     assert [s for s, _ in unknown] == [404, 404, 404, 404]
-    assert unknown[0][1]["task_id"] == "nope"
+    assert unknown[0][1]["task_id"] == "nope" and unknown[1][1]["task_id"] == "wobble"
+    assert unknown[2][1]["field"] == unknown[3][1]["field"] == "run_id"
     assert history == before  # no refused action changed a state
     assert status == 200 and cleared["cleared"] == ["wobble", "after"]
     assert after_clear["try_number"] == 4 and len(after_clear["attempts"]) == 4

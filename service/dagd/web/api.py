@@ -13,7 +13,7 @@ from aiohttp import web
 from dagd.errors import InvalidInput
 from dagd.version import __version__
 from dagd.web import api_dags, api_logs, api_runs, openapi
-from dagd.web.api_input import int_param, json_body, limit_param, text_param
+from dagd.web.api_input import int_param, json_body, limit_param, naming, text_param
 from dagd.web.base import ENGINE, READER, SUPERVISOR, Handler, json_response
 
 
@@ -73,7 +73,8 @@ async def list_events(request: web.Request) -> web.Response:
 
 
 async def replay_event(request: web.Request) -> web.Response:
-    run_id = await request.app[ENGINE].intake.replay(int_param(request, "event_id", low=1))
+    with naming("event_id"):
+        run_id = await request.app[ENGINE].intake.replay(int_param(request, "event_id", low=1))
     return json_response({"run_id": run_id}, status=201)
 
 
@@ -100,7 +101,8 @@ async def retry_notification(request: web.Request) -> web.Response:
     """A failed notification owed again; the outbox is woken to send it now."""
     engine = request.app[ENGINE]
     notification_id = int_param(request, "notification_id", low=1)
-    await engine.store.retry_notification(notification_id)
+    with naming("notification_id"):
+        await engine.store.retry_notification(notification_id)
     for wake_outbox in engine.notification_listeners:
         wake_outbox()
     return json_response({"id": notification_id, "state": "pending"})

@@ -5,13 +5,15 @@ before anything uses it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from dagd.errors import BadRequest, DagdError, InvalidInput
+from dagd.errors import BadRequest, DagdError, InvalidInput, NotFound
 
 MAX_PAGE = 1000  # rows per answer of a list route, at most
 MAX_ID = 2**63 - 1  # SQLite's largest integer
@@ -175,3 +177,15 @@ def body_choice(body: dict[str, Any], name: str, choices: tuple[str, ...]) -> st
                            f"{value!r:.40}", field=name)
     return str(value)
 
+
+
+@contextmanager
+def naming(field: str) -> Iterator[None]:
+    """A NotFound raised within, that names nothing yet, names `field`: the path
+    parameter that found nothing."""
+    try:
+        yield
+    except NotFound as exc:
+        if exc.field is None and exc.dag_id is None and exc.task_id is None:
+            exc.field = field
+        raise

@@ -23,6 +23,7 @@ from dagd.web.api_input import (
     int_param,
     limit_param,
     map_index_param,
+    naming,
     text_param,
     time_param,
 )
@@ -36,6 +37,12 @@ MARKS = ("success", "failed")
 
 def run_id_param(request: web.Request) -> int:
     return int_param(request, "run_id", low=1)
+
+
+async def find_run(request: web.Request) -> RunRow:
+    """The run the path names; a 404 naming `run_id` if there is none."""
+    with naming("run_id"):
+        return await request.app[READER].get_run(run_id_param(request))
 
 
 def describe_run(run: RunRow) -> dict[str, Any]:
@@ -80,7 +87,7 @@ async def list_runs(request: web.Request) -> web.Response:
 async def get_run(request: web.Request) -> web.Response:
     """A run with its task instances, the event that started it and its conf."""
     reader = request.app[READER]
-    run = await reader.get_run(run_id_param(request))
+    run = await find_run(request)
     tis = await reader.list_tis(run.id)
     event = await reader.get_event(run.event_id) if run.event_id is not None else None
     return json_response({**describe_run(run),
@@ -92,14 +99,14 @@ async def mark_run(request: web.Request) -> web.Response:
     run_id = run_id_param(request)
     body = await body_object(request, ("state",))
     state = body_choice(body, "state", MARKS)
-    await request.app[READER].get_run(run_id)
+    await find_run(request)
     await request.app[ENGINE].mark_run(run_id, state)
     return json_response({"run_id": run_id, "state": state})
 
 
 async def list_tis(request: web.Request) -> web.Response:
     reader = request.app[READER]
-    run = await reader.get_run(run_id_param(request))
+    run = await find_run(request)
     return json_response({"run_id": run.id,
                           "task_instances": [describe_ti(t) for t in
                                              await reader.list_tis(run.id)]})
@@ -109,7 +116,7 @@ async def task_instance(request: web.Request, map_index: int | None = None) -> T
     """The task instance the path names; the run is checked first, so an unknown run
     is a 404 about the run."""
     reader = request.app[READER]
-    run = await reader.get_run(run_id_param(request))
+    run = await find_run(request)
     index = map_index_param(request) if map_index is None else map_index
     return await reader.get_ti(run.id, request.match_info["task_id"], index)
 
