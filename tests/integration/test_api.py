@@ -77,6 +77,8 @@ GATE = asyncio.Event()  # the test sets it (in the daemon's loop) to let `hold` 
 with DAG("slow") as slow:
     @task
     async def hold():
+        print("holding")
+        print("half a li", end="", flush=True)
         await GATE.wait()
 
     hold()
@@ -354,23 +356,29 @@ async def test_clear_mark_and_mark_run(dags: Path, start_engine: StartEngine) ->
     assert mark_run[0] == 200 and quick_run["state"] == "failed"
 
 
-async def test_a_state_conflict_is_a_409_naming_the_task(
+async def test_a_running_task_logs_whole_lines_and_a_clear_of_it_is_a_409(
     dags: Path, start_engine: StartEngine
 ) -> None:
-    async with start_engine() as h, api(h) as (http, base):
+    async with start_engine(capture=True) as h, api(h) as (http, base):
         run_id = await h.trigger("slow")
+        url = f"{base}/runs/{run_id}/tasks/hold"
 
         async def holding() -> bool:
-            return (await h.states(run_id)).get("hold") == "running"
+            async with http.get(f"{url}/logs") as resp:
+                return resp.status == 200 and await resp.text() == "holding\n"
 
-        await wait_until(holding, what="hold running")
-        url = f"{base}/runs/{run_id}/tasks/hold"
+        await wait_until(holding, what="hold running, its first line logged")
+        async with http.get(f"{url}/logs") as resp:
+            running_log = dict(resp.headers)
         before = await h.tis(run_id)
         conflict = await post(http, f"{url}/clear", {})
         after = await h.tis(run_id)
         marked = await post(http, f"{url}/mark", {"state": "success"})
         assert await h.wait(run_id) == "success"
         h.module_global("slow", "GATE").set()
+    # While it runs: up to the last whole line, and not complete.
+    assert running_log["X-Dagd-Log-Offset"] == str(len("holding\n"))
+    assert "X-Dagd-Log-Complete" not in running_log
     assert conflict[0] == 409 and conflict[1]["error"] == "state"
     assert "running" in conflict[1]["message"] and "hold" in conflict[1]["message"]
     assert after == before  # the refused clear changed nothing
