@@ -34,6 +34,7 @@ QUEUE_LIMIT = 2_000  # changes a client may be behind before it is dropped and r
 REPLAY_LIMIT = 10_000  # changes a reconnecting client is sent; more: reload
 KEEPALIVE = 15.0  # seconds of silence before a `: ping`
 WRITE_TIMEOUT = 60.0  # a client that takes no byte for this long is disconnected
+EOF_TIMEOUT = 1.0  # seconds to end the response cleanly before dropping the connection
 MAX_LOGS = 8  # attempts one stream may follow
 SEND_BUFFER = 64 * 1024  # the socket's send buffer: a stalled client holds no more
 RETRY_MS = 2_000  # how soon a browser reconnects
@@ -249,10 +250,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
     finally:
         streams.stops.discard(stop)
         client.close()
-    try:
-        await response.write_eof()
-    except (ConnectionError, RuntimeError):
-        pass
+    ended = False
+    with anyio.move_on_after(EOF_TIMEOUT):
+        try:
+            await response.write_eof()
+            ended = True
+        except (ConnectionError, RuntimeError):
+            pass
+    if not ended and request.transport is not None:
+        request.transport.abort()  # a stalled client: drop what it did not take
     return response
 
 
