@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from aiohttp import web
 from yarl import URL
@@ -492,3 +493,24 @@ async def test_auth_turned_off_lets_everyone_in(
         status, _, headers = await get(http, f"{s.base}/api/v1/dags")
         assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"
         assert not (s.settings.data_dir / "cli-token").exists()
+
+
+@pytest.mark.parametrize("path", [
+    "/hooks/../api/v1/dags", "/hooks/%2e%2e/api/v1/dags", "/hooks/x/..%2f..%2fapi/v1/dags",
+    "/static/../api/v1/dags", "/static/%2e%2e/api/v1/dags", "/login/../api/v1/dags",
+    "/login/%2e%2e/api/v1/dags", "//api/v1/dags", "/api/v1/dags/", "/API/v1/dags",
+])
+async def test_a_path_that_only_looks_open_gets_no_pass(site: Site, path: str) -> None:
+    """Sent as written (a raw request line: no client normalises it)."""
+    host, port = site.base.removeprefix("http://").split(":")
+    stream = await anyio.connect_tcp(host, int(port))
+    async with stream:
+        await stream.send(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                          .encode())
+        answer = b""
+        with anyio.fail_after(10):
+            async for chunk in stream:
+                answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert status in (401, 404, 303), (path, answer[:300])
+    assert b'"dags"' not in answer

@@ -90,12 +90,20 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault(name, value)
 
 
-def _is_open(path: str, settings: Settings) -> bool:
-    if path in ("/login", "/logout", "/login/style.css") or path.startswith(("/static/",
-                                                                             "/hooks/")):
+OPEN = frozenset({"/login", "/logout", "/login/style.css", "/hooks/{name}"})
+
+
+def _is_open(request: web.Request, settings: Settings) -> bool:
+    """Decided by the route that answers, not by the path's text: a path that only
+    looks open ("/hooks/../api/v1/dags", "/static/%2e%2e/...") gets no pass."""
+    resource = request.match_info.route.resource
+    if resource is None:  # no route: a 404 or 405 follows, with nothing to protect
+        return request.path.startswith(("/hooks/", "/static/"))
+    route = resource.canonical
+    if route in OPEN or route == "/static" or route.startswith("/static/"):
         return True
-    return ((path == "/api/v1/health" and settings.auth_public_health)
-            or (path == "/metrics" and settings.auth_public_metrics))
+    return ((route == "/api/v1/health" and settings.auth_public_health)
+            or (route == "/metrics" and settings.auth_public_metrics))
 
 
 def _wants_page(request: web.Request) -> bool:
@@ -123,7 +131,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         _keep(request, "dagd_user", ANONYMOUS)
         _keep(request, "dagd_csrf", "")
         return await handler(request)
-    if _is_open(request.path, request.app[SETTINGS]):
+    if _is_open(request, request.app[SETTINGS]):
         return await handler(request)
     identity, session = _identify(request, state)
     if identity is None:
