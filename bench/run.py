@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline
 import sync_tasks
 import triggers
+import web
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -164,7 +165,8 @@ def uvloop_figures(quick: bool) -> dict[str, Any] | None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter runs")
-    parser.add_argument("--only", choices=("engine", "sync", "triggers"), help="one part only")
+    parser.add_argument("--only", choices=("engine", "sync", "triggers", "web"),
+                        help="one part only")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -185,6 +187,8 @@ def main() -> None:
         sync_table(results)
     if args.only in (None, "triggers"):
         results["triggers"] = trigger_figures(args.quick)
+    if args.only in (None, "web"):
+        results["web"] = web_figures(args.quick)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
@@ -204,6 +208,8 @@ def markdown(results: dict[str, Any]) -> str:
     t = results.get("triggers")
     if t:
         lines += triggers_markdown(t)
+    if results.get("web"):
+        lines += web.web_markdown(results["web"])
     return "\n".join(lines)
 
 
@@ -251,6 +257,10 @@ def sync_markdown(results: dict[str, Any]) -> list[str]:
         f"| 200-task fan-out | {s['fan_out_200']['median_s'] * 1000:,.0f} ms: "
         f"{s['fan_out_200']['tasks_per_s']:,.0f} tasks/s |",
         f"| 50-task chain | {s['chain_50']['median_s'] * 1000:,.0f} ms |",
+        *([f"| 200-task fan-out of Airflow `PythonOperator`s (an Airflow DAG file, "
+           f"unchanged) | {s['airflow_fan_out_200']['median_s'] * 1000:,.0f} ms: "
+           f"{s['airflow_fan_out_200']['tasks_per_s']:,.0f} tasks/s |"]
+          if "airflow_fan_out_200" in s else []),
         f"| `examples/hello_abc.py`, trigger -> `success` | "
         f"{s['hello_abc']['median_s'] * 1000:,.0f} ms (first run "
         f"{s['hello_abc']['first_s'] * 1000:,.0f} ms) |",
@@ -304,6 +314,27 @@ def trigger_figures(quick: bool) -> dict[str, Any]:
     f = figures["idle_100_dags"]
     table.add_row("idle, 100 DAGs", "", "", f"{f['cpu_percent_of_one_core']:.2f} % of a core "
                   f"over {f['seconds']} s")
+    console.print(table)
+    return figures
+
+
+def web_figures(quick: bool) -> dict[str, Any]:
+    figures = web.web_figures(quick)
+    p = figures["pages"]
+    table = Table(title=f"web pages, {p['runs']:,} runs and {p['task_instances']:,} task "
+                  f"instances (server time; auth {p['auth']})")
+    for col in ("page", "median", "p95", "round trip", "target"):
+        table.add_column(col, justify="left" if col == "page" else "right")
+    for label, f in p["pages"].items():
+        if "median_ms" not in f:
+            table.add_row(label, "", "", "", f["note"])
+            continue
+        table.add_row(label, f"{f['median_ms']:.2f} ms", f"{f['p95_ms']:.2f} ms",
+                      f"{f['round_trip_median_ms']:.2f} ms", f"< {p['target_ms']:.0f} ms")
+    s = figures["stream"]
+    table.add_row(f"stream: commit -> receipt at {s['rate_per_s']} changes/s (p50, p99)",
+                  f"{s['p50_ms']:.2f} ms", f"{s['p99_ms']:.2f} ms", "",
+                  f"< {s['target_ms']:.0f} ms")
     console.print(table)
     return figures
 

@@ -52,6 +52,24 @@ SYNC_DAGS = textwrap.dedent('''
             prev = task
 ''')
 
+# The same fan-out as an Airflow 2 DAG file, run unchanged (dagd.compat serves `airflow`).
+AIRFLOW_DAGS = textwrap.dedent('''
+    import pendulum
+    from airflow import DAG
+    from airflow.operators.python import PythonOperator
+
+
+    def noop():
+        return None
+
+
+    with DAG("airflow_fan_out_200", schedule=None, max_active_tasks=100_000,
+             start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False):
+        root = PythonOperator(task_id="root", python_callable=noop)
+        for i in range(200):
+            root >> PythonOperator(task_id=f"t{i}", python_callable=noop)
+''')
+
 
 # -- resident memory ---------------------------------------------------------------------
 def rss_mb(pid: int) -> float:
@@ -148,6 +166,7 @@ def sync_figures(quick: bool, timed_runs: Any) -> dict[str, Any]:
         folder = Path(tmp) / "dags"
         folder.mkdir()
         (folder / "sync_noop.py").write_text(SYNC_DAGS)
+        (folder / "airflow_noop.py").write_text(AIRFLOW_DAGS)
         shutil.copy(ROOT / "examples" / "hello_abc.py", folder / "hello_abc.py")
         bag = load_folder(folder)
         if bag.errors:
@@ -155,7 +174,8 @@ def sync_figures(quick: bool, timed_runs: Any) -> dict[str, Any]:
         reps = 3 if quick else 7
         out: dict[str, Any] = {}
         for name, dag_id in (("fan_out_200", "sync_fan_out_200"),
-                             ("chain_50", "sync_chain_50"), ("hello_abc", "hello_abc")):
+                             ("chain_50", "sync_chain_50"), ("hello_abc", "hello_abc"),
+                             ("airflow_fan_out_200", "airflow_fan_out_200")):
             settings = Settings(dags_folder=folder, data_dir=Path(tmp) / f"data-{name}")
             times = anyio.run(timed_runs, settings, bag.dags, dag_id, reps + 1)
             first, times = times[0], times[1:]  # the first run also warms the workers

@@ -269,3 +269,15 @@ def test_doc_md_gives_the_description_the_ui_shows(write_dag: WriteDag) -> None:
     d = one_dag(write_dag, "doc_md='\\n# Daily sales\\n\\nLoads the sales.'")
     assert d.description == "Daily sales" and d.doc.startswith("\n# Daily sales")
     assert one_dag(write_dag, "description='mine', doc_md='# Other'").description == "mine"
+
+
+def test_xcomarg_map_is_refused_with_what_instead(write_dag: WriteDag) -> None:
+    _, failure = load_file(write_dag("m.py", (
+        "from airflow.sdk import DAG, task\n"
+        "with DAG('m'):\n"
+        "    @task\n"
+        "    def items():\n"
+        "        return [1]\n"
+        "    items().map(lambda x: x)\n")))
+    assert failure is not None and failure.line == 6
+    assert "XComArg.map is not supported" in failure.message and "expand()" in failure.message

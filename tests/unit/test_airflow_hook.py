@@ -215,3 +215,14 @@ def test_a_fresh_interpreter_without_dagd_loading_has_no_airflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "None"
+
+
+def test_the_real_airflow_check_follows_sys_path(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not hook.real_airflow()
+    (tmp_path / "airflow").mkdir()
+    (tmp_path / "airflow" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert hook.real_airflow()
+    monkeypatch.undo()
+    assert not hook.real_airflow()

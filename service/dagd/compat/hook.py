@@ -111,13 +111,22 @@ _lock = threading.RLock()
 _depth = 0
 
 
+_looked: tuple[tuple[str, ...], bool] | None = None  # (sys.path, found there) last time
+
+
 def real_airflow() -> bool:
-    """True if an Airflow other than dagd's is importable (then the hook stays off)."""
+    """True if an Airflow other than dagd's is importable (then the hook stays off).
+    Looked for on sys.path once per value of sys.path: each attempt asks."""
+    global _looked
     module = sys.modules.get("airflow")
     if module is not None and module is not _built.get("airflow"):
         return True
-    spec = importlib.machinery.PathFinder.find_spec("airflow", sys.path)
-    return spec is not None
+    path = tuple(sys.path)
+    if _looked is None or _looked[0] != path:
+        importlib.machinery.PathFinder.invalidate_caches()
+        _looked = (path, importlib.machinery.PathFinder.find_spec("airflow", sys.path)
+                   is not None)
+    return _looked[1]
 
 
 @contextmanager

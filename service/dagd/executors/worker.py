@@ -58,6 +58,10 @@ PRELOAD = (
     "dagd.executors.failure", "dagd.triggers.timers", "dagd.triggers.files",
     "dagd.triggers.webhooks", "dagd.kinds.shell", "dagd.kinds.http", "dagd.kinds.sql",
 )
+# With the `airflow` extra installed (pendulum), what Airflow DAG files import is loaded
+# once too: pendulum and the `airflow` names (served by dagd.compat while a file loads).
+AIRFLOW_PRELOAD = ("pendulum", "dagd.compat.airflow.decorators", "dagd.compat.airflow.dag",
+                   "dagd.compat.airflow.context")
 
 
 # -- messages --------------------------------------------------------------------------
@@ -339,9 +343,13 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import importlib
+    import importlib.util
 
     for name in PRELOAD:
         importlib.import_module(name)
+    if importlib.util.find_spec("pendulum") is not None:
+        for name in AIRFLOW_PRELOAD:
+            importlib.import_module(name)
     # What is loaded now is shared with every worker: keep the collector off its pages.
     gc.collect()
     gc.freeze()

@@ -130,6 +130,9 @@ INSTEAD: dict[str, str] = {
     "airflow.decorators.task.docker": "@task.bash running docker",
     "airflow.decorators.task.kubernetes": "@task.bash running kubectl",
     "airflow.decorators.task.sensor": "a Python task that raises to be retried",
+    "XComArg.map": "a task that takes the list and returns the mapped one, or expand() "
+                   "over a task that returns the items",
+    "XComArg.zip": "a task that zips the lists and returns the pairs",
 }
 
 

@@ -73,6 +73,18 @@ class XComArg(Linking, DagdXComArg):
             value = value[step]
         return value
 
+    def map(self, *_: Any) -> Any:
+        from dagd.compat.hook import unsupported
+
+        raise unsupported("XComArg.map")
+
+    def zip(self, *_: Any, **__: Any) -> Any:
+        from dagd.compat.hook import unsupported
+
+        raise unsupported("XComArg.zip")
+
+    concat = zip
+
     def as_setup(self) -> Any:
         Linking.as_setup(self)
         return self
