@@ -162,3 +162,51 @@ async def test_a_template_file_outside_the_search_path_is_refused(
         assert state == F
         (attempt,) = await h.attempts(run_id, "up")
         assert attempt.error is not None and "without '..'" in attempt.error
+
+
+RUNTIME = """\
+    from airflow.sdk import DAG
+    from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.providers.standard.operators.python import PythonOperator
+    from dagd import PythonTask
+
+
+    def late_import(**kwargs):
+        # Airflow 2's habit: import inside the function, at run time
+        from airflow.operators.python import get_current_context
+
+        return get_current_context()["ti"].task_id
+
+
+    def plain():
+        try:
+            import airflow  # noqa: F401
+        except ImportError:
+            return "no airflow"
+        return "airflow leaked"
+
+
+    with DAG("runtime", schedule=None):
+        first = PythonOperator(task_id="first", python_callable=late_import)
+        echo = BashOperator(
+            task_id="echo",
+            bash_command="echo \\"got {{ ti.xcom_pull(task_ids='first') }} in $(basename $PWD)\\"",
+            cwd="{{ dag_run.conf['where'] }}",
+        )
+        first >> echo
+        PythonTask(task_id="native", python_callable=plain)
+    """
+
+
+async def test_run_time_imports_templates_and_native_tasks(
+        settings: Settings, start_engine: StartEngine, write_dag: Any, tmp_path: Path) -> None:
+    where = tmp_path / "workdir"
+    where.mkdir()
+    write_dag("runtime.py", RUNTIME)
+    async with start_engine(settings) as h:
+        run_id, state = await h.run("runtime", {"where": str(where)})
+        assert state == S, await h.states(run_id)
+        assert await h.xcom(run_id, "first") == "first"
+        assert await h.xcom(run_id, "echo") == "got first in workdir"
+        # A dagd task of the same file: `airflow` is not there when no Airflow task runs
+        assert await h.xcom(run_id, "native") == "no airflow"

@@ -139,6 +139,10 @@ class ShellTask(BaseTask):
             return [program, "-c", rendered.text], rendered.env
         return render_words(self.command, context, field="command"), {}
 
+    def directory(self, context: Context) -> str | None:
+        """The working directory for this attempt, rendered (None: the daemon's)."""
+        return render(self.cwd, context, field="cwd") if self.cwd is not None else None
+
     def environment(self, context: Context) -> dict[str, str]:
         """The child's environment: an allow-list of the daemon's (all of it with
         inherit_env, none with append_env=False), the run, then `env`."""
@@ -171,7 +175,7 @@ class ShellTask(BaseTask):
 
     async def _run(self, context: Context, argv: list[str], args: dict[str, str],
                    env: dict[str, str]) -> str | None:
-        cwd = render(self.cwd, context, field="cwd") if self.cwd is not None else None
+        cwd = self.directory(context)
         if cwd is not None and not await anyio.Path(cwd).is_dir():
             raise NotADirectoryError(f"cwd {cwd!r} is not a directory")
         attempt_log = current_log()

@@ -74,6 +74,11 @@ class BashOperator(OperatorMixin, ShellTask):
                                 names=self.airflow_names(context))
         return [BASH, "-c", rendered.text], rendered.env
 
+    def directory(self, context: DagdContext) -> str | None:
+        if self.cwd is None:
+            return None
+        return str(Renderer(self, build(context, self), context).render(self.cwd, "cwd"))
+
     def environment(self, context: DagdContext) -> dict[str, str]:
         saved, self.env = self.env, {}
         try:
