@@ -258,6 +258,13 @@ with DAG("big", max_active_tasks=64) as big:
             return None
 
         noop()
+
+with DAG("small") as small:
+    @task
+    async def one():
+        return None
+
+    one()
 """
 
 
@@ -288,7 +295,28 @@ async def test_a_stalled_client_is_told_to_reload_and_never_slows_the_scheduler(
                 while b"event: reload" not in seen:
                     await anyio.wait_readable(sock)
                     seen += sock.recv(1 << 20)
-    assert b"behind" in seen
+            assert b"behind" in seen
+            # Told to reload, the client is subscribed again and the stream goes on:
+            # reading, it catches up (a reload per fall behind) until it is subscribed
+            # and nothing is left to send.
+            after = bytearray()
+
+            def caught_up() -> bool:
+                try:
+                    after.extend(sock.recv(1 << 20))
+                except BlockingIOError:
+                    pass
+                subs = [s for s in h.engine.changes._subs
+                        if s.limit == stream_module.QUEUE_LIMIT]
+                return bool(subs) and not subs[0].dropped and subs[0].pending == 0
+
+            await wait_until(caught_up)
+            small_run, _ = await h.run("small")
+            done = f'"id":{small_run},"dag_id":"small","state":"success"'.encode()
+            with anyio.fail_after(DEADLINE):
+                while done not in after:
+                    await anyio.wait_readable(sock)
+                    after += sock.recv(1 << 20)
 
 
 SECRET = "s3cret-token-value"
@@ -355,6 +383,15 @@ async def test_a_followed_attempt_that_is_unknown_is_a_404(
     async with start_engine() as h, serve(h) as server:
         async with server.http.get(f"{server.base}/api/v1/stream?log=999") as resp:
             assert resp.status == 404
+
+
+async def test_the_stream_needs_a_login(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("pair.py", DAGS)
+    async with start_engine() as h, serve(h) as server, aiohttp.ClientSession() as anonymous:
+        async with anonymous.get(f"{server.base}/api/v1/stream") as resp:
+            assert resp.status == 401
 
 
 async def test_the_stream_ends_when_the_server_stops(

@@ -36,6 +36,9 @@ KEEPALIVE = 15.0  # seconds of silence before a `: ping`
 WRITE_TIMEOUT = 60.0  # a client that takes no byte for this long is disconnected
 EOF_TIMEOUT = 1.0  # seconds to end the response cleanly before dropping the connection
 MAX_LOGS = 8  # attempts one stream may follow
+# Attempts followed at once by all streams: each watch holds a worker thread of the
+# process's shared pool, which other work needs too.
+MAX_TAILS = 16
 SEND_BUFFER = 64 * 1024  # the socket's send buffer: a stalled client holds no more
 RETRY_MS = 2_000  # how soon a browser reconnects
 
@@ -46,6 +49,7 @@ class Streams:
 
     closing: bool = False
     stops: set[anyio.Event] = field(default_factory=set)
+    tails: int = 0  # attempts followed now
 
     def close_all(self) -> None:
         self.closing = True
@@ -236,6 +240,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
         await reader.get_attempt(attempt_id)
     if streams.closing:
         raise web.HTTPServiceUnavailable(text="the server is stopping")
+    if streams.tails + len(filters.logs) > MAX_TAILS:
+        raise web.HTTPServiceUnavailable(
+            text=f"{streams.tails} logs are followed already (at most {MAX_TAILS}): try later")
     raw_cursor = request.headers.get("Last-Event-ID")
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -245,9 +252,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     client = _Client(request, response, filters)
     stop = anyio.Event()
     streams.stops.add(stop)
+    streams.tails += len(filters.logs)
     try:
         await _serve(client, raw_cursor, stop)
     finally:
+        streams.tails -= len(filters.logs)
         streams.stops.discard(stop)
         client.close()
     ended = False
