@@ -281,3 +281,14 @@ def test_xcomarg_map_is_refused_with_what_instead(write_dag: WriteDag) -> None:
         "    items().map(lambda x: x)\n")))
     assert failure is not None and failure.line == 6
     assert "XComArg.map is not supported" in failure.message and "expand()" in failure.message
+
+
+def test_a_dag_functions_docstring_is_its_doc_md(write_dag: WriteDag) -> None:
+    d = load(write_dag, (
+        "from airflow.decorators import dag\n"
+        "@dag(schedule=None)\n"
+        "def documented():\n"
+        "    '''### The title\n\n    More words.'''\n"
+        "    EmptyOperator(task_id='a')\n"
+        "documented()\n"))
+    assert d.doc == "### The title\n\nMore words." and d.description == "The title"

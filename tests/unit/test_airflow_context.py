@@ -120,3 +120,9 @@ def test_templates_stay_in_the_sandbox() -> None:
         r.render("{{ dag.__class__.__mro__ }}", "f")
     with pytest.raises(TemplateRenderError, match="undefined"):
         r.render("{{ nothing_here }}", "f")
+
+
+def test_a_backfilled_runs_context() -> None:
+    ctx = build(scheduled(backfill=True), a_task())
+    assert ctx["run_id"] == "backfill__2024-03-01T00:00:00+00:00"
+    assert ctx["dag_run"].run_type == "backfill" and ctx["dag_run"].conf == {}

@@ -71,20 +71,21 @@ class _Refused:
 
 
 class DagRun:
-    """The run, as Airflow's `dag_run`: `conf`, `run_id`, dates, `run_type`."""
+    """The run, as Airflow's `dag_run`: `conf` (without the keys dagd gives a timer's or
+    a backfill's run), `run_id`, dates, `run_type`."""
 
-    def __init__(self, ctx: DagdContext, run_id: str, scheduled: bool,
+    def __init__(self, ctx: DagdContext, run_id: str, run_type: str,
                  dates: dict[str, Any]) -> None:
         self.dag_id = ctx.dag_id
         self.run_id = run_id
         self.id = ctx.run_id
         conf = dict(ctx.conf) if isinstance(ctx.conf, dict) else {"value": ctx.conf}
-        if scheduled:
-            for key in TIMER_KEYS:
+        if run_type != "manual":
+            for key in (*TIMER_KEYS, "backfill"):
                 conf.pop(key, None)
         self.conf = conf
-        self.run_type = "scheduled" if scheduled else "manual"
-        self.external_trigger = not scheduled
+        self.run_type = run_type
+        self.external_trigger = run_type == "manual"
         self.logical_date = self.execution_date = dates["logical_date"]
         self.data_interval_start = dates["data_interval_start"]
         self.data_interval_end = dates["data_interval_end"]
@@ -138,7 +139,8 @@ class TaskInstance:
         return f"<TaskInstance: {self.dag_id}.{self.task_id} {self.run_id} [running]>"
 
 
-def _dates(ctx: DagdContext) -> tuple[dict[str, Any], bool]:
+def _dates(ctx: DagdContext) -> tuple[dict[str, Any], str]:
+    """The run's dates, and its run type: scheduled (a timer's), backfill or manual."""
     conf = ctx.conf if isinstance(ctx.conf, dict) else {}
     scheduled = all(isinstance(conf.get(k), str) for k in TIMER_KEYS)
     logical = to_pendulum(ctx.logical_date or dt.datetime.now(dt.UTC))
@@ -147,8 +149,10 @@ def _dates(ctx: DagdContext) -> tuple[dict[str, Any], bool]:
         end = to_pendulum(dt.datetime.fromisoformat(conf["data_interval_end"]))
     else:
         start = end = logical
+    run_type = ("backfill" if conf.get("backfill") is True else "scheduled") if scheduled \
+        else "manual"
     return {"logical_date": logical, "data_interval_start": start,
-            "data_interval_end": end}, scheduled
+            "data_interval_end": end}, run_type
 
 
 def _params(ctx: DagdContext, task: Any) -> dict[str, Any]:
@@ -162,9 +166,9 @@ def _params(ctx: DagdContext, task: Any) -> dict[str, Any]:
 
 def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
     """The Airflow context of this attempt."""
-    dates, scheduled = _dates(ctx)
+    dates, run_type = _dates(ctx)
     logical = dates["logical_date"]
-    run_id = f"{'scheduled' if scheduled else 'manual'}__{logical.isoformat()}"
+    run_id = f"{run_type}__{logical.isoformat()}"
     ti = TaskInstance(ctx, task, run_id)
     ds = logical.strftime("%Y-%m-%d")
     ts = logical.isoformat()
@@ -183,7 +187,7 @@ def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
         "prev_start_date_success": None,
         "dag": task.dag,
         "task": task,
-        "dag_run": DagRun(ctx, run_id, scheduled, dates),
+        "dag_run": DagRun(ctx, run_id, run_type, dates),
         "ti": ti,
         "task_instance": ti,
         "params": _params(ctx, task),

@@ -205,7 +205,6 @@ def _dag_decorator(cls: type[DAG]) -> Callable[..., Any]:
                 opts["params"] = {**defaults, **(opts.get("params") or {})}
                 if fn.__doc__ and "doc_md" not in opts:
                     opts["doc_md"] = inspect.cleandoc(fn.__doc__)
-                    opts.setdefault("description", opts["doc_md"].split("\n")[0])
                 built = cls(the_id, **opts)
                 with built:
                     fn(*args, **kwargs)
