@@ -237,6 +237,50 @@ async def test_a_client_that_reconnects_gets_exactly_what_it_missed(
     assert ("ti", "second", "success", "1") in brief(missed)
 
 
+RETRY_MAP_DAG = """
+from dagd import DAG, task
+
+tries = []
+
+with DAG("bumpy") as bumpy:
+    @task(retries=1, retry_delay=0)
+    async def flaky():
+        tries.append(1)
+        if len(tries) == 1:
+            raise RuntimeError("first try fails")
+        return [1, 2, 3]
+
+    @task
+    async def double(x):
+        return 2 * x
+
+    double.expand(x=flaky())
+"""
+
+
+async def test_a_resume_across_a_retry_and_mapped_instances_is_exact(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("bumpy.py", RETRY_MAP_DAG)
+    async with start_engine() as h, serve(h) as server, sse(server) as full:
+        async with sse(server) as partial:
+            run_id = await h.trigger("bumpy")
+            before = await partial.until(lambda e: e.event == "attempt")
+            cursor = partial.last_id
+        seen_all = await full.until(ended(run_id))
+        async with sse(server, last_id=cursor) as resumed:
+            missed = await resumed.until(ended(run_id))
+    after = [e for e in seen_all if e.id not in {b.id for b in before}]
+    assert [(e.id, e.event, e.data) for e in missed] == [
+        (e.id, e.event, e.data) for e in after]
+    shown = brief(missed)
+    assert ("ti", "flaky", "up_for_retry", "1") in shown
+    assert ("ti", "flaky", "running", "2") in shown
+    assert sorted(d["map_index"] for d in (e.data for e in missed)
+                  if d.get("task_id") == "double" and d.get("state") == "success"
+                  and "map_index" in d) == [-1, 0, 1, 2]
+
+
 async def test_a_cursor_that_is_not_ours_gets_reload(
     write_dag: Callable[[str, str], Path], start_engine: StartEngine
 ) -> None:
