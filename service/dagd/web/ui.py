@@ -14,9 +14,11 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from dagd.errors import DagdError, NotFound
 from dagd.version import __version__
@@ -125,20 +127,31 @@ async def dags_page(request: web.Request) -> web.Response:
 
 def _grid(tasks: list[dict[str, Any]], runs: list[Any],
           tis: dict[tuple[int, str], list[Any]]) -> list[dict[str, Any]]:
-    """One row per task, one cell per run (oldest run on the left)."""
+    """One row per task, one cell per run (oldest run on the left). A row's cells are
+    made here (a page holds hundreds: a template loop costs more than the rest of the
+    page): every value from the database goes through `escape`; the task id in the
+    link is percent-encoded, which leaves nothing HTML would read."""
     rows = []
     for t in tasks:
+        task_id = str(t["task_id"])
+        href_task = quote(task_id, safe="")
         cells = []
         for run in runs:
-            found = tis.get((run.id, t["task_id"]), [])
-            cells.append({
-                "run": run, "tis": found,
-                "state": summary_state(ti.state for ti in found),
-                "map_index": min((ti.map_index for ti in found), default=-1),
-                "mapped": ",".join(f"{ti.map_index}={ti.state}" for ti in found
-                                   if ti.map_index >= 0),
-            })
-        rows.append({"task": t, "cells": cells})
+            found = tis.get((run.id, task_id), [])
+            state = escape(summary_state(ti.state for ti in found))
+            first = min((ti.map_index for ti in found), default=-1)
+            query = f"?map_index={int(first)}" if first >= 0 else ""
+            mapped = ""
+            if t.get("mapped"):
+                listed = ",".join(f"{ti.map_index}={ti.state}" for ti in found
+                                  if ti.map_index >= 0)
+                mapped = f' data-mapped="{escape(listed)}"'
+            key = escape(ui_view.ti_key(int(run.id), task_id))
+            title = escape(f"{task_id}, run {int(run.id)}: ")
+            cells.append(f'<td><a class="cell" href="/runs/{int(run.id)}/tasks/{href_task}'
+                         f'{query}" data-ti="{key}" data-state="{state}"{mapped} '
+                         f'title="{title}{state}"><span class="sr">{state}</span></a></td>')
+        rows.append({"task": t, "cells": Markup("".join(cells))})
     return rows
 
 
@@ -162,7 +175,8 @@ async def dag_page(request: web.Request) -> web.Response:
     return render(
         request, "dag.html", dag=row, runs=runs, latest=latest, older=older,
         before=before, graph=layout(tasks, states),
-        grid=_grid(tasks, list(reversed(runs)), tis), source=source, source_cut=cut,
+        grid=_grid(tasks, list(reversed(runs)), tis), grid_runs=list(reversed(runs)),
+        source=source, source_cut=cut,
         tags=[str(t) for t in row.spec.get("tags") or []],
         triggers=ui_view.describe_triggers(loaded, row.spec, paused=row.is_paused),
         params=ui_view.param_fields(row.spec.get("params") or {}), now=time.time())
