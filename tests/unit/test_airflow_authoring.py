@@ -292,3 +292,31 @@ def test_a_dag_functions_docstring_is_its_doc_md(write_dag: WriteDag) -> None:
         "    EmptyOperator(task_id='a')\n"
         "documented()\n"))
     assert d.doc == "### The title\n\nMore words." and d.description == "The title"
+
+
+def test_a_branch_may_name_a_task_group(write_dag: WriteDag) -> None:
+    d = load(write_dag, (
+        "from airflow.operators.python import BranchPythonOperator\n"
+        "from airflow.utils.task_group import TaskGroup\n"
+        "with DAG('d') as d:\n"
+        "    pick = BranchPythonOperator(task_id='pick', python_callable=lambda: 'g')\n"
+        "    with TaskGroup('g') as g:\n"
+        "        EmptyOperator(task_id='one') >> EmptyOperator(task_id='two')\n"
+        "        EmptyOperator(task_id='three')\n"
+        "    other = EmptyOperator(task_id='other')\n"
+        "    pick >> [g, other]\n"))
+    pick = d.tasks["pick"]
+    assert pick.result("g", {}) == ["g.one", "g.three"]
+    assert pick.result("other", {}) == "other"
+    assert pick.result(["g", "other"], {}) == ["g.one", "g.three", "other"]
+
+
+def test_classic_operator_mapping_is_refused(write_dag: WriteDag) -> None:
+    _, failure = load_file(write_dag("p.py", (
+        "from airflow.sdk import DAG\n"
+        "from airflow.operators.bash import BashOperator\n"
+        "with DAG('p'):\n"
+        "    BashOperator.partial(task_id='b').expand(bash_command=['a'])\n")))
+    assert failure is not None and failure.line == 4
+    assert "BashOperator.partial(...).expand(...)" in failure.message
+    assert "@task.bash" in failure.message

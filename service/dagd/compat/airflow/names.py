@@ -40,7 +40,10 @@ MODULES: dict[str, dict[str, str]] = {
     # Airflow 2: the top-level package and airflow.models
     "airflow": {"DAG": "dag:DAG", "Dataset": "unsupported:", "__version__": "dag:VERSION"},
     "airflow.models": {"DAG": "dag:DAG", "BaseOperator": "operators:BaseOperator",
-                       "Param": "params:Param", "XComArg": "xcom:XComArg"},
+                       "Param": "params:Param", "XComArg": "xcom:XComArg",
+                       "TaskInstance": "context:TaskInstance", "DagRun": "context:DagRun"},
+    "airflow.models.taskinstance": {"TaskInstance": "context:TaskInstance"},
+    "airflow.models.dagrun": {"DagRun": "context:DagRun"},
     "airflow.models.dag": {"DAG": "dag:DAG", "dag": "dag:dag"},
     "airflow.models.baseoperator": _BASEOPERATOR,
     "airflow.models.param": {"Param": "params:Param", "ParamsDict": "params:ParamsDict"},
@@ -67,6 +70,8 @@ MODULES: dict[str, dict[str, str]] = {
     "airflow.utils.helpers": {"chain": "links:chain", "cross_downstream": "links:cross_downstream"},
     "airflow.utils.context": {"Context": "context:Context"},
     "airflow.utils.decorators": {"apply_defaults": "links:apply_defaults"},
+    "airflow.utils.state": {"State": "states:State", "TaskInstanceState": "states:State",
+                            "DagRunState": "states:DagRunState"},
     "airflow.exceptions": _EXCEPTIONS,
     # Airflow 3: the task SDK, and the standard provider
     "airflow.sdk": {
@@ -130,6 +135,8 @@ INSTEAD: dict[str, str] = {
     "airflow.decorators.task.docker": "@task.bash running docker",
     "airflow.decorators.task.kubernetes": "@task.bash running kubectl",
     "airflow.decorators.task.sensor": "a Python task that raises to be retried",
+    "PythonOperator.partial(...).expand(...)": "@task with .partial(...).expand(...)",
+    "BashOperator.partial(...).expand(...)": "@task.bash with .partial(...).expand(...)",
     "XComArg.map": "a task that takes the list and returns the mapped one, or expand() "
                    "over a task that returns the items",
     "XComArg.zip": "a task that zips the lists and returns the pairs",

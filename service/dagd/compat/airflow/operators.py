@@ -114,11 +114,29 @@ class OperatorMixin(Linking):
 
     def result(self, value: Any, pushed: dict[str, Any]) -> Any:
         """What the attempt stores as XCom."""
+        mode = getattr(self, "mode", "normal")
+        if mode == "branch":
+            return self._branch_ids(value)
         if not self.do_xcom_push:
             value = None
-        if getattr(self, "mode", "normal") != "normal":
-            return value  # a branch's ids, a short-circuit's condition: as returned
+        if mode != "normal":
+            return value  # a short-circuit's condition: as returned
         return pack(value, pushed)
+
+    def _branch_ids(self, value: Any) -> Any:
+        """A branch may name a task group: that is its first tasks after this one."""
+        chosen = value if isinstance(value, list | tuple) else [value]
+        downstream: set[str] = getattr(self, "downstream_ids", set())
+        out: list[Any] = []
+        for item in chosen:
+            inside = sorted(t for t in downstream if isinstance(item, str)
+                            and t.startswith(f"{item}."))
+            out.extend(inside if item not in downstream and inside else [item])
+        return out if isinstance(value, list | tuple) or len(out) != 1 else out[0]
+
+    @classmethod
+    def partial(cls, **_: Any) -> Any:
+        raise unsupported(f"{cls.__name__}.partial(...).expand(...)")
 
 
 class BaseOperator(OperatorMixin, BaseTask):
