@@ -189,6 +189,7 @@ async def pages(quick: bool) -> dict[str, Any]:
                     f"/api/v1/dags/web_0/runs?limit=50&before={deep}",
                 "run detail": f"/api/v1/runs/{deep}",
                 "UI: DAG page with its grid": "/dags/web_0",
+                "metrics (counts by DAG and state)": "/metrics",
             }
             out: dict[str, Any] = {}
             for label, path in routes.items():
