@@ -260,12 +260,22 @@ def test_a_failed_task_shows_its_error_and_runs_again_once_cleared(
     page = watched.page
     page.goto(daemon.url("/dags/breaks"))
     page.locator("summary", has_text="Trigger").click()
+    page.locator("summary", has_text="Raw JSON conf").click()
+    raw = page.locator("textarea[name='conf']")
+    expect(raw).to_have_value("{}")  # the fields' values: breaks has no params
+    raw.fill("[1, 2]")
+    page.get_by_role("button", name="Trigger run").click()
+    expect(page.locator(".form-error")).to_contain_text("raw conf: must be a JSON object")
+    raw.fill('{"why": "raw <i>conf</i>"}')
     page.get_by_role("button", name="Trigger run").click()
     expect(page.locator("svg[data-graph] g.node[data-task='fragile']")).to_have_attribute(
         "data-state", "failed")
     expect(page.locator("svg[data-graph] g.node[data-task='after']")).to_have_attribute(
         "data-state", "upstream_failed")
 
+    run_id = int(page.locator("svg[data-graph]").get_attribute("data-run") or 0)
+    status, run = daemon.request("GET", f"/api/v1/runs/{run_id}")
+    assert status == 200 and run["conf"] == {"why": "raw <i>conf</i>"}, run
     page.locator("svg[data-graph] a[data-task-link='fragile']").click()
     expect(page.locator("pre.error-block")).to_contain_text(
         "RuntimeError: the fix file is missing")

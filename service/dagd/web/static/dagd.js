@@ -105,7 +105,8 @@
 
   function confOf(form) {
     const raw = $("[data-raw]", form);
-    if (raw && raw.value.trim()) {
+    const rawOpen = raw && raw.closest("details").open;
+    if (rawOpen && raw.value.trim()) {
       let value;
       try {
         value = JSON.parse(raw.value);
@@ -117,6 +118,10 @@
       }
       return value;
     }
+    return fieldsConf(form);
+  }
+
+  function fieldsConf(form) {
     const conf = {};
     const problems = [];
     for (const field of $$("[data-param]", form)) {
@@ -132,6 +137,19 @@
     if (problems.length) throw new Error(problems.join("; "));
     return conf;
   }
+
+  // Opening the raw editor starts it from the fields' values (when they are valid).
+  document.addEventListener("toggle", (ev) => {
+    const details = ev.target;
+    if (!(details instanceof HTMLDetailsElement) || !details.classList.contains("raw")) return;
+    const raw = $("[data-raw]", details);
+    if (!details.open || raw.value.trim()) return;
+    try {
+      raw.value = JSON.stringify(fieldsConf(details.closest("form")), null, 2);
+    } catch (_) {
+      raw.value = "{}";
+    }
+  }, true);
 
   async function trigger(form) {
     const problem = $(".form-error", form);
