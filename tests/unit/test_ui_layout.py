@@ -1,0 +1,130 @@
+"""The UI's pure parts: the graph's layers and layout, a mapped task's one state, the
+Gantt's bars of a task that retried, and the grid's cells escaping what they show."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from typing import Any
+
+from dagd.store.rows import AttemptRow, HistoryRow, RunRow, TaskInstanceRow
+from dagd.web.ui import _grid
+from dagd.web.ui_gantt import gantt
+from dagd.web.ui_graph import COL_W, layers, layout, summary_state
+from dagd.web.ui_view import param_fields, span
+
+XSS = '"><img src=x onerror=alert(1)>'
+
+
+def task(task_id: str, *upstream: str, **extra: Any) -> dict[str, Any]:
+    return {"task_id": task_id, "upstream": list(upstream), **extra}
+
+
+def test_a_task_is_one_layer_right_of_its_furthest_upstream() -> None:
+    tasks = [task("a"), task("b", "a"), task("c", "b"), task("d", "a", "c"), task("e")]
+    assert layers(tasks) == {"a": 0, "b": 1, "c": 2, "d": 3, "e": 0}
+    graph = layout(tasks, {})
+    x = {n.task_id: n.x for n in graph.nodes}
+    assert x["d"] - x["a"] == 3 * COL_W and x["e"] == x["a"]
+    assert {(e.upstream, e.downstream) for e in graph.edges} == {
+        ("a", "b"), ("b", "c"), ("a", "d"), ("c", "d")}
+    assert all(n.state == "none" for n in graph.nodes)
+
+
+def test_groups_are_boxes_around_their_tasks_and_a_mapped_task_shows_its_count() -> None:
+    tasks = [task("ingest"), task("prep.clean", "ingest", group="prep"),
+             task("prep.split", "prep.clean", group="prep"),
+             task("train", "prep.split", mapped=["model"]), task("report", "train")]
+    states = {"ingest": ["success"], "prep.clean": ["success"], "prep.split": ["running"],
+              "train": ["success", "running", "queued"]}
+    graph = layout(tasks, states)
+    nodes = {n.task_id: n for n in graph.nodes}
+    (box,) = graph.boxes
+    assert box.group == "prep"
+    for inside in ("prep.clean", "prep.split"):
+        n = nodes[inside]
+        assert box.x < n.x and n.x + graph.node_w < box.x + box.w
+        assert box.y < n.y and n.y + graph.node_h < box.y + box.h
+    assert nodes["ingest"].x + graph.node_w < box.x  # outside it, on its left
+    assert nodes["prep.clean"].label == "clean"
+    assert (nodes["train"].count, nodes["train"].state) == (3, "running")
+    assert (nodes["report"].count, nodes["report"].state) == (None, "none")
+    assert graph.width > nodes["report"].x + graph.node_w
+
+
+def test_the_state_of_many_instances() -> None:
+    assert summary_state([]) == "none"
+    assert summary_state(["success", "failed", "success"]) == "failed"
+    assert summary_state(["failed", "up_for_retry"]) == "up_for_retry"
+    assert summary_state(["skipped", "success"]) == "success"
+
+
+def test_the_gantt_of_a_retry_queued_running_waiting_running() -> None:
+    run = RunRow(id=1, dag_id="d", state="success", run_type="manual", event_id=None,
+                 logical_date=None, conf={}, created_at=100.0, started_at=100.0,
+                 ended_at=130.0)
+    ti = TaskInstanceRow(id=7, run_id=1, task_id="t", map_index=-1, state="success",
+                         try_number=2, max_tries=2, next_attempt_at=None, started_at=102.0,
+                         ended_at=130.0, updated_at=130.0, queued_at=101.0)
+    attempts = [
+        AttemptRow(id=1, ti_id=7, try_number=1, state="failed", started_at=102.0,
+                   ended_at=110.0, pid=None, error="boom", log_path="/x"),
+        AttemptRow(id=2, ti_id=7, try_number=2, state="success", started_at=121.0,
+                   ended_at=130.0, pid=None, error=None, log_path="/y"),
+    ]
+    history = [HistoryRow(run_id=1, ti_id=7, from_state="up_for_retry", to_state="queued",
+                          at=120.0, reason=None)]
+    chart = gantt(run, [ti], attempts, history, now=200.0)
+    (row,) = chart.rows
+    assert [(s.kind, s.state) for s in row.segments] == [
+        ("queued", "queued"), ("running", "failed"), ("retry", "up_for_retry"),
+        ("queued", "queued"), ("running", "success")]
+    xs = [s.x for s in row.segments]
+    assert xs == sorted(xs)
+    last = row.segments[-1]
+    assert abs(last.x + last.w - chart.width) < 0.01  # the run's end is the chart's right
+    assert chart.ticks[0].label == "0"
+
+
+def test_param_fields_and_durations() -> None:
+    fields = param_fields({"n": 3, "r": 0.5, "flag": True, "name": "x", "xs": [1],
+                           "cfg": {"a": 1}, "none": None})
+    assert [(f["name"], f["type"], f["value"]) for f in fields] == [
+        ("n", "integer", "3"), ("r", "number", "0.5"), ("flag", "boolean", "true"),
+        ("name", "string", "x"), ("xs", "array", "[1]"), ("cfg", "json", '{"a":1}'),
+        ("none", "any", "null")]
+    assert span(0.0, 0.042) == "42 ms"
+    assert span(0.0, 65.0) == "1m 05s"
+    assert span(None, 1.0) == "-"
+
+
+class Attributes(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_grid_cells_escape_every_value() -> None:
+    run = RunRow(id=5, dag_id="d", state="success", run_type="manual", event_id=None,
+                 logical_date=None, conf={}, created_at=1.0, started_at=1.0, ended_at=2.0)
+    tis = [TaskInstanceRow(id=i + 1, run_id=5, task_id=XSS, map_index=i, state=state,
+                           try_number=1, max_tries=1, next_attempt_at=None, started_at=1.0,
+                           ended_at=2.0, updated_at=2.0)
+           for i, state in enumerate(["success", XSS])]
+    (row,) = _grid([{"task_id": XSS, "mapped": ["x"]}], [run], {(5, XSS): tis})
+    html = str(row["cells"])
+    assert "<img" not in html
+    parser = Attributes()
+    parser.feed(html)
+    (cell,) = [a for t, a in parser.found if t == "a"]
+    assert cell["data-ti"] == f"5:{XSS}"
+    assert cell["data-mapped"] == f"0=success,1={XSS}"
+    assert cell["href"] == (
+        "/runs/5/tasks/%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E?map_index=0")
+    assert [t for t, _ in parser.found] == ["td", "a", "span"]
