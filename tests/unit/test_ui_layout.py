@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from dagd.store.rows import AttemptRow, HistoryRow, RunRow, TaskInstanceRow
-from dagd.web.ui import _grid
+from dagd.web.ui import grid_rows
 from dagd.web.ui_gantt import gantt
 from dagd.web.ui_graph import COL_W, layers, layout, summary_state
 from dagd.web.ui_view import param_fields, span
@@ -117,7 +117,7 @@ def test_grid_cells_escape_every_value() -> None:
                            try_number=1, max_tries=1, next_attempt_at=None, started_at=1.0,
                            ended_at=2.0, updated_at=2.0)
            for i, state in enumerate(["success", XSS])]
-    (row,) = _grid([{"task_id": XSS, "mapped": ["x"]}], [run], {(5, XSS): tis})
+    (row,) = grid_rows([{"task_id": XSS, "mapped": ["x"]}], [run], {(5, XSS): tis})
     html = str(row["cells"])
     assert "<img" not in html
     parser = Attributes()

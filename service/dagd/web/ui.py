@@ -125,7 +125,7 @@ async def dags_page(request: web.Request) -> web.Response:
                   tag=tag, import_errors=await reader.list_import_errors())
 
 
-def _grid(tasks: list[dict[str, Any]], runs: list[Any],
+def grid_rows(tasks: list[dict[str, Any]], runs: list[Any],
           tis: dict[tuple[int, str], list[Any]]) -> list[dict[str, Any]]:
     """One row per task, one cell per run (oldest run on the left). A row's cells are
     made here (a page holds hundreds: a template loop costs more than the rest of the
@@ -175,7 +175,7 @@ async def dag_page(request: web.Request) -> web.Response:
     return render(
         request, "dag.html", dag=row, runs=runs, latest=latest, older=older,
         before=before, graph=layout(tasks, states),
-        grid=_grid(tasks, list(reversed(runs)), tis), grid_runs=list(reversed(runs)),
+        grid=grid_rows(tasks, list(reversed(runs)), tis), grid_runs=list(reversed(runs)),
         source=source, source_cut=cut,
         tags=[str(t) for t in row.spec.get("tags") or []],
         triggers=ui_view.describe_triggers(loaded, row.spec, paused=row.is_paused),
