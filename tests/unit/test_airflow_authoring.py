@@ -320,3 +320,23 @@ def test_classic_operator_mapping_is_refused(write_dag: WriteDag) -> None:
     assert failure is not None and failure.line == 4
     assert "BashOperator.partial(...).expand(...)" in failure.message
     assert "@task.bash" in failure.message
+
+
+def test_a_custom_operator_may_set_its_own_attributes(write_dag: WriteDag) -> None:
+    d = load(write_dag, (
+        "from airflow.models.baseoperator import BaseOperator\n"
+        "class Mine(BaseOperator):\n"
+        "    template_fields = ('path',)\n"
+        "    def __init__(self, path, **kwargs):\n"
+        "        super().__init__(**kwargs)\n"
+        "        self.path = path\n"
+        "        self.params = {'p': 1}\n"
+        "    def execute(self, context):\n"
+        "        return self.path\n"
+        "with DAG('d') as d:\n"
+        "    Mine(task_id='m', path='{{ ds }}', retries=2, owner='me', pool='p') >> \\\n"
+        "        EmptyOperator(task_id='e')\n"))
+    mine = d.tasks["m"]
+    assert mine.params == {"p": 1} and mine.retry_policy.retries == 2
+    assert mine.runs_in_loop is False and d.tasks["e"].upstream_ids == {"m"}
+    assert mine.describe()["operator"] == "Mine"

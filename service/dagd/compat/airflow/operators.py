@@ -112,6 +112,10 @@ class OperatorMixin(Linking):
     def params(self) -> dict[str, Any]:
         return self.airflow_params
 
+    @params.setter
+    def params(self, value: Any) -> None:
+        self.airflow_params = plain_params(value)
+
     def result(self, value: Any, pushed: dict[str, Any]) -> Any:
         """What the attempt stores as XCom."""
         mode = getattr(self, "mode", "normal")
