@@ -173,7 +173,7 @@ async def test_every_page_shows_its_content_escaped_and_without_inline_code(
         events = assert_clean(await get(http, f"{base}/events"))
         notes = assert_clean(await get(http, f"{base}/notifications"))
         css = await get(http, f"{base}/static/dagd.css")
-        js = await get(http, f"{base}/static/dagd.js")
+        js = await get(http, f"{base}/static/dagd.js") + await get(http, f"{base}/static/live.js")
 
     # The DAGs page: the DAG, its description and tag as text, the params as fields.
     shown = texts(dags)
