@@ -210,3 +210,25 @@ async def test_run_time_imports_templates_and_native_tasks(
         assert await h.xcom(run_id, "echo") == "got first in workdir"
         # A dagd task of the same file: `airflow` is not there when no Airflow task runs
         assert await h.xcom(run_id, "native") == "no airflow"
+
+
+async def test_setup_and_teardown(airflow_folder: Settings, start_engine: StartEngine) -> None:
+    async with start_engine(airflow_folder) as h:
+        run_id, state = await h.run("setup_teardown_v2")
+        assert state == F  # `work` fails; its teardown still runs
+        assert await own_states(h, run_id) == {
+            "create": S, "work": F, "delete": S,
+            "outer_setup": S, "inside": S, "outer_teardown": S,
+            "section.inner_setup": S, "section.inner_work": S, "section.inner_teardown": S,
+            "query": S,
+        }
+        assert await h.xcom(run_id, "delete") == "deleted cluster-1"
+        assert await h.xcom(run_id, "section.inner_teardown") == "inner gone"
+        teardown = (await h.attempts(run_id, "outer_teardown"))[0]
+        for before in ("inside", "section.inner_teardown"):
+            ended = (await h.attempts(run_id, before))[0].ended_at
+            assert ended is not None and ended <= teardown.started_at
+        run = await h.store.get_run(run_id)
+        ds = datetime.fromisoformat(run.logical_date or "").astimezone(UTC).strftime("%Y-%m-%d")
+        assert await h.xcom(run_id, "query") == (
+            f"SELECT count(*) FROM events WHERE day = '{ds}' LIMIT 3")

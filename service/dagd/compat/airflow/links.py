@@ -94,6 +94,39 @@ class Linking:
         return self
 
 
+class SetupTeardownScope:
+    """`with setup_task >> teardown_task:` (or `with teardown_task:`): the tasks made in
+    the block come after the setups and before the teardowns."""
+
+    def _scope_dag(self) -> Any:
+        task: Any = getattr(self, "task", self)
+        return task.dag
+
+    def __enter__(self) -> Any:
+        self._before = set(self._scope_dag().tasks)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc and exc[0] is not None:
+            return
+        tasks = self._scope_dag().tasks
+        new = [t for tid, t in tasks.items() if tid not in self._before]
+        ids = {t.task_id for t in new}
+        ends = Linking._ends(self)  # type: ignore[arg-type]
+        teardowns = [t for t in ends if getattr(t, "is_teardown", False)]
+        setups = [t for t in ends if getattr(t, "is_setup", False)]
+        for teardown in teardowns:
+            setups.extend(tasks[u] for u in teardown.upstream_ids
+                          if getattr(tasks[u], "is_setup", False))
+        for t in new:
+            if not t.upstream_ids & ids:
+                for s in setups:
+                    s >> t
+            if not t.downstream_ids & ids:
+                for down in teardowns:
+                    t >> down
+
+
 def _split_labels(other: Any, owner: Any, *, downstream: bool) -> list[Any]:
     """The items of `other` that are not Labels; each Label learns its end."""
     items = list(other) if isinstance(other, list | tuple | set) else [other]

@@ -13,6 +13,7 @@ _PYTHON = {
     "BranchPythonOperator": "operators:BranchPythonOperator",
     "ShortCircuitOperator": "operators:ShortCircuitOperator",
     "get_current_context": "context:get_current_context",
+    "is_venv_installed": "operators:is_venv_installed",
 }
 _BASEOPERATOR = {
     "BaseOperator": "operators:BaseOperator",
@@ -132,6 +133,10 @@ INSTEAD: dict[str, str] = {
     "airflow.providers.cncf": "a BashOperator running kubectl, or dagd's ShellTask",
     "airflow.providers.docker": "a BashOperator running docker, or dagd's ShellTask",
     "airflow.decorators.task.virtualenv": "@task (the function runs in a worker process)",
+    "airflow.decorators.task.external_python": "@task (the function runs in a worker "
+                                               "process of dagd's Python)",
+    "airflow.operators.python.BranchPythonVirtualenvOperator": "a BranchPythonOperator",
+    "airflow.operators.python.BranchExternalPythonOperator": "a BranchPythonOperator",
     "airflow.decorators.task.docker": "@task.bash running docker",
     "airflow.decorators.task.kubernetes": "@task.bash running kubectl",
     "airflow.decorators.task.sensor": "a Python task that raises to be retried",

@@ -20,7 +20,7 @@ from typing import Any
 from dagd.authoring.context import Context as DagdContext
 from dagd.authoring.tasks import BaseTask, PythonTask
 from dagd.compat.airflow.context import running
-from dagd.compat.airflow.links import UNSUPPORTED_RULES, Linking, dagd_rule
+from dagd.compat.airflow.links import UNSUPPORTED_RULES, Linking, SetupTeardownScope, dagd_rule
 from dagd.compat.airflow.params import plain_params
 from dagd.compat.airflow.templates import Renderer, rendered_fields
 from dagd.compat.airflow.xcom import XComArg, pack
@@ -42,7 +42,7 @@ IGNORED_ARGS = frozenset({
     "ui_fgcolor", "task_display_name", "on_skipped_callback", "map_index_template",
     "show_return_value_in_logs", "executor", "doc_rst", "doc_json", "doc_yaml",
     "wait_for_past_depends_before_skipping", "task_group", "allow_nested_operators",
-    "logger_name", "output_encoding", "templates_exts", "email_on_success",
+    "logger_name", "output_encoding", "email_on_success",
     "multiple_outputs",
 })
 
@@ -87,7 +87,7 @@ def context_kwargs(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str
     return {**extra, **kwargs}
 
 
-class OperatorMixin(Linking):
+class OperatorMixin(SetupTeardownScope, Linking):
     """What every Airflow operator has: `.output`, `template_fields`, Airflow's flags."""
 
     template_fields: Sequence[str] = ()
@@ -187,7 +187,8 @@ class PythonOperator(OperatorMixin, PythonTask):
 
     def __init__(self, *, task_id: str, python_callable: Callable[..., Any],
                  op_args: Sequence[Any] | None = None, op_kwargs: dict[str, Any] | None = None,
-                 templates_dict: dict[str, Any] | None = None, params: Any = None,
+                 templates_dict: dict[str, Any] | None = None,
+                 templates_exts: Sequence[str] | None = None, params: Any = None,
                  do_xcom_push: bool = True, multiple_outputs: bool | None = None,
                  expand: dict[str, Any] | None = None, **kwargs: Any) -> None:
         extra = task_args(kwargs, type(self).__name__)
@@ -196,6 +197,8 @@ class PythonOperator(OperatorMixin, PythonTask):
                          mode=self.airflow_mode, expand=expand, **extra)
         self._injectable = []  # the Airflow context is passed by Airflow's rule instead
         self.templates_dict = templates_dict
+        if templates_exts:  # templates_dict values ending so are template files
+            self.template_ext = tuple(templates_exts)
         self._airflow_flags(params=params, do_xcom_push=do_xcom_push,
                             multiple_outputs=multiple_outputs)
 
@@ -281,3 +284,8 @@ def is_latest(triggers: list[Any], context: DagdContext, now: datetime) -> bool:
         return True
     interval_end = datetime.fromisoformat(end)
     return interval_end < now <= timers[0].next_fire(interval_end)
+
+
+def is_venv_installed() -> bool:
+    """Airflow's check before a virtualenv task: dagd runs none, so False."""
+    return False

@@ -61,9 +61,13 @@ def names(context: dict[str, Any], dag: Any) -> dict[str, Any]:
 
 
 def search_path(dag: Any) -> list[Path]:
-    folders = [Path(p) for p in getattr(dag, "template_searchpath", None) or []]
-    if dag.fileloc:
-        folders.append(Path(dag.fileloc).parent)
+    """template_searchpath (a relative folder is the DAG file's folder's), then the DAG
+    file's folder."""
+    here = Path(dag.fileloc).parent if dag.fileloc else None
+    folders = [here / p if here is not None else Path(p)
+               for p in getattr(dag, "template_searchpath", None) or []]
+    if here is not None:
+        folders.append(here)
     return folders
 
 

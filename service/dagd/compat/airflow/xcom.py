@@ -12,7 +12,7 @@ from typing import Any
 
 from dagd.authoring.tasks import BaseTask
 from dagd.authoring.tasks import XComArg as DagdXComArg
-from dagd.compat.airflow.links import Linking
+from dagd.compat.airflow.links import Linking, SetupTeardownScope
 
 MARK = "__airflow_xcom__"
 RETURN = "return_value"
@@ -51,7 +51,7 @@ def pull(upstream: dict[str, Any], task: BaseTask | None, task_id: str, key: str
     return unpack(stored, key)
 
 
-class XComArg(Linking, DagdXComArg):
+class XComArg(SetupTeardownScope, Linking, DagdXComArg):
     """A task's future value (its return value, or another key), usable as another
     task's argument: `PythonOperator(op_args=[extract.output])`."""
 
