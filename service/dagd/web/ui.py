@@ -65,14 +65,17 @@ def render(request: web.Request, template: str, *, status: int = 200,
 
 
 def page(handler: Page) -> Page:
-    """A page handler whose unknown or malformed ids answer an HTML 404 page."""
+    """A page handler whose unknown or malformed ids answer an HTML 404 page (and any
+    other refusal an HTML page with its status)."""
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except DagdError as exc:
-            status = 404 if isinstance(exc, NotFound) else 400
-            return render(request, "error.html", status=status, title="Not found"
-                          if status == 404 else "Bad request", message=str(exc))
+        except DagdError as exc:  # the page names what was wrong, as the API would
+            status = exc.status if 400 <= exc.status < 600 else 400
+            title = {404: "Not found", 400: "Bad request", 422: "Bad request"}.get(
+                status, "Cannot show this page")
+            return render(request, "error.html", status=status, title=title,
+                          message=str(exc))
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
