@@ -232,3 +232,21 @@ async def test_setup_and_teardown(airflow_folder: Settings, start_engine: StartE
         ds = datetime.fromisoformat(run.logical_date or "").astimezone(UTC).strftime("%Y-%m-%d")
         assert await h.xcom(run_id, "query") == (
             f"SELECT count(*) FROM events WHERE day = '{ds}' LIMIT 3")
+
+
+async def test_xcom_any_key_and_skipping_subclasses(airflow_folder: Settings,
+                                                    start_engine: StartEngine) -> None:
+    async with start_engine(airflow_folder) as h:
+        run_id, state = await h.run("xcom_and_skip_v2")
+        assert state == S
+        assert await own_states(h, run_id) == {
+            "push": S, "push_by_returning": S, "puller": S,
+            "skip_1": K, "always_1": S, "all_success": K, "final_1": K,
+            "skip_2": K, "always_2": S, "one_success": S, "final_2": S,
+        }
+        assert await h.xcom(run_id, "puller") == {
+            "any_key": [3], "first": [1, 2], "returned": {"a": "b"},
+            "both": [[3], {"a": "b"}], "nothing": None,
+        }
+        assert "AirflowSkipException: skipping skip_1" in (
+            await h.attempts(run_id, "skip_1"))[0].error

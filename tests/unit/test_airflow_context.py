@@ -126,3 +126,9 @@ def test_a_backfilled_runs_context() -> None:
     ctx = build(scheduled(backfill=True), a_task())
     assert ctx["run_id"] == "backfill__2024-03-01T00:00:00+00:00"
     assert ctx["dag_run"].run_type == "backfill" and ctx["dag_run"].conf == {}
+
+
+def test_key_none_is_any_key() -> None:
+    assert unpack({MARK: {"a": 1, "b": 2}}, None) == 2
+    assert unpack({MARK: {"a": 1, "return_value": 0}}, None) == 0
+    assert unpack([1], None) == [1]

@@ -166,15 +166,21 @@ class BaseOperator(OperatorMixin, BaseTask):
         """Airflow's hook for rendering; dagd renders the fields around `execute`."""
 
     def call_sync(self, context: DagdContext) -> Any:
-        with running(context, self) as airflow_context:
-            with rendered_fields(self, airflow_context, context):
-                value = self.execute(airflow_context)
-            return self.result(value, airflow_context["ti"].pushed)
+        return call_operator(self, context, self.execute)
 
     def describe(self) -> dict[str, Any]:
         data = super().describe()
         data["operator"] = type(self).__name__
         return data
+
+
+def call_operator(task: Any, context: DagdContext, execute: Callable[[Any], Any]) -> Any:
+    """An Airflow operator's attempt: its fields rendered, `execute(context)` called with
+    the Airflow context, its XCom with the keys it pushed."""
+    with running(context, task) as airflow_context:
+        with rendered_fields(task, airflow_context, context):
+            value = execute(airflow_context)
+        return task.result(value, airflow_context["ti"].pushed)
 
 
 class PythonOperator(OperatorMixin, PythonTask):
@@ -256,6 +262,23 @@ class EmptyOperator(OperatorMixin, BaseTask):
 
     async def execute(self, context: DagdContext) -> Any:
         return None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass with Airflow's `execute(self, context)` (a DummyOperator that raises
+        AirflowSkipException, say) runs it as a BaseOperator's: in a worker process,
+        with the Airflow context."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("execute")
+        if own is not None and not inspect.iscoroutinefunction(own):
+            cls.airflow_execute = own  # type: ignore[attr-defined]
+            cls.execute = EmptyOperator.execute  # type: ignore[method-assign]
+            cls.runs_in_loop = property(lambda self: False)  # type: ignore[assignment]
+            cls.call_sync = _call_airflow_execute  # type: ignore[method-assign]
+            cls.kind = "airflow"
+
+
+def _call_airflow_execute(self: Any, context: DagdContext) -> Any:
+    return call_operator(self, context, lambda ctx: self.airflow_execute(ctx))
 
 
 class LatestOnlyOperator(OperatorMixin, BaseTask):

@@ -31,10 +31,14 @@ def pack(value: Any, pushed: dict[str, Any]) -> Any:
 
 
 def unpack(stored: Any, key: str | None = RETURN) -> Any:
-    """One key of what a task stored (None: not there)."""
-    key = key or RETURN
+    """One key of what a task stored (None: not there). `key=None` is Airflow's "any
+    key": the return value, else the last key pushed."""
     if isinstance(stored, dict) and MARK in stored and len(stored) == 1:
-        return stored[MARK].get(key)
+        values = stored[MARK]
+        if key is None:
+            return values.get(RETURN, next(reversed(values.values()), None))
+        return values.get(key)
+    key = key or RETURN
     if key == RETURN:
         return stored
     if isinstance(stored, dict):
