@@ -54,7 +54,7 @@ async def test_airflow_2_tutorial(airflow_folder: Settings, start_engine: StartE
             "greeting": "hello!", "rows": 42, "source": "web", "returned": {"total": 7},
             "explicit": {"total": 7}, "both": [{"total": 7}, f"date={ds} p=eu"],
             "ds_is_ds": True, "run_id": "manual", "templated": True,
-            "params": {"region": "eu"},
+            "params": {"region": "eu", "source": "web"},  # the conf overrides params
             # `ti` is a parameter of its own: not in **kwargs, as in Airflow
             "keys": ["dag", "data_interval_start", "macros", "task", "task_instance",
                      "test_mode", "ts"],

@@ -45,7 +45,7 @@ def test_a_scheduled_runs_context() -> None:
     assert ctx["run_id"] == "scheduled__2024-03-01T00:00:00+00:00"
     assert ctx["dag_run"].conf == {"extra": 1}  # the timer's keys are dagd's, not Airflow's
     assert ctx["dag_run"].run_type == "scheduled" and not ctx["dag_run"].external_trigger
-    assert ctx["params"] == {"p": 1, "own": "x"}
+    assert ctx["params"] == {"p": 1, "own": "x", "extra": 1}  # the conf's keys too
     assert ctx["task_instance_key_str"] == "d__t__20240301"
     assert ctx["ti"].try_number == 2 and ctx["ti"] is ctx["task_instance"]
     assert (ctx["yesterday_ds"], ctx["tomorrow_ds"]) == ("2024-02-29", "2024-03-02")

@@ -155,13 +155,10 @@ def _dates(ctx: DagdContext) -> tuple[dict[str, Any], str]:
             "data_interval_end": end}, run_type
 
 
-def _params(ctx: DagdContext, task: Any) -> dict[str, Any]:
-    """The DAG's params (the run's conf overrides them), then the task's own."""
-    merged = dict(ctx.params)
-    conf = ctx.conf if isinstance(ctx.conf, dict) else {}
-    for key, value in (getattr(task, "airflow_params", None) or {}).items():
-        merged[key] = conf.get(key, value) if key not in ctx.params else merged[key]
-    return merged
+def _params(ctx: DagdContext, task: Any, conf: dict[str, Any]) -> dict[str, Any]:
+    """The DAG's params, the task's own over them, then the run's conf over both (each
+    of its keys, as Airflow's dag_run_conf_overrides_params does)."""
+    return {**ctx.params, **(getattr(task, "airflow_params", None) or {}), **conf}
 
 
 def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
@@ -170,6 +167,7 @@ def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
     logical = dates["logical_date"]
     run_id = f"{run_type}__{logical.isoformat()}"
     ti = TaskInstance(ctx, task, run_id)
+    dag_run = DagRun(ctx, run_id, run_type, dates)
     ds = logical.strftime("%Y-%m-%d")
     ts = logical.isoformat()
     return {
@@ -187,10 +185,10 @@ def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
         "prev_start_date_success": None,
         "dag": task.dag,
         "task": task,
-        "dag_run": DagRun(ctx, run_id, run_type, dates),
+        "dag_run": dag_run,
         "ti": ti,
         "task_instance": ti,
-        "params": _params(ctx, task),
+        "params": _params(ctx, task, dag_run.conf),
         "run_id": run_id,
         "task_instance_key_str": f"{ctx.dag_id}__{ctx.task_id}__{ds.replace('-', '')}",
         "test_mode": False,
