@@ -340,3 +340,15 @@ def test_a_custom_operator_may_set_its_own_attributes(write_dag: WriteDag) -> No
     assert mine.params == {"p": 1} and mine.retry_policy.retries == 2
     assert mine.runs_in_loop is False and d.tasks["e"].upstream_ids == {"m"}
     assert mine.describe()["operator"] == "Mine"
+
+
+def test_doc_md_set_after_the_fact(write_dag: WriteDag) -> None:
+    d = load(write_dag, (
+        "from airflow.operators.bash import BashOperator\n"
+        "with DAG('d', schedule=timedelta(days=1), start_date=datetime(2021, 1, 1)) as d:\n"
+        "    t1 = BashOperator(task_id='print_date', bash_command='date')\n"
+        "    t1.doc_md = '#### Task docs'\n"
+        "    d.doc_md = '### The DAG\\nmore'\n"))
+    assert d.tasks["print_date"].doc == "#### Task docs"
+    assert d.doc == "### The DAG\nmore" and d.description == "The DAG"
+    assert d.describe()["doc_md"] == "### The DAG\nmore"

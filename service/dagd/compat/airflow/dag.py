@@ -128,7 +128,6 @@ class DAG(DagdDAG):
         self.user_defined_macros = dict(user_defined_macros or {})
         self.user_defined_filters = dict(user_defined_filters or {})
         self.render_template_as_native_obj = bool(render_template_as_native_obj)
-        self.doc_md = doc_md
         self.airflow_params = {**plain_params(args.get("params")), **plain_params(params)}
         self.jinja: Any = None  # the template environment, made on first use
         timer = _dagd_schedule(schedule, start_date)
@@ -140,6 +139,17 @@ class DAG(DagdDAG):
             max_active_runs=max_active_runs, max_active_tasks=max_active_tasks or concurrency,
             tags=list(tags or []), doc=doc_md,
             on_success_callback=on_success_callback, on_failure_callback=on_failure_callback)
+
+    @property
+    def doc_md(self) -> str | None:
+        return self.doc
+
+    @doc_md.setter
+    def doc_md(self, value: str | None) -> None:
+        """`dag.doc_md = __doc__` after the DAG is made, as Airflow's tutorial does."""
+        self.doc = value
+        if not self.description:
+            self.description = _first_line(value)
 
     @property
     def folder(self) -> str | None:

@@ -105,6 +105,15 @@ class OperatorMixin(SetupTeardownScope, Linking):
         self.multiple_outputs = bool(multiple_outputs)
 
     @property
+    def doc_md(self) -> str | None:
+        return getattr(self, "doc", None)
+
+    @doc_md.setter
+    def doc_md(self, value: str | None) -> None:
+        """`task.doc_md = ...` after the task is made, as Airflow's tutorial does."""
+        self.doc = value
+
+    @property
     def output(self) -> XComArg:
         return XComArg(self)  # type: ignore[arg-type]
 
