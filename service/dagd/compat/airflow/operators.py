@@ -43,7 +43,7 @@ IGNORED_ARGS = frozenset({
     "show_return_value_in_logs", "executor", "doc_rst", "doc_json", "doc_yaml",
     "wait_for_past_depends_before_skipping", "task_group", "allow_nested_operators",
     "logger_name", "output_encoding", "email_on_success",
-    "multiple_outputs",
+    "multiple_outputs", "provide_context",
 })
 
 
