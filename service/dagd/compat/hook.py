@@ -54,7 +54,7 @@ def unsupported(name: str) -> AirflowNameUnsupported:
     file, line = caller_location()
     return AirflowNameUnsupported(
         f"the Airflow name {name} is not supported by dagd; instead: {instead(name)}",
-        file=file, line=line, field=name)
+        file=file, line=line)
 
 
 def _resolve(target: str) -> Any:
