@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from dagd.store.rows import AttemptRow, HistoryRow, RunRow, TaskInstanceRow
-from dagd.web.ui import grid_rows
+from dagd.web.ui_dags import grid_rows
 from dagd.web.ui_gantt import gantt
 from dagd.web.ui_graph import COL_W, layers, layout, summary_state
 from dagd.web.ui_view import param_fields, span

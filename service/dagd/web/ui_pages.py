@@ -11,7 +11,7 @@ from dagd.errors import NotFound
 from dagd.store.rows import AttemptRow, TaskInstanceRow
 from dagd.web import ui_view
 from dagd.web.base import READER
-from dagd.web.ui import page, path_int, query_int, render
+from dagd.web.ui_base import page, path_int, query_int, render
 from dagd.web.ui_gantt import gantt
 
 LIST_LIMIT = 200  # rows of the events and notifications pages
