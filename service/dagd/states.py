@@ -119,7 +119,9 @@ def writes_history(
 ) -> bool:
     """Does this task-instance transition get a row in the state history?"""
     return (reason is not None or try_number > 1
-            or (from_state, to_state) not in QUIET_TASK_TRANSITIONS)
+            or (from_state, to_state) not in QUIET_TASK_TRANSITIONS
+            # a cleared one queued again: its row keeps the first time it was queued
+            or (try_number > 0 and from_state == TaskState.SCHEDULED))
 
 
 def check_task(from_state: TaskState, to_state: TaskState) -> None:

@@ -29,6 +29,8 @@ T = TaskState
         (T.SCHEDULED, T.UPSTREAM_FAILED, 0, None, True),
         (T.QUEUED, T.RUNNING, 0, "expanded into 3 mapped instances", True),
         (T.RUNNING, T.FAILED, 1, "interrupted: the daemon stopped", True),
+        # Cleared after its first try, queued again: the row keeps the first queued time.
+        (T.SCHEDULED, T.QUEUED, 1, None, True),
     ],
 )
 def test_only_what_the_row_cannot_tell_writes_history(

@@ -123,6 +123,8 @@ class Engine:
         self._actions: list[_Action] = []
         # Called once a batch that queued notifications is committed (the outbox).
         self.notification_listeners: list[Callable[[], None]] = []
+        # Told each commit's duration in seconds (the metrics), when set.
+        self.on_commit: Callable[[float], None] | None = None
 
     # -- DAGs ----------------------------------------------------------------------------
     @property
@@ -392,7 +394,10 @@ class Engine:
         failures = 0
         while True:
             try:
+                started = time.perf_counter()
                 await self.store.commit(batch)
+                if self.on_commit is not None:
+                    self.on_commit(time.perf_counter() - started)
             except StorageUnavailable as exc:
                 failures += 1
                 if self.unhealthy is None:

@@ -126,10 +126,18 @@ class Runs:
         return run_id in self.active or any(
             r.id == run_id for q in self.queued.values() for r in q)
 
-    def name_ti(self, run_id: int, ti_id: int) -> tuple[str | None, str | None]:
-        """(dag_id, task_id) of a task instance of an active run, for the changes port."""
+    def name_ti(self, run_id: int, ti_id: int) -> tuple[str | None, str | None, int]:
+        """(dag_id, task_id, map_index) of a task instance of an active run, for the
+        changes port."""
         run = self.active.get(run_id)
-        return (run.dag.dag_id, run.task_of(ti_id)) if run is not None else (None, None)
+        if run is None:
+            return (None, None, -1)
+        task_id = run.task_of(ti_id)
+        kids = run.children.get(task_id) if task_id is not None else None
+        index = ti_id - kids[0].id if kids else -1  # mapped instances' ids run in order
+        if kids and 0 <= index < len(kids) and kids[index].id == ti_id:
+            return (run.dag.dag_id, task_id, index)
+        return (run.dag.dag_id, task_id, -1)
 
     def take_ended(self) -> list[int]:
         ended, self.ended = self.ended, []
@@ -273,7 +281,9 @@ class Runs:
         if ti is None or ti.attempt_id != spec.attempt_id or ti.state != TaskState.RUNNING:
             # A person marked it meanwhile: the attempt was stopped, its end is all.
             batch.finish_attempt(spec.attempt_id, success=False,
-                                 error=self.stopped.pop(spec.attempt_id, "stopped"))
+                                 error=self.stopped.pop(spec.attempt_id, "stopped"),
+                                 ti_id=spec.ti_id, run_id=spec.run_id,
+                                 try_number=spec.try_number)
             return
         assert run is not None
         skip: set[str] = set()
@@ -282,7 +292,8 @@ class Runs:
             skip, error = to_skip(spec.task, value)
             if error is not None:
                 result = AttemptResult.failure(spec, error=error)
-        batch.finish_attempt(spec.attempt_id, success=result.ok, error=result.error)
+        batch.finish_attempt(spec.attempt_id, success=result.ok, error=result.error,
+                             ti_id=spec.ti_id, run_id=spec.run_id, try_number=spec.try_number)
         if not result.ok:
             if SKIP_TASK in result.error_names:  # the task skipped itself (SkipTask)
                 self.set_ti(batch, run, ti, TaskState.SKIPPED, reason=result.error)

@@ -68,10 +68,11 @@ class Batch:
     # task instance id -> (its pending insert or update row, the key holding its state)
     _ti_rows: dict[int, tuple[dict[str, Any], str]] = field(default_factory=dict)
     # Every run and task-instance transition, in order, for `changes()`:
-    # (run_id, ti_id or None for the run, to_state, reason, dag_id, detail). A task
-    # instance's quiet transitions (see `states.writes_history`) have no history row.
+    # (run_id, ti_id or None for the run, to_state, reason, dag_id, detail, try_number).
+    # A task instance's quiet transitions (see `states.writes_history`) have no history
+    # row.
     transitions: list[tuple[int, int | None, str, str | None, str | None,
-                            Mapping[str, Any] | None]] = field(default_factory=list)
+                            Mapping[str, Any] | None, int]] = field(default_factory=list)
 
     # Set only while a person's action (clear, mark) is written: see `user_ti_change`.
     _by_user: bool = field(default=False, init=False, repr=False)
@@ -97,7 +98,7 @@ class Batch:
                       dag_id: str | None, detail: Mapping[str, Any] | None) -> None:
         # dag_id and detail are not columns: they ride along for `changes()`.
         self._history(run_id, None, frm, to, reason)
-        self.transitions.append((run_id, None, to, reason, dag_id, detail))
+        self.transitions.append((run_id, None, to, reason, dag_id, detail, 0))
 
     def record_event(
         self,
@@ -252,9 +253,12 @@ class Batch:
             }
             self.rows["transition_ti"].append(row)
             self._ti_rows[ti_id] = (row, "to_state")
-        if reason is not None or try_number > 1 or (frm, to) not in QUIET_TASK_TRANSITIONS:
+        # (A cleared instance queued again has tried before: its row's first queued
+        # time is not this one, so a history row tells it.)
+        if (reason is not None or try_number > 1 or (frm, to) not in QUIET_TASK_TRANSITIONS
+                or (try_number and frm is TaskState.SCHEDULED)):
             self._history(run_id, ti_id, frm._value_, value, reason)
-        self.transitions.append((run_id, ti_id, value, reason, None, None))
+        self.transitions.append((run_id, ti_id, value, reason, None, None, try_number))
 
     @contextmanager
     def by_user(self) -> Iterator[None]:
@@ -292,13 +296,20 @@ class Batch:
         )
         return attempt_id
 
-    def finish_attempt(self, attempt_id: int, *, success: bool, error: str | None) -> None:
+    def finish_attempt(self, attempt_id: int, *, success: bool, error: str | None,
+                       ti_id: int | None = None, run_id: int | None = None,
+                       try_number: int | None = None) -> None:
+        """An attempt's end. ti_id, run_id and try_number are not written (the row has
+        them): they ride along for `changes()`."""
         self.rows["finish_attempt"].append(
             {
                 "id": attempt_id,
                 "state": "success" if success else "failed",
                 "at": self.now,
                 "error": error,
+                "ti_id": ti_id,
+                "run_id": run_id,
+                "try_number": try_number,
             }
         )
 
@@ -320,39 +331,64 @@ class Batch:
 
     def changes(
         self, kinds: Container[str], *,
-        name_ti: Callable[[int, int], tuple[str | None, str | None]] | None = None,
+        name_ti: Callable[[int, int], tuple[str | None, str | None, int]] | None = None,
     ) -> list[Change]:
         """What this batch changed, once committed, for the changes port: only `kinds`.
 
-        `name_ti(run_id, ti_id)` gives a task instance's (dag_id, task_id): its
-        transitions do not carry them, to keep the scheduler's hot path lean.
+        `name_ti(run_id, ti_id)` gives a task instance's (dag_id, task_id, map_index):
+        its transitions do not carry them, to keep the scheduler's hot path lean. A task
+        instance's detail has task_id, map_index, try_number and (for a transition)
+        reason, an attempt's ti_id, task_id, map_index and try_number.
         """
         rows = self.rows
         out: list[Change] = []
+        name = name_ti or (lambda _run_id, _ti_id: (None, None, -1))
         if EVENT in kinds:
             out.extend(Change(EVENT, r["id"], r["run_id"], r["dag_id"], r["outcome"], r["at"],
                               {"kind": r["kind"], "source": r["source"]})
                        for r in rows["insert_event"])
         if TI in kinds:
-            out.extend(Change(TI, r["id"], r["run_id"], None, "scheduled", r["at"],
-                              {"task_id": r["task_id"], "map_index": r["map_index"]})
+            out.extend(Change(TI, r["id"], r["run_id"], name(r["run_id"], r["id"])[0],
+                              "scheduled", r["at"],
+                              {"task_id": r["task_id"], "map_index": r["map_index"],
+                               "try_number": 0, "created": True})
                        for r in rows["insert_ti"])
         want_runs, want_tis = RUN in kinds, TI in kinds
-        if want_runs or want_tis:
+        run_of: dict[int, int] = {}  # task instance id -> run id, for the attempts
+        if want_runs or want_tis or ATTEMPT in kinds:
             now = self.now
-            for run_id, ti_id, to, reason, dag_id, detail in self.transitions:
+            for run_id, ti_id, to, reason, dag_id, detail, tries in self.transitions:
                 if ti_id is None:
                     if want_runs:
                         out.append(Change(RUN, run_id, run_id, dag_id, to, now, detail))
-                elif want_tis:
-                    dag_id, task_id = name_ti(run_id, ti_id) if name_ti else (None, None)
+                    continue
+                run_of[ti_id] = run_id
+                if want_tis:
+                    dag_id, task_id, map_index = name(run_id, ti_id)
                     out.append(Change(TI, ti_id, run_id, dag_id, to, now,
-                                      {"task_id": task_id, "reason": reason}))
+                                      {"task_id": task_id, "reason": reason,
+                                       "map_index": map_index, "try_number": tries}))
         if ATTEMPT in kinds:
-            out.extend(Change(ATTEMPT, r["id"], None, None, "running", r["at"],
-                              {"ti_id": r["ti_id"], "try_number": r["try_number"]})
-                       for r in rows["insert_attempt"])
-            out.extend(Change(ATTEMPT, r["id"], None, None, r["state"], r["at"],
-                              {"error": r["error"]})
-                       for r in rows["finish_attempt"])
+            out.extend(self._attempt_changes(name, run_of))
+        return out
+
+    def _attempt_changes(self, name: Callable[[int, int], tuple[str | None, str | None, int]],
+                         run_of: dict[int, int]) -> list[Change]:
+        out: list[Change] = []
+        for r in self.rows["insert_attempt"]:
+            run_id = run_of.get(r["ti_id"])
+            dag_id, task_id, map_index = (name(run_id, r["ti_id"]) if run_id is not None
+                                          else (None, None, -1))
+            out.append(Change(ATTEMPT, r["id"], run_id, dag_id, "running", r["at"],
+                              {"ti_id": r["ti_id"], "try_number": r["try_number"],
+                               "task_id": task_id, "map_index": map_index}))
+        for r in self.rows["finish_attempt"]:
+            run_id, ti_id = r["run_id"], r["ti_id"]
+            dag_id, task_id, map_index = (name(run_id, ti_id)
+                                          if run_id is not None and ti_id is not None
+                                          else (None, None, -1))
+            out.append(Change(ATTEMPT, r["id"], run_id, dag_id, r["state"], r["at"],
+                              {"error": r["error"], "ti_id": ti_id,
+                               "try_number": r["try_number"], "task_id": task_id,
+                               "map_index": map_index}))
         return out

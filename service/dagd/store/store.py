@@ -38,6 +38,9 @@ from dagd.store.sql import Q, migrations
 
 log = logging.getLogger(__name__)
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer: "no cursor"
+MAX_TIME = 1e18  # seconds: past any time a row holds, "no bound"
+
 # SQLite's answers that mean "this cannot be written now", not "this write is wrong".
 UNWRITABLE = ("SQLITE_FULL", "SQLITE_IOERR")
 
@@ -68,6 +71,7 @@ class Store:
         # One writer: a transaction runs whole in one worker-thread call, one at a time.
         self._limiter = anyio.CapacityLimiter(1)
         self.ids = IdCounter({"run": 0, "ti": 0, "attempt": 0, "event": 0})
+        self._snapshot = anyio.Lock()  # one read transaction at a time on `conn`
 
     # -- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -191,8 +195,17 @@ class Store:
     async def list_import_errors(self) -> list[ImportErrorRow]:
         return [ImportErrorRow.from_row(r) for r in await self._all(Q.list_import_errors)]
 
-    async def list_runs(self, dag_id: str | None = None, *, limit: int = 50) -> list[RunRow]:
-        rows = await self._all(Q.list_runs, {"dag_id": dag_id, "limit": limit})
+    async def list_runs(
+        self, dag_id: str | None = None, *, limit: int = 50, state: str | None = None,
+        since: float | None = None, until: float | None = None, before: int | None = None,
+    ) -> list[RunRow]:
+        """Runs newest first: of one DAG or all, in a state, created in [since, until),
+        with ids below `before` (the keyset cursor of the page before)."""
+        params = {"dag_id": dag_id, "limit": limit, "state": state,
+                  "since": -MAX_TIME if since is None else since,
+                  "until": MAX_TIME if until is None else until,
+                  "before": MAX_ID if before is None else before}
+        rows = await self._all(Q.list_runs if dag_id is None else Q.list_dag_runs, params)
         return [RunRow.from_row(r) for r in rows]
 
     async def get_run(self, run_id: int, dag_id: str | None = None) -> RunRow:
@@ -246,8 +259,55 @@ class Store:
         return complete_history([HistoryRow.from_row(r) for r in rows],
                                 [TaskInstanceRow.from_row(r) for r in tis], since=since)[:limit]
 
-    async def list_events(self, dag_id: str | None = None, *, limit: int = 50) -> list[EventRow]:
-        rows = await self._all(Q.list_events, {"dag_id": dag_id, "limit": limit})
+    async def changes_since(self, since: float, *, limit: int = 100_000) -> tuple[
+            list[HistoryRow], list[TaskInstanceRow], list[AttemptRow], list[EventRow],
+            list[RunRow]]:
+        """What changed at or after `since`, read in one transaction (so no commit is
+        half seen): the state changes (as `history_since`, at most `limit`), the task
+        instances changed, the attempts started or ended, the events recorded, and the
+        runs of those changes. The live stream's catch-up."""
+        async with self._snapshot:
+            await self.conn.execute("BEGIN")
+            try:
+                params = {"since": since, "limit": limit}
+                history = [HistoryRow.from_row(r) for r in await self._all(Q.history_since,
+                                                                            params)]
+                tis = [TaskInstanceRow.from_row(r)
+                       for r in await self._all(Q.tis_changed_since, params)]
+                attempts = [AttemptRow.from_row(r)
+                            for r in await self._all(Q.attempts_since, params)]
+                events = [EventRow.from_row(r) for r in await self._all(Q.events_since, params)]
+                run_ids = sorted({h.run_id for h in history} | {t.run_id for t in tis})
+                runs = [RunRow.from_row(r) for r in await self._all(
+                    Q.runs_by_ids, {"ids": orjson.dumps(run_ids).decode()})]
+            finally:
+                with anyio.CancelScope(shield=True):  # never leave `conn` in a transaction
+                    await self.conn.execute("COMMIT")
+        return (complete_history(history, tis, since=since)[:limit], tis, attempts, events,
+                runs)
+
+    async def get_attempt(self, attempt_id: int) -> AttemptRow:
+        rows = await self._all(Q.get_attempt, {"id": attempt_id})
+        if not rows:
+            raise NotFound(f"no attempt {attempt_id}")
+        return AttemptRow.from_row(rows[0])
+
+    async def counts(self) -> dict[str, list[tuple[Any, ...]]]:
+        """For the metrics: runs and task instances by DAG and state, (dag_id, state, n);
+        pending notifications and import errors, (n,)."""
+        names = ("runs_by_state", "tis_by_state", "pending_notifications",
+                 "import_error_count")
+        return {name: [tuple(r) for r in await self._all(getattr(Q, name))]
+                for name in names}
+
+    async def list_events(
+        self, dag_id: str | None = None, *, limit: int = 50, kind: str | None = None,
+        outcome: str | None = None, before: int | None = None,
+    ) -> list[EventRow]:
+        """The ledger newest first, filtered; ids below `before` (a keyset cursor)."""
+        rows = await self._all(Q.list_events, {
+            "dag_id": dag_id, "limit": limit, "kind": kind, "outcome": outcome,
+            "before": MAX_ID if before is None else before})
         return [EventRow.from_row(r) for r in rows]
 
     async def get_event(self, event_id: int) -> EventRow:
@@ -325,6 +385,24 @@ class Store:
     async def sqlite_version(self) -> str:
         rows = await self._all("SELECT sqlite_version()")
         return str(rows[0][0])
+
+    # -- reading for the web UI's pages ----------------------------------------------
+    async def runs_page(self, dag_id: str, *, before: int | None = None,
+                        limit: int = 25) -> list[RunRow]:
+        """A DAG's runs older than run `before` (all when None), newest first."""
+        rows = await self._all(Q.ui_runs_page,
+                               {"dag_id": dag_id, "before": before, "limit": limit})
+        return [RunRow.from_row(r) for r in rows]
+
+    async def tis_of_runs(self, run_ids: Iterable[int]) -> list[TaskInstanceRow]:
+        rows = await self._all(Q.ui_tis_of_runs,
+                               {"run_ids": orjson.dumps(list(run_ids)).decode()})
+        return [TaskInstanceRow.from_row(r) for r in rows]
+
+    async def run_attempts(self, run_id: int) -> list[AttemptRow]:
+        """Every attempt of the run's task instances, by task instance then try."""
+        rows = await self._all(Q.ui_run_attempts, {"run_id": run_id})
+        return [AttemptRow.from_row(r) for r in rows]
 
 
 # -- the writer thread's side: plain sqlite3, called through Store._run -------------------
