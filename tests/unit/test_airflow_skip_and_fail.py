@@ -35,7 +35,7 @@ def test_fail_task_is_never_retried() -> None:
 
 
 def test_short_circuit_skips_all_downstream_or_only_the_direct_ones() -> None:
-    with DAG("d") as d:
+    with DAG("d"):
         gate = PythonTask(task_id="gate", python_callable=bool, mode="short_circuit")
         a = PythonTask(task_id="a", python_callable=bool)
         b = PythonTask(task_id="b", python_callable=bool, trigger_rule="all_done")
