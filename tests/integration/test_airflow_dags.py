@@ -240,7 +240,7 @@ async def test_xcom_any_key_and_skipping_subclasses(airflow_folder: Settings,
         run_id, state = await h.run("xcom_and_skip_v2")
         assert state == S
         assert await own_states(h, run_id) == {
-            "push": S, "push_by_returning": S, "puller": S,
+            "push": S, "push_by_returning": S, "puller": S, "grandchild": S,
             "skip_1": K, "always_1": S, "all_success": K, "final_1": K,
             "skip_2": K, "always_2": S, "one_success": S, "final_2": S,
         }
@@ -248,5 +248,6 @@ async def test_xcom_any_key_and_skipping_subclasses(airflow_folder: Settings,
             "any_key": [3], "first": [1, 2], "returned": {"a": "b"},
             "both": [[3], {"a": "b"}], "nothing": None,
         }
+        assert await h.xcom(run_id, "grandchild") == [[1, 2], [1, 2]]
         assert "AirflowSkipException: skipping skip_1" in (
             await h.attempts(run_id, "skip_1"))[0].error

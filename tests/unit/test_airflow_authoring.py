@@ -352,3 +352,13 @@ def test_doc_md_set_after_the_fact(write_dag: WriteDag) -> None:
     assert d.tasks["print_date"].doc == "#### Task docs"
     assert d.doc == "### The DAG\nmore" and d.description == "The DAG"
     assert d.describe()["doc_md"] == "### The DAG\nmore"
+
+
+def test_each_task_is_handed_the_xcoms_of_all_tasks_before_it(write_dag: WriteDag) -> None:
+    d = load(write_dag, (
+        "with DAG('d') as d:\n"
+        "    a, b, c, e = (EmptyOperator(task_id=x) for x in 'abce')\n"
+        "    a >> b >> c\n"
+        "    e >> c\n"))
+    assert {t: x.xcom_sources for t, x in d.tasks.items()} == {
+        "a": (), "b": ("a",), "c": ("a", "b", "e"), "e": ()}

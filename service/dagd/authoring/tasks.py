@@ -104,6 +104,10 @@ class BaseTask(Linkable):
     """One node of a DAG. Subclasses set `kind` and implement how they run."""
 
     kind: ClassVar[str] = "base"
+    # The tasks whose XComs an attempt of this task is handed (`Context.upstream`); None:
+    # its direct upstream tasks. An Airflow task, which may pull from any task before it,
+    # has all its ancestors here (dagd.compat.airflow.dag).
+    xcom_sources: tuple[str, ...] | None = None
 
     def __init__(
         self,

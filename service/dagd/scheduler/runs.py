@@ -463,7 +463,8 @@ class Runs:
             run.params = {**dag.params, **{k: v for k, v in run.conf.items() if k in dag.params}}
         params = run.params
         xcoms = run.xcoms
-        upstream = {u: xcoms[u] for u in run.graph.upstream[ti.task_id] if u in xcoms}
+        sources = task.xcom_sources or run.graph.upstream[ti.task_id]
+        upstream = {u: xcoms[u] for u in sources if u in xcoms}
         context = _context(dag.dag_id, ti.task_id, run.id, ti.try_number, attempt_id,
                            run.logical_date, run.conf, params, upstream, ti.map_index)
         return AttemptSpec(

@@ -1,7 +1,7 @@
 """Airflow 2's XCom and skip idioms: pushes without a return value pulled with key=None,
-a list of task ids, `import airflow` then airflow.utils.dates, and a DummyOperator
-subclass whose execute raises AirflowSkipException, joined by all_success and
-one_success."""
+a list of task ids, a pull from a task two steps up, `import airflow` then
+airflow.utils.dates, and a DummyOperator subclass whose execute raises
+AirflowSkipException, joined by all_success and one_success."""
 
 import airflow
 from airflow import DAG
@@ -33,10 +33,16 @@ def puller(**kwargs):
     }
 
 
+def grandchild(ti):
+    """Two steps after `push`: Airflow's xcom_pull reads any task before this one."""
+    return [ti.xcom_pull(task_ids="push", key="first"), ti.xcom_pull(task_ids="puller")["first"]]
+
+
 pusher = PythonOperator(task_id="push", dag=dag, python_callable=push)
 returner = PythonOperator(task_id="push_by_returning", dag=dag, python_callable=push_by_returning)
 pull = PythonOperator(task_id="puller", dag=dag, python_callable=puller)
 pull << [pusher, returner]
+pull >> PythonOperator(task_id="grandchild", dag=dag, python_callable=grandchild)
 
 
 class SkipOperator(DummyOperator):

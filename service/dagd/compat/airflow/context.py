@@ -2,8 +2,9 @@
 as `**kwargs`, or by parameter name), built from dagd's `Context`; `ti` and `dag_run`
 as Airflow spells them, `macros`, and `get_current_context()`.
 
-`ti.xcom_pull` reads the XComs of the task's direct upstream tasks (what dagd hands an
-attempt); `ti.xcom_push` keeps keys for `dagd.compat.airflow.xcom.pack`.
+`ti.xcom_pull` reads the XComs dagd hands the attempt: for an Airflow DAG's task, those
+of every task before it (`DAG.validate` sets its `xcom_sources`); `ti.xcom_push` keeps
+keys for `dagd.compat.airflow.xcom.pack`.
 """
 
 from __future__ import annotations

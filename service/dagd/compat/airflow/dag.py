@@ -158,6 +158,21 @@ class DAG(DagdDAG):
 
         return str(Path(self.fileloc).parent) if self.fileloc else None
 
+    def validate(self) -> list[str]:
+        """The graph checked; then each task is handed the XComs of all the tasks before
+        it (Airflow's xcom_pull reads any task of the run, not only the direct
+        upstream ones)."""
+        order = super().validate()
+        before: dict[str, set[str]] = {}
+        for tid in order:
+            task = self.tasks[tid]
+            seen = set(task.upstream_ids)
+            for up in task.upstream_ids:
+                seen |= before[up]
+            before[tid] = seen
+            task.xcom_sources = tuple(sorted(seen))
+        return order
+
     @property
     def task_dict(self) -> dict[str, Any]:
         return self.tasks
