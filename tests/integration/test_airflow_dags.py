@@ -168,6 +168,7 @@ RUNTIME = """\
     from airflow.sdk import DAG
     from airflow.providers.standard.operators.bash import BashOperator
     from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.models.xcom_arg import XComArg
     from dagd import PythonTask
 
 
@@ -195,6 +196,11 @@ RUNTIME = """\
         )
         first >> echo
         PythonTask(task_id="native", python_callable=plain)
+        # .output and XComArg, as another operator's arguments
+        pair = PythonOperator(task_id="pair", python_callable=lambda: {"k": "v", "n": 2})
+        PythonOperator(task_id="uses_output", python_callable=lambda a, b, c: [a, b, c],
+                       op_args=[pair.output["k"], XComArg(pair, key="return_value")["n"]],
+                       op_kwargs={"c": first.output})
     """
 
 
@@ -210,6 +216,8 @@ async def test_run_time_imports_templates_and_native_tasks(
         assert await h.xcom(run_id, "echo") == "got first in workdir"
         # A dagd task of the same file: `airflow` is not there when no Airflow task runs
         assert await h.xcom(run_id, "native") == "no airflow"
+        assert await h.xcom(run_id, "uses_output") == ["v", 2, "first"]
+        assert (await h.tis(run_id))["uses_output"].state == S
 
 
 async def test_setup_and_teardown(airflow_folder: Settings, start_engine: StartEngine) -> None:
