@@ -28,7 +28,8 @@ from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
 
-from dagd import check, client
+from dagd import check, client, testrun
+from dagd import cli_auth as auth_commands
 from dagd import cli_mail as notify_commands
 from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
@@ -532,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     tlist = tsub.add_parser("list", help="the task instances of one run")
     tlist.add_argument("dag")
     tlist.add_argument("run", type=whole(0))
+    testrun.add_tasks_test(tsub)
 
     logs = sub.add_parser("logs", help="an attempt's log")
     logs.add_argument("dag")
@@ -563,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("dag")
     test.add_argument("--conf", help="JSON object passed to the run as its conf")
     notify_commands.add_parsers(sub, whole)
+    auth_commands.add_parsers(sub)
     return p
 
 
@@ -577,6 +580,7 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("trigger", None): cmd_trigger,
     ("runs", "list"): cmd_runs_list,
     ("tasks", "list"): cmd_tasks_list,
+    ("tasks", "test"): lambda s, a: testrun.cmd_tasks_test(s, a, console),
     ("logs", None): cmd_logs,
     ("test", None): cmd_test,
     ("events", "list"): cmd_events_list,
@@ -585,6 +589,7 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("notifications", "list"): lambda s, a: notify_commands.cmd_list(s, a, console),
     ("notifications", "retry"): lambda s, a: notify_commands.cmd_retry(s, a, console),
     ("email", "test"): lambda s, a: notify_commands.cmd_email_test(s, a, console),
+    **auth_commands.commands(console),
 }
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
+from dagd.accounts import read_cli_token
 from dagd.check import find, load_dags
 from dagd.config import Settings
 from dagd.errors import DaemonUnavailable, DagdError
@@ -33,6 +34,11 @@ async def api(holder: Holder, method: str, path: str, body: Any = None, *,
 
     host = "127.0.0.1" if holder.host in ("0.0.0.0", "") else holder.host
     url = f"http://{host}:{holder.port}{path}"
+    headers = {"Content-Type": "application/json", "X-Dagd-Source": "cli"}
+    # The daemon's own token for this machine's commands: never a password to type.
+    token = read_cli_token(holder.data_dir) if holder.data_dir is not None else None
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
@@ -40,7 +46,7 @@ async def api(holder: Holder, method: str, path: str, body: Any = None, *,
                 method,
                 url,
                 data=orjson.dumps(body) if body is not None else None,
-                headers={"Content-Type": "application/json", "X-Dagd-Source": "cli"},
+                headers=headers,
             ) as resp,
         ):
             data = await resp.read()
@@ -48,7 +54,12 @@ async def api(holder: Holder, method: str, path: str, body: Any = None, *,
                 return data
             payload = orjson.loads(data) if data else {}
             if resp.status >= 400:
-                error = DagdError(payload.get("message", f"HTTP {resp.status}"))
+                message = payload.get("message", f"HTTP {resp.status}")
+                if resp.status == 401:
+                    message += (f"; the CLI token file {holder.data_dir}/cli-token is "
+                                "missing or stale: is this the daemon's data directory, "
+                                "and may this user read it?")
+                error = DagdError(message)
                 error.status = resp.status
                 raise error
             return payload

@@ -77,6 +77,11 @@ class Settings:
     workers_idle_timeout: float = 60.0
     workers_max_tasks: int = 1000
     workers_max_memory: int | None = 512_000_000
+    # Authentication ([auth]): on unless turned off; sessions' lifetime; what is open.
+    auth_enabled: bool = True
+    auth_session_hours: float = 12.0
+    auth_public_health: bool = False
+    auth_public_metrics: bool = False
     config_file: Path | None = None
     # name -> {"base_url", "headers", "headers_env", "token_env", "username",
     # "password_env"}; read-only mappings. Not hashed: a dict cannot be.
@@ -172,6 +177,10 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("logs", "max_bytes"): ("log_max_bytes", int),
     ("xcom", "max_bytes"): ("xcom_max_bytes", int),
     ("database", "synchronous"): ("synchronous", str),
+    ("auth", "enabled"): ("auth_enabled", bool),
+    ("auth", "session_hours"): ("auth_session_hours", float),
+    ("auth", "public_health"): ("auth_public_health", bool),
+    ("auth", "public_metrics"): ("auth_public_metrics", bool),
 }
 
 
@@ -380,6 +389,8 @@ def _validate(s: Settings, path: Path | None) -> None:
         (s.synchronous in SYNCHRONOUS, "database.synchronous", f"must be one of {SYNCHRONOUS}"),
         (s.shutdown_grace_period >= 0, "core.shutdown_grace_period", "must not be negative"),
         (s.callback_timeout > 0, "core.callback_timeout", "must be more than 0 seconds"),
+        (0 < s.auth_session_hours <= 24 * 366, "auth.session_hours",
+         "must be more than 0 and at most a year (8784)"),
         # logging.basicConfig would otherwise fail at start with a bare ValueError.
         (s.log_level in LOG_LEVELS, "core.log_level", f"must be one of {LOG_LEVELS}"),
     ]

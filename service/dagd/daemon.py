@@ -46,6 +46,7 @@ from dagd.scheduler.recovery import crash_report_path
 from dagd.store import Store
 from dagd.supervise import Supervisor
 from dagd.triggers.service import TriggerService
+from dagd.web import auth
 from dagd.web.app import create_app
 
 log = logging.getLogger(__name__)
@@ -214,8 +215,8 @@ class Daemon:
             callbacks = Callbacks(callbacks_reader, engine.changes, lambda: engine.dags,
                                   timeout=settings.callback_timeout)
             folder.on_load.append(callbacks.update)
-            runner = web.AppRunner(create_app(engine, reader, supervisor=supervisor),
-                                   access_log=None)
+            app = create_app(engine, reader, supervisor=supervisor)
+            runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.host, settings.port)
             try:
@@ -227,6 +228,7 @@ class Daemon:
             if server is not None and server.sockets:
                 self.port = server.sockets[0].getsockname()[1]
             lock.publish(settings.host, self.port)
+            self._announce_auth(app)
             async def scheduler(*, task_status: TaskStatus[None]) -> None:
                 try:
                     await engine.serve(task_status=task_status)
@@ -292,6 +294,20 @@ class Daemon:
                 crash_report.close()
                 crash_report_path(settings.data_dir).unlink(missing_ok=True)
             log.info("dagd stopped")
+
+    def _announce_auth(self, app: web.Application) -> None:
+        """With auth off on a reachable address, a warning; with no user yet, the
+        one-time login link (the one secret the log carries, on purpose, used once)."""
+        settings = self.settings
+        if not settings.auth_enabled:
+            if settings.host not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("authentication is off ([auth] enabled = false) and the API "
+                            "listens on %s: anyone who reaches port %d may do anything",
+                            settings.host or "every address", self.port)
+            return
+        url = auth.first_login_url(app, settings.host, self.port)
+        if url is not None:
+            log.info("no user yet: log in at %s (once; `dagd users add` makes users)", url)
 
     def _report_crashes(self) -> IO[str] | None:
         """A fatal signal (a segfault in a thread task's C code) writes the tracebacks of

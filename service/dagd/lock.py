@@ -23,6 +23,7 @@ class Holder:
     pid: int
     host: str
     port: int
+    data_dir: Path | None = None  # where the daemon's CLI token file is
 
 
 class DataDirLock:
@@ -97,7 +98,8 @@ class DataDirLock:
 def read_holder(path: Path) -> Holder | None:
     try:
         data = orjson.loads(path.read_bytes())
-        return Holder(pid=int(data["pid"]), host=str(data["host"]), port=int(data["port"]))
+        return Holder(pid=int(data["pid"]), host=str(data["host"]), port=int(data["port"]),
+                      data_dir=path.parent)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -117,6 +117,15 @@ class Daemon:
     stderr_path: Path
     stderr_file: IO[bytes]
     port: int = 0
+    data_dir: Path | None = None  # where its CLI token file is
+
+    def auth_headers(self) -> dict[str, str]:
+        """What `dagd` commands send: the CLI token this daemon wrote at its start."""
+        try:
+            token = (self.data_dir / "cli-token").read_text().strip() if self.data_dir else ""
+        except OSError:
+            token = ""
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     @property
     def pid(self) -> int:
@@ -131,7 +140,8 @@ class Daemon:
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(
-            self.url(path), data=data, method=method, headers={"Content-Type": "application/json"}
+            self.url(path), data=data, method=method,
+            headers={"Content-Type": "application/json", **self.auth_headers()},
         )
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
@@ -258,7 +268,7 @@ class Dagd:
             env=self.env(),
             start_new_session=True,
         )
-        daemon = Daemon(proc, stderr_path, stderr_file)
+        daemon = Daemon(proc, stderr_path, stderr_file, data_dir=data_dir or self.data_dir)
         self.daemons.append(daemon)
         return daemon
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from acceptance.harness import Dagd, process_gone, wait_until
+from acceptance.harness import Daemon, Dagd, process_gone, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -141,9 +141,9 @@ def test_kill_9_of_the_daemon_leaves_no_worker_behind(
 ANSWER_DEADLINE = 2.0  # seconds: an answer costs milliseconds; a stalled loop gets none
 
 
-def get(port: int, path: str) -> tuple[int, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
-                                timeout=ANSWER_DEADLINE) as resp:
+def get(daemon: Daemon, path: str) -> tuple[int, object]:
+    req = urllib.request.Request(daemon.url(path), headers=daemon.auth_headers())
+    with urllib.request.urlopen(req, timeout=ANSWER_DEADLINE) as resp:
         return resp.status, json.loads(resp.read())
 
 
@@ -160,10 +160,10 @@ def test_the_api_answers_while_every_worker_is_busy_with_cpu_bound_work(
         recorded.update(pool_processes(daemon.pid))
         assert spinning <= recorded
         for _ in range(5):
-            status, health = get(daemon.port, "/api/v1/health")
+            status, health = get(daemon, "/api/v1/health")
             assert status == 200 and isinstance(health, dict), health
             assert health["status"] == "ok", health
-            status, dags = get(daemon.port, "/api/v1/dags")
+            status, dags = get(daemon, "/api/v1/dags")
             assert status == 200 and isinstance(dags, dict)
             assert [d["dag_id"] for d in dags["dags"]] == ["spinners"]
         # Still spinning: the pool was full the whole time.

@@ -27,7 +27,6 @@ from faults.harness import (
     Timeout,
     alive,
     pct,
-    request,
     wait_until,
 )
 
@@ -130,7 +129,7 @@ def probe(daemon: Daemon, stop: threading.Event, out: dict[str, Any]) -> None:
     while not stop.wait(0.05):
         t0 = time.perf_counter()
         try:
-            reply = request(daemon.port, "GET", "/api/v1/runs?limit=5", timeout=10)
+            reply = daemon.request("GET", "/api/v1/runs?limit=5", timeout=10)
             ok = reply.status == 200
         except OSError:
             ok = False

@@ -208,6 +208,15 @@ class Daemon:
     proc: subprocess.Popen[bytes]
     log_path: Path
     port: int = 0
+    data_dir: Path | None = None  # where its CLI token file is
+
+    def api_auth(self) -> dict[str, str]:
+        """The CLI token this daemon wrote at its start, as `dagd` commands send it."""
+        try:
+            token = (self.data_dir / "cli-token").read_text().strip() if self.data_dir else ""
+        except OSError:
+            token = ""
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     @property
     def pid(self) -> int:
@@ -221,8 +230,12 @@ class Daemon:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Reply:
-        return request(self.port, method, path, **kwargs)
+    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                **kwargs: Any) -> Reply:
+        """One request; the API's with the CLI token (webhooks: their own auth)."""
+        if path.startswith("/api/"):
+            headers = {**(headers or {}), **self.api_auth()}
+        return request(self.port, method, path, headers=headers, **kwargs)
 
     def post(self, path: str, obj: Any, *, headers: dict[str, str] | None = None,
              timeout: float = 10.0) -> Reply:
@@ -314,7 +327,7 @@ class Install:
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                 cwd=self.root, env=self.env(),
             )
-        daemon = Daemon(proc, log_path)
+        daemon = Daemon(proc, log_path, data_dir=self.data)
         self.daemons.append(daemon)
         return daemon
 

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
+from dagd.accounts import read_cli_token
 from dagd.authoring.loader import DagBag
 from dagd.config import Settings
 from dagd.errors import NotFound
@@ -76,6 +77,14 @@ class Harness:
         """A global of the DAG file as this process imported it (e.g. an Event to set)."""
         task = next(iter(self.bag.dags[dag_id].tasks.values()))
         return task.python_callable.__globals__[name]  # type: ignore[attr-defined]
+
+
+def cli_headers(settings: Settings) -> dict[str, str]:
+    """The header `dagd` commands send: the CLI token that create_app (auth on) wrote in
+    the data directory. Call it once the app is made."""
+    token = read_cli_token(settings.data_dir)
+    assert token is not None, f"no CLI token file in {settings.data_dir}"
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def read_text(path: str | Path) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from dagd import plugins
 from dagd.triggers.service import TriggerService
-from integration.harness import StartEngine, wait_until
+from integration.harness import StartEngine, cli_headers, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -142,7 +142,7 @@ async def test_a_failing_trigger_backs_off_and_the_api_health_says_why(
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
             host, port = runner.addresses[0][:2]
-            async with aiohttp.ClientSession() as session, \
+            async with aiohttp.ClientSession(headers=cli_headers(h.settings)) as session, \
                     session.get(f"http://{host}:{port}/api/v1/health") as response:
                 health = await response.json()
         finally:

@@ -18,7 +18,7 @@ from aiohttp import web
 from dagd.errors import StorageUnavailable
 from dagd.store import Store
 from dagd.web.app import create_app
-from integration.harness import Harness, StartEngine, wait_until
+from integration.harness import Harness, StartEngine, cli_headers, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +43,8 @@ async def api(h: Harness) -> AsyncIterator[Callable[..., Any]]:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         host, port = runner.addresses[0][:2]
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                         headers=cli_headers(h.settings)) as http:
             async def call(method: str, path: str, body: Any = None) -> tuple[int, Any, Any]:
                 async with http.request(method, f"http://{host}:{port}/api/v1{path}",
                                         json=body) as resp:

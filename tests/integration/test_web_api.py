@@ -12,7 +12,7 @@ from aiohttp import web
 
 from dagd.store import Store
 from dagd.web.app import create_app
-from integration.harness import Harness, StartEngine
+from integration.harness import Harness, StartEngine, cli_headers
 
 pytestmark = pytest.mark.anyio
 
@@ -47,7 +47,7 @@ async def api(h: Harness) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
         await site.start()
         host, port = runner.addresses[0][:2]
         async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=10)
+            timeout=aiohttp.ClientTimeout(total=10), headers=cli_headers(h.settings)
         ) as session:
             yield session, f"http://{host}:{port}/api/v1"
     finally:

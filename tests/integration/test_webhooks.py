@@ -26,7 +26,7 @@ import pytest
 from dagd.config import Settings
 from dagd.daemon import Daemon
 from integration.conftest import task_output_captured
-from integration.harness import wait_until
+from integration.harness import cli_headers, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -89,12 +89,15 @@ with DAG("open_dag", triggers=[Webhook("open-hook", auth="none")]):
 class Client:
     http: aiohttp.ClientSession
     base: str
+    api_headers: dict[str, str]  # the CLI token, for /api/v1 (webhooks have their own)
 
     async def send(
         self, method: str, path: str, body: bytes | None = None, *,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """One request; its answer must be JSON and must never be a 500."""
+        if path.startswith("/api/"):
+            headers = {**self.api_headers, **(headers or {})}
         async with self.http.request(method, f"{self.base}{path}", data=body,
                                      headers=headers or {}) as resp:
             raw = await resp.read()
@@ -160,7 +163,8 @@ async def daemon(settings: Settings) -> AsyncIterator[Client]:
                         timeout=aiohttp.ClientTimeout(total=15),
                         connector=aiohttp.TCPConnector(limit=100),
                     ) as http:
-                        yield Client(http, f"http://127.0.0.1:{d.port}")
+                        yield Client(http, f"http://127.0.0.1:{d.port}",
+                                     cli_headers(settings))
                 finally:
                     d.request_stop()
     except BaseExceptionGroup as group:  # show the test's own error unwrapped

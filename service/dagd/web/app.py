@@ -12,7 +12,7 @@ from dagd.errors import DagdError
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from dagd.supervise import Supervisor
-from dagd.web import api, hooks
+from dagd.web import api, auth, hooks, metrics, stream, ui
 from dagd.web.base import ENGINE, EVENTS, READER, SETTINGS, SUPERVISOR, Handler, json_response
 
 log = logging.getLogger(__name__)
@@ -53,4 +53,8 @@ def create_app(engine: Engine, reader: Store, *,
         app[SUPERVISOR] = supervisor
     api.add_routes(app)
     app.router.add_post("/hooks/{name}", hooks.receive)
+    stream.add_routes(app)
+    metrics.add_routes(app)
+    ui.add_routes(app)
+    auth.setup(app)  # its middleware after `errors`; /login, /logout
     return app
