@@ -266,3 +266,41 @@ async def test_a_backfill_whose_next_fire_is_past_year_9999_is_refused(
         with pytest.raises(InvalidInput, match=r"reaches past what cron:0 2 29 2 \* can fire"):
             await h.engine.intake.backfill("leap", start="9996-01-01", end="9998-12-31")
         assert await h.store.list_runs("leap") == []
+
+
+ENDING_AIRFLOW = """
+    from datetime import datetime, timedelta
+    from airflow import DAG
+    from airflow.operators.python import PythonOperator
+
+    with DAG("ending", schedule=timedelta(minutes=15), start_date=datetime(2026, 11, 24, 12),
+             end_date=datetime(2026, 11, 24, 12, 30), catchup=True):
+        PythonOperator(task_id="tick", python_callable=lambda: None)
+"""
+
+
+async def test_an_airflow_end_date_stops_the_timer_and_bounds_a_backfill(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    """No run dated after end_date (12:30 UTC): neither from the timer, however far the
+    clock jumps, nor from a backfill whose range passes it."""
+    write_dag("ending.py", ENDING_AIRFLOW)
+    clock = FakeClock(T0)
+    ends = [(T0 + timedelta(minutes=m)).isoformat() for m in (0, 15, 30)]
+    async with start_engine() as h, anyio.create_task_group() as tg:
+        await tg.start(TriggerService(h.engine.intake, h.engine.changes, clock=clock).run)
+        await clock.passes()
+        clock.now = T0 + timedelta(hours=3)
+
+        async def three() -> bool:
+            return len(await h.store.list_runs("ending")) == 3
+
+        await wait_until(three, what="the runs dated up to the end date")
+        clock.now = T0 + timedelta(hours=5)
+        await anyio.sleep(0.2)  # the ended timer sleeps: it neither reads nor fires
+        assert await logical_dates(h, "ending") == ends
+        back = await h.engine.intake.backfill(
+            "ending", start="2026-11-24T11:00:00+00:00", end="2026-11-24T14:00:00+00:00")
+        tg.cancel_scope.cancel()
+    assert back.logical_dates == [(T0 + timedelta(minutes=m)).isoformat()
+                                  for m in (-60, -45, -30, -15, 0, 15, 30)]

@@ -29,7 +29,7 @@ from dagd.events import (
     Outcome,
 )
 from dagd.store.rows import RunRow
-from dagd.triggers.timers import fire_conf, logical_fires, timers_of
+from dagd.triggers.timers import fire_conf, logical_fires, past_end, timers_of
 
 if TYPE_CHECKING:
     from dagd.authoring.dag import DAG
@@ -310,8 +310,9 @@ class Intake:
 
         Airflow's rule: the range is over logical dates (a run's data interval start).
         A date without a time covers its whole day, and a date or a naive time is read
-        in the timer's timezone. Each run is deduplicated by its fire time, so a backfill
-        repeated over the same range queues nothing new (`existing` names those runs).
+        in the timer's timezone; no run is dated after the DAG's end_date. Each run is
+        deduplicated by its fire time, so a backfill repeated over the same range queues
+        nothing new (`existing` names those runs).
         A paused DAG's backfill runs are recorded and wait, queued, until it is unpaused:
         it is an explicit request.
         """
@@ -329,7 +330,9 @@ class Intake:
             raise InvalidInput("end is before start", dag_id=dag_id, field="end")
         most = self.engine.settings.max_backfill_runs
         try:
-            fires = logical_fires(timer, first, last, most + 1)
+            end_date = getattr(dag, "end_date", None)  # no run dated after it
+            fires = [fire for fire in logical_fires(timer, first, last, most + 1)
+                     if not past_end(timer, fire, end_date)]
             confs: list[dict[str, Any]] = [{**fire_conf(timer, fire), "backfill": True}
                                            for fire in fires]
         except (ValueError, OverflowError):  # a fire time past year 9999

@@ -29,7 +29,7 @@ from dagd.events import Delivery, Events
 from dagd.supervise import Supervisor
 from dagd.triggers.base import Trigger
 from dagd.triggers.files import FileDrop, FileWatcher, move_run_files
-from dagd.triggers.timers import Timer, fire_conf, resume_from, timers_of
+from dagd.triggers.timers import Timer, fire_conf, past_end, resume_from, timers_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -47,10 +47,17 @@ class TimerSpec:
     dag_id: str
     trigger: Timer
     catchup: bool
+    end_date: datetime | None = None  # no run of a logical date after it
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        """The next fire time after `after`, None when it would be past the end date."""
+        fire = self.trigger.next_fire(after)
+        return None if past_end(self.trigger, fire, self.end_date) else fire
 
 
 def timer_specs(dags: Mapping[str, DAG]) -> list[TimerSpec]:
-    return [TimerSpec(d.dag_id, t, bool(getattr(d, "catchup", False)))
+    return [TimerSpec(d.dag_id, t, bool(getattr(d, "catchup", False)),
+                      getattr(d, "end_date", None))
             for d in dags.values() for t in timers_of(d.triggers)]
 
 
@@ -265,14 +272,19 @@ class TriggerService:
             now = self.clock()
             for spec in specs:
                 await self._fire_due(spec, last, now)
-            upcoming = min(spec.trigger.next_fire(max(last[spec], now)) for spec in specs)
-            wait = (upcoming - self.clock()).total_seconds()
+            nexts = [f for spec in specs if (f := spec.next_fire(max(last[spec], now)))]
+            if not nexts:  # every timer is past its DAG's end date
+                await anyio.sleep_forever()
+            wait = (min(nexts) - self.clock()).total_seconds()
             await anyio.sleep(min(max(wait, 0.0), CLOCK_CHECK))
 
     async def _fire_due(self, spec: TimerSpec, last: dict[TimerSpec, datetime],
                         now: datetime) -> None:
         timer = spec.trigger
         for fire in timer.due(last[spec], now, MAX_FIRES_PER_PASS):
+            if past_end(timer, fire, spec.end_date):
+                last[spec] = fire
+                continue
             conf = {**fire_conf(timer, fire), "fired_at": fire.isoformat()}
             delivery = Delivery(kind=timer.kind, source=timer.source, payload=conf,
                                 dedup_key=fire.astimezone(UTC).isoformat(),

@@ -40,7 +40,7 @@ from croniter import CroniterBadDateError, croniter
 from dagd.errors import DagDefinitionError
 
 __all__ = ["ALIASES", "EPOCH", "Cron", "Interval", "Timer", "fire_conf", "logical_fires",
-           "resume_from", "schedule_to_trigger", "timers_of"]
+           "past_end", "resume_from", "schedule_to_trigger", "timers_of"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -487,6 +487,13 @@ def logical_fires(timer: Timer, first: datetime, last: datetime, limit: int) -> 
     """
     starts = timer.fires_between(_utc(first, "first") - _TINY, last, limit)
     return [timer.next_fire(start) for start in starts]
+
+
+def past_end(timer: Timer, fire: datetime, end_date: datetime | None) -> bool:
+    """Whether the run a fire starts is past a DAG's `end_date` (Airflow's meaning: no
+    run whose logical date, the start of its data interval, is after it). With an end
+    date every later fire is past it too, so a timer whose next fire is past it is done."""
+    return end_date is not None and timer.data_interval(fire)[0] > _utc(end_date, "end_date")
 
 
 def fire_conf(timer: Timer, fire: datetime) -> dict[str, str]:

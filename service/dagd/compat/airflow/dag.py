@@ -5,8 +5,9 @@ Two generations, two defaults. Through `from airflow import DAG` (Airflow 2) a D
 without a schedule runs daily and `catchup` is on; through `airflow.sdk` (Airflow 3) it
 has no schedule and `catchup` is off. A cron schedule runs in the timezone of
 `start_date` (UTC when naive), as Airflow's does; a timedelta schedule counts from
-`start_date`. `@once` gives no timer (trigger the run), `@continuous` and timetables are
-refused with what to use instead.
+`start_date`; `end_date` (UTC when naive) ends both: no run dated after it. `@once`
+gives no timer (trigger the run), `@continuous` and timetables are refused with what to
+use instead.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ IGNORED_ARGS = frozenset({
     "sla_miss_callback", "default_view", "orientation", "access_control",
     "is_paused_upon_creation", "jinja_environment_kwargs", "owner_links", "auto_register",
     "fail_stop", "dag_display_name", "full_filepath", "template_undefined",
-    "max_consecutive_failed_dag_runs", "dagrun_timeout", "end_date", "deadline",
+    "max_consecutive_failed_dag_runs", "dagrun_timeout", "deadline",
     "has_on_success_callback", "has_on_failure_callback", "disable_bundle_versioning",
 })
 
@@ -89,6 +90,7 @@ class DAG(DagdDAG):
         schedule_interval: Any = NOTSET,
         timetable: Any = None,
         start_date: datetime | None = None,
+        end_date: datetime | None = None,
         default_args: dict[str, Any] | None = None,
         catchup: bool | None = None,
         tags: list[str] | None = None,
@@ -116,7 +118,9 @@ class DAG(DagdDAG):
         args = dict(default_args or {})
         start_date = start_date or args.get("start_date")
         self.start_date = start_date
-        self.end_date = ignored.get("end_date") or args.get("end_date")
+        end_date = end_date or args.get("end_date")
+        if isinstance(end_date, datetime) and end_date.tzinfo is None:
+            end_date = end_date.replace(tzinfo=UTC)  # Airflow's default timezone
         if schedule is NOTSET:
             schedule = schedule_interval
         if schedule is NOTSET:
@@ -134,7 +138,7 @@ class DAG(DagdDAG):
         super().__init__(
             dag_id, description=description or _first_line(doc_md),
             triggers=[timer] if timer else [],
-            catchup=(self.generation == 2) if catchup is None else catchup,
+            catchup=(self.generation == 2) if catchup is None else catchup, end_date=end_date,
             default_args=_split_default_args(args), params=self.airflow_params,
             max_active_runs=max_active_runs, max_active_tasks=max_active_tasks or concurrency,
             tags=list(tags or []), doc=doc_md,
