@@ -221,3 +221,81 @@ async def test_refused_actions_name_what_is_wrong_and_write_nothing(
         await h.engine.mark_run(running, "failed")
         await h.wait(running)
     assert before == after
+
+
+TIMEOUT = """
+import asyncio
+from datetime import timedelta
+from dagd import DAG, task
+
+with DAG("bounded", dagrun_timeout=timedelta(seconds=0.5)) as bounded:
+    @task
+    async def hangs():
+        await asyncio.Event().wait()
+
+    @task
+    def sleeps_in_worker():
+        import time
+        time.sleep(600)
+
+    @task
+    async def never_starts():
+        return 1
+
+    hangs() >> never_starts()
+    sleeps_in_worker()
+"""
+
+
+async def test_a_run_past_its_dagrun_timeout_fails_and_what_runs_is_stopped(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+) -> None:
+    write_dag("bounded.py", TIMEOUT)
+    async with start_engine() as h:
+        run_id = await h.trigger("bounded")
+        assert await h.wait(run_id) == "failed"
+
+        async def stopped() -> bool:  # the worker's end comes once its process is killed
+            ends = [a.state for t in ("hangs", "sleeps_in_worker")
+                    for a in await h.attempts(run_id, t)]
+            return ends == ["failed", "failed"]
+
+        await wait_until(stopped, what="both attempts ended")
+        states = await h.states(run_id)
+        hung = await h.attempts(run_id, "hangs")
+        slept = await h.attempts(run_id, "sleeps_in_worker")
+        history = await h.store.run_history(run_id)
+    assert states == {"hangs": "failed", "sleeps_in_worker": "failed",
+                      "never_starts": "skipped"}
+    why = "the run took longer than its dagrun_timeout (0.5s)"
+    assert [(a.state, a.error) for a in hung + slept] == [
+        ("failed", f"stopped: {why}"), ("failed", f"stopped: {why}")]
+    assert ("running", "failed", why) in [
+        (r.from_state, r.to_state, r.reason) for r in history if r.ti_id is None]
+
+
+def test_dagrun_timeout_must_be_a_positive_duration() -> None:
+    from dagd import DAG
+    from dagd.errors import DagDefinitionError
+
+    with pytest.raises(DagDefinitionError, match="dagrun_timeout must be a positive") as bad:
+        DAG("d", dagrun_timeout=-1)
+    assert bad.value.field == "dagrun_timeout"
+
+
+async def test_the_dagrun_timeout_holds_across_a_restart(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+) -> None:
+    write_dag("bounded.py", TIMEOUT.replace("seconds=0.5", "seconds=1.5"))
+    async with start_engine() as h:
+        run_id = await h.trigger("bounded")
+
+        async def started() -> bool:
+            return bool(await h.attempts(run_id, "hangs"))
+
+        await wait_until(started, what="the run started")
+    async with start_engine() as h:  # a new engine on the same rows: recovery
+        assert await h.wait(run_id) == "failed"
+        history = await h.store.run_history(run_id)
+    assert ("running", "failed", "the run took longer than its dagrun_timeout (1.5s)") in [
+        (r.from_state, r.to_state, r.reason) for r in history if r.ti_id is None]

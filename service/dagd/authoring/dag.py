@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Collection, Iterable
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from dagd.authoring import scope
@@ -21,6 +21,7 @@ from dagd.authoring.settings import (
     check_callbacks,
     check_email,
     check_id,
+    check_timeout,
 )
 from dagd.authoring.tasks import BaseTask, Callback, describe_callbacks
 from dagd.errors import CycleError, DagDefinitionError
@@ -62,7 +63,6 @@ class DAG:
         triggers: Iterable[Any] = (),
         schedule: Any = None,
         catchup: bool = False,
-        end_date: datetime | None = None,
         notifiers: Iterable[Any] = (),
         default_args: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
@@ -74,6 +74,7 @@ class DAG:
         on_failure_callback: Callback | None = None,
         email: str | Iterable[str] | None = None,
         notify_on: Iterable[str] | None = None,
+        dagrun_timeout: float | timedelta | None = None,
     ) -> None:
         self.fileloc, self.lineno = caller_location()
         self.dag_id = check_id(
@@ -94,7 +95,6 @@ class DAG:
             if timer is not None:
                 self.triggers.append(timer)
         self.catchup = bool(catchup)
-        self.end_date = _check_end_date(end_date, dag_id)
         self.notifiers = _check_notifiers(list(notifiers), dag_id)
         self.default_args = dict(default_args or {})
         unknown = set(self.default_args) - TASK_DEFAULT_KEYS
@@ -119,6 +119,8 @@ class DAG:
         self.params = dict(params or {})
         self.max_active_runs = _positive(max_active_runs, "max_active_runs", dag_id)
         self.max_active_tasks = _positive(max_active_tasks, "max_active_tasks", dag_id)
+        # Seconds a run may take from its start; then it fails, and what runs is stopped.
+        self.dagrun_timeout = check_timeout(dagrun_timeout, "dagrun_timeout", **where)
         self.tags = list(tags)
         self.doc = doc
         self.tasks: dict[str, BaseTask] = {}
@@ -225,7 +227,6 @@ class DAG:
             "max_active_tasks": self.max_active_tasks,
             "triggers": [describe_trigger(t) for t in self.triggers],
             "catchup": self.catchup,
-            "end_date": self.end_date.isoformat() if self.end_date else None,
             "notifiers": [n.describe() for n in self.notifiers],
             "email": list(self.email),
             "notify_on": sorted(self.notify_on),
@@ -265,16 +266,6 @@ def dag(
     if callable(dag_id):
         return wrap(dag_id)
     return wrap
-
-
-def _check_end_date(value: Any, dag_id: str) -> datetime | None:
-    """A DAG's `end_date=`: its timers fire no run whose logical date is after it."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise DagDefinitionError(f"end_date must be a timezone-aware datetime, got {value!r}",
-                                 dag_id=dag_id, field="end_date")
-    return value
 
 
 def _is_notifier(value: Any) -> bool:

@@ -97,16 +97,15 @@ def build_retry_policy(settings: dict[str, Any], **where: Any) -> RetryPolicy:
         raise DagDefinitionError(exc.message, field=exc.field, **where) from None
 
 
-def check_timeout(value: Any, **where: Any) -> float | None:
+def check_timeout(value: Any, field: str = "execution_timeout", **where: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise DagDefinitionError(
-            f"execution_timeout must be a positive number of seconds or a timedelta, "
-            f"got {value!r}",
-            field="execution_timeout",
+            f"{field} must be a positive number of seconds or a timedelta, got {value!r}",
+            field=field,
             **where,
         )
     return float(value)

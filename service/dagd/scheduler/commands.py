@@ -17,6 +17,7 @@ scheduler's own lifecycle are `states.USER_TASK` and `states.USER_RUN`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ from dagd.scheduler.runs import Runs
 from dagd.states import CLEARABLE, MARKABLE, RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
 from dagd.store import Batch
 from dagd.store.rows import RunRow, TaskInstanceRow
+
+log = logging.getLogger(__name__)
 
 
 class Again(Exception):
@@ -84,10 +87,10 @@ def _row(rows: Rows, task_id: str, map_index: int) -> TaskInstanceRow:
 
 # -- mark --------------------------------------------------------------------------------
 def _mark_one(runs: Runs, batch: Batch, run: ActiveRun, ti: TI, to: TaskState,
-              stop: list[int]) -> None:
+              reason: str | None = None) -> None:
     if ti.state == to:
         return
-    reason = f"marked {to} by a person"
+    reason = reason or f"marked {to} by a person"
     if ti.state in TASK_TERMINAL:  # one end for another: nothing opens or closes
         batch.user_ti_change(run.id, ti.id, ti.state, to, try_number=ti.try_number,
                              reason=reason)
@@ -96,15 +99,14 @@ def _mark_one(runs: Runs, batch: Batch, run: ActiveRun, ti: TI, to: TaskState,
             runs.reconsider(run, run.graph.downstream[ti.task_id])
         return
     if ti.state == TaskState.RUNNING and ti.task_id not in run.children:
-        runs.stopped[ti.attempt_id] = f"stopped: {reason}"
-        stop.append(ti.attempt_id)
+        runs.stop(ti.attempt_id, f"stopped: {reason}")
     with batch.by_user():
         runs.set_ti(batch, run, ti, to, reason=reason)
 
 
 def mark_task(runs: Runs, batch: Batch, rows: Rows, *, task_id: str, map_index: int,
-              state: str) -> list[int]:
-    """Mark a task instance success or failed; the attempts to stop."""
+              state: str) -> None:
+    """Mark a task instance success or failed (a running attempt is stopped)."""
     to = TaskState(_state(state, MARKABLE, "state"))
     run = _active(runs, rows)
     if run is None:  # an ended (or not yet started) run: the row alone changes
@@ -112,18 +114,16 @@ def mark_task(runs: Runs, batch: Batch, rows: Rows, *, task_id: str, map_index: 
         if row.state != to:
             batch.user_ti_change(rows.run.id, row.id, TaskState(row.state), to,
                                  try_number=row.try_number, reason=f"marked {to} by a person")
-        return []
+        return
     ti = _find(run, task_id, map_index)
-    stop: list[int] = []
     # A mapped task's own instance: its instances are what run; marking them ends it.
     for child in run.children.get(task_id, []) if map_index < 0 else []:
         if child.state not in TASK_TERMINAL:
-            _mark_one(runs, batch, run, child, to, stop)
-    _mark_one(runs, batch, run, ti, to, stop)
-    return stop
+            _mark_one(runs, batch, run, child, to)
+    _mark_one(runs, batch, run, ti, to)
 
 
-def mark_run(runs: Runs, batch: Batch, rows: Rows, *, state: str) -> list[int]:
+def mark_run(runs: Runs, batch: Batch, rows: Rows, *, state: str) -> None:
     """Mark a run success or failed: its unfinished task instances end (success: as
     success; failed: running ones failed, the ones not started skipped)."""
     to = RunState(_state(state, RUN_TERMINAL, "state"))
@@ -131,7 +131,7 @@ def mark_run(runs: Runs, batch: Batch, rows: Rows, *, state: str) -> list[int]:
     run = _active(runs, rows)
     if run is None:
         if row.state == to:
-            return []
+            return
         if row.state == RunState.QUEUED:
             queue = runs.queued[row.dag_id]
             for queued in list(queue):
@@ -141,9 +141,16 @@ def mark_run(runs: Runs, batch: Batch, rows: Rows, *, state: str) -> list[int]:
         batch.transition_run(row.id, RunState(row.state), to, f"marked {to} by a person",
                              dag_id=row.dag_id, run_type=row.run_type, conf=row.conf,
                              by_user=True)
-        return []
-    run.forced = to
-    stop: list[int] = []
+        return
+    end_run(runs, batch, run, to)
+
+
+def end_run(runs: Runs, batch: Batch, run: ActiveRun, to: RunState,
+            reason: str | None = None) -> None:
+    """End an active run as `to`, whatever its tasks say: its unfinished task instances
+    end with it (success: as success; failed: running ones failed, the ones not started
+    skipped)."""
+    run.forced, run.forced_reason = to, reason
     unfinished = [c for children in run.children.values() for c in children]
     unfinished += [ti for ti in run.tis.values() if ti.task_id not in run.children]
     unfinished += [run.tis[task_id] for task_id in run.children]  # after their instances
@@ -156,10 +163,19 @@ def mark_run(runs: Runs, batch: Batch, rows: Rows, *, state: str) -> list[int]:
             target = TaskState.SKIPPED
         else:
             target = TaskState.FAILED
-        _mark_one(runs, batch, run, ti, target, stop)
+        _mark_one(runs, batch, run, ti, target, reason)
     if run.open == 0:
         runs.finishing.add(run.id)
-    return stop
+
+
+def expire(runs: Runs, batch: Batch) -> None:
+    """Fail the runs past their DAG's `dagrun_timeout`, stopping what they run."""
+    for run in runs.overdue(batch.now):
+        limit = run.dag.dagrun_timeout
+        log.error("%s timed out after %gs (dagrun_timeout)", f"{run.dag.dag_id}[run {run.id}]",
+                  limit, extra={"dag_id": run.dag.dag_id, "run_id": run.id})
+        end_run(runs, batch, run, RunState.FAILED,
+                f"the run took longer than its dagrun_timeout ({limit:g}s)")
 
 
 # -- clear -------------------------------------------------------------------------------
@@ -232,7 +248,7 @@ def clear(runs: Runs, batch: Batch, rows: Rows, *, task_id: str, map_index: int,
         batch.transition_run(run.id, RunState(rows.run.state), RunState.RUNNING,
                              f"{task_id} cleared by a person", dag_id=run.dag.dag_id,
                              by_user=True)
-        runs.adopt(run)
+        runs.adopt(run, started_at=batch.now)
         for missing in run.dag.tasks.keys() - run.tis.keys():  # added to the DAG since
             runs.add_ti(batch, run, missing)
     for ti in tis:
@@ -247,6 +263,6 @@ def clear(runs: Runs, batch: Batch, rows: Rows, *, task_id: str, map_index: int,
         ti.max_tries = max_tries
         ti.next_attempt_at = None
         run.xcoms.pop(ti.task_id, None)
-    run.forced = None
+    run.forced = run.forced_reason = None
     runs.reconsider(run, [ti.task_id for ti in tis] + (list(run.dag.tasks) if reopened else []))
     return [ti.task_id for ti in tis]

@@ -46,15 +46,14 @@ class _Action:
     """A person's action (clear, mark) for the next tick to apply; its answer (or
     refusal) is given once that tick's batch is committed."""
 
-    apply: Callable[[Batch], tuple[Any, list[int]]]
+    apply: Callable[[Batch], Any]
     done: anyio.Event = field(default_factory=anyio.Event)
     result: Any = None
     error: BaseException | None = None
-    stop: list[int] = field(default_factory=list)  # attempts to stop after the commit
 
     def run(self, batch: Batch) -> None:
         try:
-            self.result, self.stop = self.apply(batch)
+            self.result = self.apply(batch)
         except (DagdError, commands.Again) as exc:  # checked before anything is written
             self.error = exc
 
@@ -186,24 +185,24 @@ class Engine:
                     downstream: bool = False) -> list[str]:
         """Run a task instance (and, with `downstream`, the tasks after it) again; the
         task ids cleared, once committed. See `commands.clear`."""
-        cleared: list[str] = await self._act(run_id, lambda batch, rows: (commands.clear(
+        cleared: list[str] = await self._act(run_id, lambda batch, rows: commands.clear(
             self.runs, batch, rows, task_id=task_id, map_index=map_index,
-            downstream=downstream), []))
+            downstream=downstream))
         return cleared
 
     async def mark_task(self, run_id: int, task_id: str, state: str, *,
                         map_index: int = -1) -> None:
         """End a task instance as `state` (success or failed), stopping its attempt."""
-        await self._act(run_id, lambda batch, rows: (None, commands.mark_task(
-            self.runs, batch, rows, task_id=task_id, map_index=map_index, state=state)))
+        await self._act(run_id, lambda batch, rows: commands.mark_task(
+            self.runs, batch, rows, task_id=task_id, map_index=map_index, state=state))
 
     async def mark_run(self, run_id: int, state: str) -> None:
         """End a run as `state` (success or failed), and its unfinished tasks with it."""
-        await self._act(run_id, lambda batch, rows: (None, commands.mark_run(
-            self.runs, batch, rows, state=state)))
+        await self._act(run_id, lambda batch, rows: commands.mark_run(
+            self.runs, batch, rows, state=state))
 
     async def _act(self, run_id: int,
-                   apply: Callable[[Batch, commands.Rows], tuple[Any, list[int]]]) -> Any:
+                   apply: Callable[[Batch, commands.Rows], Any]) -> Any:
         if not self.serving or self._stopping:
             raise StateError("the scheduler is not running (the daemon is starting or "
                              "stopping): try again")
@@ -331,8 +330,7 @@ class Engine:
             batch.set_attempt_pid(attempt_id, pid)
         self._pids = []
         actions, self._actions = self._actions, []
-        for action in actions:
-            action.run(batch)
+        self._act_and_expire(batch, actions)
         runs.release_retries(batch)
         if not self._stopping:
             runs.start_runs(batch)
@@ -341,15 +339,24 @@ class Engine:
             runs.fill_slots(batch, dispatch)
         runs.finish_runs(batch)
         ended = runs.take_ended()
+        stops = runs.take_stops()
         if batch or inbox or dispatch or ended or actions:
             await self._settle()
             if self._abandoned:
                 self._refuse(actions)
                 return
             self._inflight = asyncio.get_running_loop().create_task(
-                self._commit_then_act(batch, inbox, dispatch, ended, actions))
+                self._commit_then_act(batch, inbox, dispatch, ended, actions, stops))
         if self._stopping:  # the last ticks: each one committed before it returns
             await self._settle()
+
+    def _act_and_expire(self, batch: Batch, actions: list[_Action]) -> None:
+        """A tick's step: people's actions (clear, mark), then the runs past their
+        dagrun_timeout."""
+        for action in actions:
+            action.run(batch)
+        if self.runs.deadlines:
+            commands.expire(self.runs, batch)
 
     async def _settle(self) -> None:
         """Wait until the batch in flight is committed and acted on (its error, if any,
@@ -365,12 +372,12 @@ class Engine:
 
     async def _commit_then_act(self, batch: Batch, inbox: list[Pending],
                                dispatch: list[AttemptSpec], ended: list[int],
-                               actions: list[_Action]) -> None:
+                               actions: list[_Action], stops: list[int]) -> None:
         if await self._commit(batch):
             self._after_commit(batch, inbox, dispatch, ended)
+            for attempt_id in stops:
+                self._stop_attempt(attempt_id)
             for action in actions:
-                for attempt_id in action.stop:
-                    self._stop_attempt(attempt_id)
                 action.done.set()
         else:
             self._refuse(actions)
@@ -465,8 +472,8 @@ class Engine:
         self.wake()
 
     def _stop_attempt(self, attempt_id: int) -> None:
-        """Stop one running attempt (a person marked its task): cancelled as at a stop;
-        one not yet begun never begins (see `_execute`)."""
+        """Stop one running attempt (a person marked its task, its run timed out):
+        cancelled as at a stop; one not yet begun never begins (see `_execute`)."""
         scope = self._scopes.get(attempt_id)
         if scope is not None:
             scope.cancel()

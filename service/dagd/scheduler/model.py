@@ -45,6 +45,8 @@ class ActiveRun:
     run_type: str = "manual"  # what started it: manual, cron, file, webhook, ...
     # Marked by a person: the state it ends in, whatever its tasks' states say.
     forced: RunState | None = None
+    forced_reason: str | None = None
+    deadline: float | None = None  # when its DAG's dagrun_timeout fails it
     # task instance id -> task id, built when first asked (only the changes port asks)
     _task_ids: dict[int, str] | None = field(default=None, repr=False)
 

@@ -125,7 +125,7 @@ def _recover_run(runs: Runs, batch: Batch, run: RunRow, rows: list[Any],
         return
     active = ActiveRun(run.id, dag, Graph.from_dag(dag), run.conf,
                        parse_date(run.logical_date), run_type=run.run_type)
-    runs.adopt(active)
+    runs.adopt(active, started_at=run.started_at)
     load_rows(active, rows, xcoms)
     for task_id in dag.tasks.keys() - active.tis.keys():
         runs.add_ti(batch, active, task_id)

@@ -107,8 +107,11 @@ class Runs:
         self.ended: list[int] = []
         self.ending: set[int] = set()
         self.more_ready = False
-        # Attempts a person stopped (mark success/failed), with what their row says.
+        # Attempts stopped (a person marked their task, their run timed out), with what
+        # their row says; `to_stop`: those the engine is yet to stop, after the commit.
         self.stopped: dict[int, str] = {}
+        self.to_stop: list[int] = []
+        self.deadlines: list[tuple[float, int]] = []  # (due, run id): dagrun_timeout
         self.logs_dir = str(settings.logs_dir)  # a str: joined once per attempt
         self._graphs: dict[str, tuple[DAG, Graph]] = {}
 
@@ -119,7 +122,30 @@ class Runs:
         return bool(self.candidates or self.finishing)
 
     def next_retry_at(self) -> float | None:
-        return self.retry_heap[0][0] if self.retry_heap else None
+        """When the loop must wake next by itself: a retry due, a run's deadline."""
+        due = self.retry_heap[0][0] if self.retry_heap else None
+        if self.deadlines and (due is None or self.deadlines[0][0] < due):
+            due = self.deadlines[0][0]
+        return due
+
+    def stop(self, attempt_id: int, error: str) -> None:
+        """Stop a running attempt once this tick is committed; its row says `error`."""
+        self.stopped[attempt_id] = error
+        self.to_stop.append(attempt_id)
+
+    def take_stops(self) -> list[int]:
+        stops, self.to_stop = self.to_stop, []
+        return stops
+
+    def overdue(self, now: float) -> list[ActiveRun]:
+        """The active runs past their DAG's dagrun_timeout (each given once)."""
+        out = []
+        while self.deadlines and self.deadlines[0][0] <= now:
+            due, run_id = heapq.heappop(self.deadlines)
+            run = self.active.get(run_id)
+            if run is not None and run.deadline == due and run_id not in self.ending:
+                out.append(run)
+        return out
 
     def knows(self, run_id: int) -> bool:
         """Is the run active or queued (not yet final)?"""
@@ -166,10 +192,15 @@ class Runs:
         """A run committed as queued: start it when the limits allow."""
         self.queued[row.dag_id].append(row)
 
-    def adopt(self, run: ActiveRun) -> None:
-        """A run now running (started, or recovered from the rows)."""
+    def adopt(self, run: ActiveRun, *, started_at: float | None = None) -> None:
+        """A run now running (started, or recovered from the rows), since `started_at`
+        for its DAG's dagrun_timeout."""
         self.active[run.id] = run
         self.active_by_dag[run.dag.dag_id] += 1
+        limit = run.dag.dagrun_timeout
+        if limit is not None and started_at is not None:
+            run.deadline = started_at + limit
+            heapq.heappush(self.deadlines, (run.deadline, run.id))
 
     def add_ti(self, batch: Batch, run: ActiveRun, task_id: str) -> None:
         max_tries = run.dag.tasks[task_id].max_tries  # computed, not stored: read once
@@ -349,7 +380,7 @@ class Runs:
         batch.transition_run(row.id, RunState.QUEUED, RunState.RUNNING, dag_id=dag.dag_id)
         run = ActiveRun(row.id, dag, self.graph(dag), row.conf,
                         parse_date(row.logical_date), run_type=row.run_type)
-        self.adopt(run)
+        self.adopt(run, started_at=batch.now)
         for task_id in dag.tasks:
             self.add_ti(batch, run, task_id)
         self.reconsider(run, run.graph.roots)
@@ -485,7 +516,8 @@ class Runs:
             self.ending.add(run_id)
             if run.forced is not None:  # marked by a person: no alert for it
                 state = run.forced
-                batch.transition_run(run_id, RunState.RUNNING, state, f"marked {state}",
+                why = run.forced_reason or f"marked {state} by a person"
+                batch.transition_run(run_id, RunState.RUNNING, state, why,
                                      dag_id=run.dag.dag_id, run_type=run.run_type,
                                      conf=run.conf, by_user=True)
             else:
