@@ -15,7 +15,8 @@ RULES_DAGS = """
 from dagd import DAG, PythonTask
 
 RULES = ["all_success", "all_failed", "all_done", "one_success", "one_failed",
-         "none_failed", "none_skipped"]
+         "none_failed", "none_skipped", "all_skipped", "one_done", "all_done_min_one_success",
+         "always"]
 
 
 async def ok():
@@ -76,31 +77,36 @@ CASES = {
     "all upstream succeeded": (
         "all_success_up",
         {"all_success": S, "all_failed": K, "all_done": S, "one_success": S,
-         "one_failed": K, "none_failed": S, "none_skipped": S},
+         "one_failed": K, "none_failed": S, "none_skipped": S, "all_skipped": K,
+         "one_done": S, "all_done_min_one_success": S, "always": S},
         "success",
     ),
     "one succeeded, one failed": (
         "mixed_up",
         {"all_success": UF, "all_failed": K, "all_done": S, "one_success": S,
-         "one_failed": S, "none_failed": UF, "none_skipped": S},
+         "one_failed": S, "none_failed": UF, "none_skipped": S, "all_skipped": K,
+         "one_done": S, "all_done_min_one_success": S, "always": S},
         "failed",
     ),
     "all upstream failed": (
         "all_failed_up",
         {"all_success": UF, "all_failed": S, "all_done": S, "one_success": UF,
-         "one_failed": S, "none_failed": UF, "none_skipped": S},
+         "one_failed": S, "none_failed": UF, "none_skipped": S, "all_skipped": K,
+         "one_done": S, "all_done_min_one_success": UF, "always": S},
         "failed",
     ),
     "upstream skipped": (
         "skipped_up",
         {"all_success": K, "all_failed": K, "all_done": S, "one_success": K,
-         "one_failed": K, "none_failed": S, "none_skipped": K},
+         "one_failed": K, "none_failed": S, "none_skipped": K, "all_skipped": S,
+         "one_done": K, "all_done_min_one_success": K, "always": S},
         "success",
     ),
     "one succeeded, one skipped": (
         "success_skipped_up",
         {"all_success": K, "all_failed": K, "all_done": S, "one_success": S,
-         "one_failed": K, "none_failed": S, "none_skipped": K},
+         "one_failed": K, "none_failed": S, "none_skipped": K, "all_skipped": K,
+         "one_done": S, "all_done_min_one_success": S, "always": S},
         "success",
     ),
 }

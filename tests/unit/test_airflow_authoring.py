@@ -136,14 +136,26 @@ def test_trigger_rules_map_onto_dagd(write_dag: WriteDag) -> None:
         "from airflow.utils.trigger_rule import TriggerRule as TR\n"
         "with DAG('d') as d:\n"
         "    for i, rule in enumerate([TR.ALL_DONE, TR.ONE_FAILED, TR.NONE_SKIPPED,\n"
-        "                              TR.ALWAYS, TR.ALL_DONE_SETUP_SUCCESS, 'all_failed']):\n"
+        "                              TR.ALWAYS, TR.ALL_DONE_SETUP_SUCCESS, 'all_failed',\n"
+        "                              TR.ONE_DONE, TR.ALL_SKIPPED, TR.DUMMY,\n"
+        "                              TR.NONE_FAILED_OR_SKIPPED,\n"
+        "                              TR.ALL_DONE_MIN_ONE_SUCCESS]):\n"
         "        EmptyOperator(task_id=f't{i}', trigger_rule=rule)\n"))
     assert [t.trigger_rule for t in d.tasks.values()] == [
-        "all_done", "one_failed", "none_skipped", "all_done", "all_done", "all_failed"]
+        "all_done", "one_failed", "none_skipped", "always", "all_done", "all_failed",
+        "one_done", "all_skipped", "always", "none_failed_min_one_success",
+        "all_done_min_one_success"]
     _, failure = load_file(write_dag("r.py", (
         "from airflow.sdk import DAG\nfrom airflow.operators.empty import EmptyOperator\n"
-        "with DAG('r'):\n    EmptyOperator(task_id='a', trigger_rule='one_done')\n")))
-    assert failure is not None and "one_done" in failure.message and failure.line == 4
+        "with DAG('r'):\n    EmptyOperator(task_id='a', trigger_rule='sometimes')\n")))
+    assert failure is not None and "sometimes" in failure.message and failure.line == 4
+
+
+def test_every_airflow_trigger_rule_runs_as_a_rule_the_planner_decides() -> None:
+    from dagd.compat.airflow.links import TriggerRule, dagd_rule
+    from dagd.scheduler.planner import RULES
+
+    assert {dagd_rule(rule) for rule in TriggerRule} <= set(RULES)
 
 
 def test_an_unknown_operator_argument_is_refused(write_dag: WriteDag) -> None:

@@ -6,7 +6,15 @@ import pytest
 
 from dagd import DAG, PythonTask
 from dagd.authoring.tasks import TRIGGER_RULES
-from dagd.scheduler.planner import Decision, Graph, evaluate, plan, run_outcome
+from dagd.scheduler.planner import (
+    EAGER_RULES,
+    RULES,
+    Decision,
+    Graph,
+    evaluate,
+    plan,
+    run_outcome,
+)
 from dagd.states import TaskState
 
 SCHEDULED = TaskState.SCHEDULED
@@ -91,6 +99,32 @@ RULE_TABLE: list[tuple[str, tuple[TaskState, ...], Decision]] = [
     ("none_skipped", (FAILED, RETRY), WAIT),
     ("none_skipped", (SUCCESS, SKIPPED), SKIP),
     ("none_skipped", (SKIPPED, RUNNING), SKIP),
+    # all_skipped: every upstream skipped; a success or a failure skips it.
+    ("all_skipped", (SKIPPED, SKIPPED), READY),
+    ("all_skipped", (SKIPPED, RUNNING), WAIT),
+    ("all_skipped", (SKIPPED, RETRY), WAIT),
+    ("all_skipped", (SKIPPED, SUCCESS), SKIP),
+    ("all_skipped", (RUNNING, FAILED), SKIP),  # no need to wait for the rest
+    ("all_skipped", (SKIPPED, UP_FAILED), SKIP),
+    # one_done: one upstream succeeded or failed, no need to wait; all skipped: skip.
+    ("one_done", (SUCCESS, RUNNING), READY),
+    ("one_done", (FAILED, RUNNING), READY),
+    ("one_done", (UP_FAILED, SKIPPED), READY),
+    ("one_done", (SKIPPED, RUNNING), WAIT),
+    ("one_done", (QUEUED, RETRY), WAIT),
+    ("one_done", (SKIPPED, SKIPPED), SKIP),
+    # all_done_min_one_success (Airflow 3.1): all done, and one of them succeeded.
+    ("all_done_min_one_success", (SUCCESS, FAILED), READY),
+    ("all_done_min_one_success", (SUCCESS, SKIPPED), READY),
+    ("all_done_min_one_success", (SUCCESS, RUNNING), WAIT),
+    ("all_done_min_one_success", (FAILED, RETRY), WAIT),
+    ("all_done_min_one_success", (FAILED, SKIPPED), UPSTREAM_FAILED),
+    ("all_done_min_one_success", (UP_FAILED, FAILED), UPSTREAM_FAILED),
+    ("all_done_min_one_success", (SKIPPED, SKIPPED), SKIP),
+    # always: waits for nothing, whatever the upstream tasks do.
+    ("always", (RUNNING, SCHEDULED), READY),
+    ("always", (FAILED, UP_FAILED), READY),
+    ("always", (SKIPPED, RETRY), READY),
 ]
 
 
@@ -107,9 +141,18 @@ def test_trigger_rule(rule: str, upstream: tuple[TaskState, ...], decision: Deci
 
 def test_the_table_covers_every_trigger_rule_and_decision() -> None:
     assert {rule for rule, _, _ in RULE_TABLE} == TRIGGER_RULES
-    for rule in TRIGGER_RULES:
+    assert set(RULES) == TRIGGER_RULES  # what authoring accepts, the planner decides
+    for rule in TRIGGER_RULES - EAGER_RULES:
         decisions = {d for r, _, d in RULE_TABLE if r == rule}
         assert {READY, WAIT} <= decisions, rule
+    assert {d for r, _, d in RULE_TABLE if r in EAGER_RULES} == {READY}
+
+
+def test_a_task_that_waits_for_no_upstream_is_considered_when_the_run_starts() -> None:
+    g = graph([("a", "b"), ("b", "c"), ("a", "d")], rules={"c": "always"})
+    assert g.roots == ["a", "c"]
+    states = dict.fromkeys("abcd", SCHEDULED)
+    assert plan(g, states, g.roots) == [("a", QUEUED), ("c", QUEUED)]
 
 
 @pytest.mark.parametrize("rule", sorted(TRIGGER_RULES))

@@ -26,6 +26,10 @@ TRIGGER_RULES = frozenset(
         "one_failed",
         "none_failed",
         "none_skipped",
+        "all_skipped",
+        "all_done_min_one_success",
+        "one_done",
+        "always",
     }
 )
 ISOLATIONS = frozenset({"process", "fresh", "thread"})

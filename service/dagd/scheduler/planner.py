@@ -1,6 +1,8 @@
 """The planner: which task instances are ready, skipped or upstream_failed. Pure.
 
-Trigger rules keep Airflow's meanings. A task with no upstream is ready at once.
+Trigger rules keep Airflow's meanings (all of Airflow 2's and 3's but
+`all_done_setup_success`, which the Airflow layer runs as `all_done`), one small function
+each. A task with no upstream is ready at once, and so is one whose rule is `always`.
 `plan` walks downstream from the candidates so that a skip or an upstream failure
 propagates in one call.
 """
@@ -8,7 +10,7 @@ propagates in one call.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -42,63 +44,141 @@ class Graph:
 
     @property
     def roots(self) -> list[str]:
-        return [tid for tid, ups in self.upstream.items() if not ups]
+        """The tasks a run considers when it starts: those without upstream tasks, and
+        those whose rule waits for none (`always`)."""
+        return [tid for tid, ups in self.upstream.items()
+                if not ups or self.rules[tid] in EAGER_RULES]
 
 
-def evaluate(rule: str, upstream: Iterable[TaskState]) -> Decision:  # noqa: C901
-    """Decide one scheduled task from its upstream tasks' states."""
-    total = success = failed = skipped = done = 0
-    for s in upstream:  # one pass: this runs once per task instance per decision
-        total += 1
-        if s in TASK_TERMINAL:
-            done += 1
-            if s == TaskState.SUCCESS:
-                success += 1
-            elif s == TaskState.SKIPPED:
-                skipped += 1
-            else:
-                failed += 1
-    if not total:
+class Counts:
+    """The upstream tasks of one task, counted by how they stand (failed counts
+    upstream_failed too)."""
+
+    __slots__ = ("done", "failed", "skipped", "success", "total")
+
+    def __init__(self, upstream: Iterable[TaskState]) -> None:
+        total = success = failed = skipped = done = 0
+        for s in upstream:  # one pass: this runs once per task instance per decision
+            total += 1
+            if s in TASK_TERMINAL:
+                done += 1
+                if s == TaskState.SUCCESS:
+                    success += 1
+                elif s == TaskState.SKIPPED:
+                    skipped += 1
+                else:
+                    failed += 1
+        self.total, self.success, self.failed = total, success, failed
+        self.skipped, self.done = skipped, done
+
+    @property
+    def all_done(self) -> bool:
+        return self.done == self.total
+
+
+def _all_success(c: Counts) -> Decision:
+    if c.failed:
+        return Decision.UPSTREAM_FAILED
+    if c.skipped:
+        return Decision.SKIP
+    return Decision.READY if c.success == c.total else Decision.WAIT
+
+
+def _all_failed(c: Counts) -> Decision:
+    if c.success or c.skipped:
+        return Decision.SKIP
+    return Decision.READY if c.failed == c.total else Decision.WAIT
+
+
+def _all_done(c: Counts) -> Decision:
+    return Decision.READY if c.all_done else Decision.WAIT
+
+
+def _all_skipped(c: Counts) -> Decision:
+    if c.success or c.failed:
+        return Decision.SKIP
+    return Decision.READY if c.skipped == c.total else Decision.WAIT
+
+
+def _all_done_min_one_success(c: Counts) -> Decision:
+    if not c.all_done:
+        return Decision.WAIT
+    if c.success:
         return Decision.READY
-    all_done = done == total
-    if rule == "all_success":
-        if failed:
-            return Decision.UPSTREAM_FAILED
-        if skipped:
-            return Decision.SKIP
-        return Decision.READY if success == total else Decision.WAIT
-    if rule == "all_failed":
-        if success or skipped:
-            return Decision.SKIP
-        return Decision.READY if failed == total else Decision.WAIT
-    if rule == "all_done":
-        return Decision.READY if all_done else Decision.WAIT
-    if rule == "one_success":
-        if success:
-            return Decision.READY
-        if not all_done:
-            return Decision.WAIT
-        return Decision.SKIP if skipped == total else Decision.UPSTREAM_FAILED
-    if rule == "one_failed":
-        if failed:
-            return Decision.READY
-        return Decision.SKIP if all_done else Decision.WAIT
-    if rule == "none_failed":
-        if failed:
-            return Decision.UPSTREAM_FAILED
-        return Decision.READY if all_done else Decision.WAIT
-    if rule == "none_failed_min_one_success":
-        # The join after a branch: runs when the chosen path succeeded.
-        if failed:
-            return Decision.UPSTREAM_FAILED
-        if not all_done:
-            return Decision.WAIT
-        return Decision.READY if success else Decision.SKIP
-    if rule == "none_skipped":
-        if skipped:
-            return Decision.SKIP
-        return Decision.READY if all_done else Decision.WAIT
-    raise ValueError(f"unknown trigger rule {rule!r}")
+    return Decision.SKIP if c.skipped == c.total else Decision.UPSTREAM_FAILED
+
+
+def _one_success(c: Counts) -> Decision:
+    if c.success:
+        return Decision.READY
+    if not c.all_done:
+        return Decision.WAIT
+    return Decision.SKIP if c.skipped == c.total else Decision.UPSTREAM_FAILED
+
+
+def _one_failed(c: Counts) -> Decision:
+    if c.failed:
+        return Decision.READY
+    return Decision.SKIP if c.all_done else Decision.WAIT
+
+
+def _one_done(c: Counts) -> Decision:
+    if c.success or c.failed:
+        return Decision.READY
+    return Decision.SKIP if c.all_done else Decision.WAIT
+
+
+def _none_failed(c: Counts) -> Decision:
+    if c.failed:
+        return Decision.UPSTREAM_FAILED
+    return Decision.READY if c.all_done else Decision.WAIT
+
+
+def _none_failed_min_one_success(c: Counts) -> Decision:
+    # The join after a branch: runs when the chosen path succeeded.
+    if c.failed:
+        return Decision.UPSTREAM_FAILED
+    if not c.all_done:
+        return Decision.WAIT
+    return Decision.READY if c.success else Decision.SKIP
+
+
+def _none_skipped(c: Counts) -> Decision:
+    if c.skipped:
+        return Decision.SKIP
+    return Decision.READY if c.all_done else Decision.WAIT
+
+
+def _always(c: Counts) -> Decision:
+    return Decision.READY  # the dependencies are only for show: it waits for none
+
+
+RULES: Mapping[str, Callable[[Counts], Decision]] = {
+    "all_success": _all_success,
+    "all_failed": _all_failed,
+    "all_done": _all_done,
+    "all_skipped": _all_skipped,
+    "all_done_min_one_success": _all_done_min_one_success,
+    "one_success": _one_success,
+    "one_failed": _one_failed,
+    "one_done": _one_done,
+    "none_failed": _none_failed,
+    "none_failed_min_one_success": _none_failed_min_one_success,
+    "none_skipped": _none_skipped,
+    "always": _always,
+}
+# Rules that wait for no upstream task: such a task is considered when its run starts.
+EAGER_RULES = frozenset({"always"})
+
+
+def evaluate(rule: str, upstream: Iterable[TaskState]) -> Decision:
+    """Decide one scheduled task from its upstream tasks' states."""
+    try:
+        decide = RULES[rule]
+    except KeyError:
+        raise ValueError(f"unknown trigger rule {rule!r}") from None
+    counts = Counts(upstream)
+    return decide(counts) if counts.total else Decision.READY
 
 
 def plan(

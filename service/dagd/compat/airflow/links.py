@@ -29,18 +29,20 @@ class TriggerRule(StrEnum):
     NONE_FAILED = "none_failed"
     NONE_FAILED_OR_SKIPPED = "none_failed_or_skipped"
     NONE_SKIPPED = "none_skipped"
+    DUMMY = "dummy"
     ALWAYS = "always"
     NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
     ALL_SKIPPED = "all_skipped"
+    ALL_DONE_MIN_ONE_SUCCESS = "all_done_min_one_success"
 
 
 # Airflow's rules that dagd runs as one of its own; the others are dagd's names already.
+# (dagd's planner does not tell setup tasks apart: all_done_setup_success waits for all.)
 RULES = {
     "all_done_setup_success": "all_done",
     "none_failed_or_skipped": "none_failed_min_one_success",
-    "always": "all_done",
+    "dummy": "always",
 }
-UNSUPPORTED_RULES = {"one_done", "all_skipped"}
 
 
 def dagd_rule(value: Any) -> str | None:

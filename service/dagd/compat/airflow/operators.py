@@ -20,7 +20,7 @@ from typing import Any
 from dagd.authoring.context import Context as DagdContext
 from dagd.authoring.tasks import BaseTask, PythonTask
 from dagd.compat.airflow.context import running
-from dagd.compat.airflow.links import UNSUPPORTED_RULES, Linking, SetupTeardownScope, dagd_rule
+from dagd.compat.airflow.links import Linking, SetupTeardownScope, dagd_rule
 from dagd.compat.airflow.params import plain_params
 from dagd.compat.airflow.templates import Renderer, rendered_fields
 from dagd.compat.airflow.xcom import XComArg, pack
@@ -58,8 +58,6 @@ def task_args(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
         out["doc"] = doc
     rule = given.pop("trigger_rule", None)
     if rule is not None:
-        if str(getattr(rule, "value", rule)) in UNSUPPORTED_RULES:
-            raise unsupported(f"TriggerRule {getattr(rule, 'value', rule)}")
         out["trigger_rule"] = dagd_rule(rule)
     unknown = sorted(set(given) - DAGD_ARGS - IGNORED_ARGS)
     if unknown:
