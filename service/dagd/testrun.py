@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import signal
 import tempfile
 from dataclasses import replace
@@ -25,6 +26,7 @@ from dagd.authoring.dag import DAG
 from dagd.check import find, load_dags
 from dagd.config import Settings
 from dagd.errors import InvalidInput, NotFound
+from dagd.executors.env import TEST_MODE
 
 
 def only_task(dag: DAG, task_id: str) -> DAG:
@@ -45,7 +47,26 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
     """Run the DAG once (with `task_id`, that task alone); the exit code: 0 if the run
     succeeded, 1 if it failed, 128 + N when signal N (SIGTERM, SIGINT) stopped it. A
     signal stops the attempts as a forced daemon stop does: each is cancelled, its
-    process group stopped, and recorded."""
+    process group stopped, and recorded. Its tasks see Airflow's `test_mode` True."""
+    bag = await anyio.to_thread.run_sync(load_dags, settings)
+    dag = find(bag, dag_id)
+    if task_id is not None:
+        dag = only_task(dag, task_id)
+    # Airflow's test_mode, for the tasks of this run: here and in the worker processes.
+    before = os.environ.get(TEST_MODE)
+    os.environ[TEST_MODE] = "1"
+    try:
+        return await _run(settings, dag, conf, console, task_id=task_id)
+    finally:
+        if before is None:
+            os.environ.pop(TEST_MODE, None)
+        else:
+            os.environ[TEST_MODE] = before
+
+
+async def _run(settings: Settings, dag: DAG, conf: dict[str, Any], console: Console,
+               *, task_id: str | None) -> int:
+    """The run of `run_test`, on a throw-away data directory."""
     # Here, not at the top: the CLI imports this module for its parsers, and the engine
     # is needed only once a test runs.
     from rich.live import Live
@@ -59,10 +80,7 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
     from dagd.store import Store
     from dagd.tables import state_text, ti_table
 
-    bag = await anyio.to_thread.run_sync(load_dags, settings)
-    dag = find(bag, dag_id)
-    if task_id is not None:
-        dag = only_task(dag, task_id)
+    dag_id = dag.dag_id
     with tempfile.TemporaryDirectory(prefix="dagd-test-") as tmp:
         test_settings = replace(settings, data_dir=Path(tmp))
         store = await Store.open(test_settings.db_path, synchronous="normal")

@@ -99,3 +99,33 @@ def test_dag_test_in_a_dag_files_main(airflow_dags: Dagd) -> None:
                           env=airflow_dags.env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "main_test run 1: success" in done.stdout
+
+
+TEST_MODE_DAG = """\
+from airflow.sdk import DAG
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.providers.standard.operators.python import PythonOperator
+
+
+def check(test_mode):
+    if test_mode is not True:
+        raise ValueError(f"test_mode is {test_mode!r}")
+    return test_mode
+
+
+with DAG("test_mode") as dag:
+    py = PythonOperator(task_id="py", python_callable=check)
+    sh = BashOperator(task_id="sh", bash_command="echo mode={{ test_mode }}")
+    py >> sh
+"""
+
+
+def test_test_mode_is_true_under_dagd_test_and_dagd_tasks_test(dagd: Dagd) -> None:
+    (dagd.dags_folder / "test_mode.py").write_text(TEST_MODE_DAG)
+    whole = dagd.cli("test", "test_mode")
+    assert whole.code == 0, whole.stdout + whole.stderr
+    assert states(whole.stdout) == {"py": "success", "sh": "success"}
+    for task, shown in (("py", "py XCom: true"), ("sh", 'sh XCom: "mode=True"')):
+        alone = dagd.cli("tasks", "test", "test_mode", task)
+        assert alone.code == 0, alone.stdout + alone.stderr
+        assert shown in alone.stdout

@@ -259,3 +259,25 @@ async def test_xcom_any_key_and_skipping_subclasses(airflow_folder: Settings,
         assert await h.xcom(run_id, "grandchild") == [[1, 2], [1, 2]]
         assert "AirflowSkipException: skipping skip_1" in (
             await h.attempts(run_id, "skip_1"))[0].error
+
+
+TEST_MODE = """
+    from airflow.sdk import DAG
+    from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    with DAG("test_mode") as dag:
+        PythonOperator(task_id="py", python_callable=lambda test_mode: test_mode)
+        BashOperator(task_id="sh", bash_command="echo mode={{ test_mode }}")
+"""
+
+
+async def test_test_mode_is_false_in_the_daemon(start_engine: StartEngine,
+                                                write_dag: Any) -> None:
+    """(`dagd test` and `dagd tasks test` make it True: tests/acceptance/test_airflow_cli.)"""
+    write_dag("test_mode.py", TEST_MODE)
+    async with start_engine() as h:
+        run_id, state = await h.run("test_mode")
+        assert state == S
+        assert await h.xcom(run_id, "py") is False
+        assert await h.xcom(run_id, "sh") == "mode=False"

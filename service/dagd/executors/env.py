@@ -27,7 +27,10 @@ ALLOWED = frozenset({
     "http_proxy", "https_proxy", "no_proxy", "all_proxy",
     # where the plugins are (the worker imports them)
     "DAGD_PLUGINS_FOLDER",
+    # set by `dagd test` and `dagd tasks test` only (Airflow's test_mode)
+    "DAGD_TEST_MODE",
 })
+TEST_MODE = "DAGD_TEST_MODE"
 ALLOWED_PREFIXES = ("LC_",)
 
 

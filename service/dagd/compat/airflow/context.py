@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import json
+import os
 import random
 import time
 import types
@@ -25,6 +26,7 @@ from dagd.compat.airflow.dates import to_pendulum
 from dagd.compat.airflow.exceptions import AirflowException
 from dagd.compat.airflow.xcom import RETURN, pull
 from dagd.compat.hook import airflow_imports, unsupported
+from dagd.executors.env import TEST_MODE
 
 Context = dict  # `def execute(self, context: Context)`: Airflow's context is a dict
 
@@ -192,7 +194,7 @@ def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
         "params": _params(ctx, task, dag_run.conf),
         "run_id": run_id,
         "task_instance_key_str": f"{ctx.dag_id}__{ctx.task_id}__{ds.replace('-', '')}",
-        "test_mode": False,
+        "test_mode": os.environ.get(TEST_MODE) == "1",  # dagd test, dagd tasks test
         "macros": macros,
         "map_index_template": None,
         "inlets": [],
