@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Collection, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dagd.authoring import scope
@@ -63,6 +63,7 @@ class DAG:
         triggers: Iterable[Any] = (),
         schedule: Any = None,
         catchup: bool = False,
+        end_date: datetime | None = None,
         notifiers: Iterable[Any] = (),
         default_args: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
@@ -95,6 +96,7 @@ class DAG:
             if timer is not None:
                 self.triggers.append(timer)
         self.catchup = bool(catchup)
+        self.end_date = _check_end_date(end_date, dag_id)
         self.notifiers = _check_notifiers(list(notifiers), dag_id)
         self.default_args = dict(default_args or {})
         unknown = set(self.default_args) - TASK_DEFAULT_KEYS
@@ -227,6 +229,7 @@ class DAG:
             "max_active_tasks": self.max_active_tasks,
             "triggers": [describe_trigger(t) for t in self.triggers],
             "catchup": self.catchup,
+            "end_date": self.end_date.isoformat() if self.end_date else None,
             "notifiers": [n.describe() for n in self.notifiers],
             "email": list(self.email),
             "notify_on": sorted(self.notify_on),
@@ -266,6 +269,16 @@ def dag(
     if callable(dag_id):
         return wrap(dag_id)
     return wrap
+
+
+def _check_end_date(value: Any, dag_id: str) -> datetime | None:
+    """A DAG's `end_date=`: its timers fire no run whose logical date is after it."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise DagDefinitionError(f"end_date must be a timezone-aware datetime, got {value!r}",
+                                 dag_id=dag_id, field="end_date")
+    return value
 
 
 def _is_notifier(value: Any) -> bool:
