@@ -178,6 +178,9 @@ def test_dag_passed_explicitly_and_bitshift_with_labels(write_dag: WriteDag) -> 
     ups = {t: sorted(x.upstream_ids) for t, x in d.tasks.items()}
     assert ups == {"a": [], "b": ["a"], "c": [], "e": ["b", "c"], "f": ["a", "e"],
                    "g": ["a", "e"]}
+    described = {t["task_id"]: t.get("edge_labels") for t in d.describe()["tasks"]}
+    assert described == {"a": None, "b": {"a": "yes"}, "c": None,
+                         "e": {"b": "both", "c": "both"}, "f": None, "g": None}
 
 
 def test_groups_prefix_ids_and_link_as_a_whole(write_dag: WriteDag) -> None:

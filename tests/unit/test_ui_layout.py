@@ -30,6 +30,18 @@ def test_a_task_is_one_layer_right_of_its_furthest_upstream() -> None:
     assert all(n.state == "none" for n in graph.nodes)
 
 
+def test_an_edge_label_is_drawn_midway_and_cut_to_fit() -> None:
+    tasks = [task("a"), task("b", "a", edge_labels={"a": "yes"}),
+             task("c", "a", "b", edge_labels={"b": "x" * 40})]
+    edges = {(e.upstream, e.downstream): e for e in layout(tasks, {}).edges}
+    assert edges["a", "c"].label is None and edges["a", "c"].short == ""
+    yes = edges["a", "b"]
+    assert (yes.label, yes.short) == ("yes", "yes")
+    start = layout(tasks, {}).nodes[0]
+    assert start.x + 150 < yes.mid_x < start.x + COL_W + 150
+    assert edges["b", "c"].label == "x" * 40 and edges["b", "c"].short == "x" * 17 + "…"
+
+
 def test_groups_are_boxes_around_their_tasks_and_a_mapped_task_shows_its_count() -> None:
     tasks = [task("ingest"), task("prep.clean", "ingest", group="prep"),
              task("prep.split", "prep.clean", group="prep"),

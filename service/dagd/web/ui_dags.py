@@ -96,6 +96,7 @@ async def dag_page(request: web.Request) -> web.Response:
         before=before, graph=layout(tasks, states),
         grid=grid_rows(tasks, list(reversed(runs)), tis), grid_runs=list(reversed(runs)),
         source=source, source_cut=cut,
+        doc=str(row.spec.get("doc_md") or row.spec.get("doc") or ""),
         tags=[str(t) for t in row.spec.get("tags") or []],
         triggers=ui_view.describe_triggers(loaded, row.spec, paused=row.is_paused),
         params=ui_view.param_fields(row.spec.get("params") or {}), now=time.time())

@@ -4,7 +4,8 @@ description and the states of one run's task instances.
 A task's layer is the length of the longest path from a root to it, so every edge
 points right. Within a layer, tasks of one group stay together and follow the mean row
 of their upstream tasks (fewer crossings); each group is drawn as a box around its
-tasks, a mapped task shows how many instances it has.
+tasks, a mapped task shows how many instances it has, and an edge with a label (an
+Airflow `Label`, kept as the downstream task's `edge_labels`) shows its text midway.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class Edge:
     path: str  # SVG path data
     upstream: str
     downstream: str
+    label: str | None = None  # the full text (the tooltip); `short` is what is drawn
+    short: str = ""
+    mid_x: int = 0  # where the label is drawn: the middle of the edge
+    mid_y: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,29 @@ def summary_state(states: Iterable[str]) -> str:
 
 def _label(task_id: str, group: str | None) -> str:
     short = task_id[len(group) + 1:] if group and task_id.startswith(group + ".") else task_id
-    return short if len(short) <= LABEL_MAX else short[:LABEL_MAX - 1] + "…"
+    return _cut(short)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= LABEL_MAX else text[:LABEL_MAX - 1] + "…"
+
+
+def _edges(tasks: list[dict[str, Any]], at: Mapping[str, tuple[int, int]]) -> list[Edge]:
+    edges = []
+    for t in tasks:
+        x2, y2 = at[t["task_id"]]
+        labels = t.get("edge_labels") or {}
+        for up in t.get("upstream", []):
+            if up not in at:
+                continue
+            x1, y1 = at[up][0] + NODE_W, at[up][1] + NODE_H // 2
+            mid, end = (x1 + x2) // 2, y2 + NODE_H // 2
+            text = labels.get(up)
+            edges.append(Edge(f"M{x1},{y1} C{mid},{y1} {mid},{end} {x2},{end}", up,
+                              t["task_id"], label=str(text) if text else None,
+                              short=_cut(str(text)) if text else "", mid_x=mid,
+                              mid_y=(y1 + end) // 2 - 4))
+    return edges
 
 
 def _boxes(tasks: list[dict[str, Any]], at: Mapping[str, tuple[int, int]]) -> list[Box]:
@@ -157,16 +184,7 @@ def layout(tasks: list[dict[str, Any]], states: Mapping[str, list[str]]) -> Grap
         nodes.append(Node(tid, _label(tid, t.get("group")), *at[tid],
                           state=summary_state(found), mapped=mapped,
                           count=len(found) if mapped and found else None))
-    edges = []
-    for t in tasks:
-        x2, y2 = at[t["task_id"]]
-        for up in t.get("upstream", []):
-            if up not in at:
-                continue
-            x1, y1 = at[up][0] + NODE_W, at[up][1] + NODE_H // 2
-            mid = (x1 + x2) // 2
-            edges.append(Edge(f"M{x1},{y1} C{mid},{y1} {mid},{y2 + NODE_H // 2} "
-                              f"{x2},{y2 + NODE_H // 2}", up, t["task_id"]))
+    edges = _edges(tasks, at)
     width = max((x for x, _ in at.values()), default=0) + NODE_W + PAD + GROUP_PAD * 3
     height = max((y for _, y in at.values()), default=0) + NODE_H + PAD + GROUP_PAD * 3
     return Graph(width, height, nodes, edges, _boxes(tasks, at))

@@ -207,6 +207,10 @@ class DAG(DagdDAG):
                            else None,
                            "schedule": str(self.schedule_interval)}
         data["doc_md"] = self.doc_md
+        for task in data["tasks"]:  # a Label's text, on the edge it names
+            labels = getattr(self.tasks[task["task_id"]], "edge_labels", None)
+            if labels:
+                task["edge_labels"] = dict(sorted(labels.items()))
         return data
 
 

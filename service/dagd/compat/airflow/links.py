@@ -2,8 +2,9 @@
 `Label` on an edge, `TriggerRule`, and setup/teardown roles. Pure.
 
 `Linking` is mixed into every task-like name served (operators, XComArgs, groups): it
-lets a `Label` stand between two of them (`a >> Label("ok") >> b` links a to b; dagd
-keeps no text on an edge) and gives them `as_setup()` / `as_teardown()`.
+lets a `Label` stand between two of them (`a >> Label("ok") >> b` links a to b, and b
+keeps the text as its `edge_labels[a]`, which the UI draws on the edge) and gives them
+`as_setup()` / `as_teardown()`.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class Linking:
         rest = _split_labels(other, self, downstream=True)
         if edge_modifier is not None and rest:
             edge_modifier.set_upstream(self)
-        if rest:
+            edge_modifier.set_downstream(rest)
+        elif rest:
             super().set_downstream(rest)  # type: ignore[misc]
 
     def set_upstream(self, other: Any, edge_modifier: Any = None) -> None:
@@ -144,27 +146,43 @@ def _split_labels(other: Any, owner: Any, *, downstream: bool) -> list[Any]:
     return rest
 
 
+def _tasks_at(item: Any, *, upstream: bool) -> list[BaseTask]:
+    """The tasks an edge to (or from) `item` ends at: a task, a group's last (or first)
+    tasks, an XComArg's task."""
+    if isinstance(item, list | tuple | set):
+        return [t for i in item for t in _tasks_at(i, upstream=upstream)]
+    found = item._link_ends(upstream=upstream) if isinstance(item, Linkable) else None
+    return list(found or [])
+
+
 class Label(Linkable):
-    """`a >> Label("text") >> b`: an edge's label. The edge is made; the text is kept on
-    the Label only (dagd draws edges without text)."""
+    """`a >> Label("text") >> b`: an edge's label. The edge is made, and its downstream
+    task keeps the text: `b.edge_labels["a"] == "text"` (the UI draws it on the edge)."""
 
     def __init__(self, label: str) -> None:
         self.label = label
         self._ups: list[Any] = []
         self._downs: list[Any] = []
 
+    def _link(self, up: Any, down: Any) -> None:
+        up >> down
+        for task in _tasks_at(down, upstream=False):
+            labels: dict[str, str] = getattr(task, "edge_labels", None) or {}
+            labels.update({u.task_id: str(self.label) for u in _tasks_at(up, upstream=True)})
+            task.edge_labels = labels  # type: ignore[attr-defined]
+
     def set_upstream(self, other: Any) -> None:
         items = list(other) if isinstance(other, list | tuple | set) else [other]
         self._ups.extend(items)
         for down in self._downs:
             for up in items:
-                up >> down
+                self._link(up, down)
 
     def set_downstream(self, other: Any) -> None:
         items = list(other) if isinstance(other, list | tuple | set) else [other]
         self._downs.extend(items)
         for up in self._ups:
-            up >> items
+            self._link(up, items)
 
     def __repr__(self) -> str:
         return f"Label({self.label!r})"
