@@ -25,7 +25,7 @@ from rich.console import Console
 from dagd.authoring.dag import DAG
 from dagd.check import find, load_dags
 from dagd.config import Settings
-from dagd.errors import InvalidInput, NotFound
+from dagd.errors import DagdError, InvalidInput, NotFound
 from dagd.executors.env import TEST_MODE
 
 
@@ -57,11 +57,24 @@ async def run_test(settings: Settings, dag_id: str, conf: dict[str, Any], consol
     os.environ[TEST_MODE] = "1"
     try:
         return await _run(settings, dag, conf, console, task_id=task_id)
+    except BaseExceptionGroup as group:
+        # The run refused (a conf its params do not accept) inside the engine's task
+        # group: shown as the one error it is, as any other CLI error.
+        found = _only_error(group)
+        if found is None:
+            raise
+        raise found from None
     finally:
         if before is None:
             os.environ.pop(TEST_MODE, None)
         else:
             os.environ[TEST_MODE] = before
+
+
+def _only_error(group: BaseException) -> DagdError | None:
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]
+    return group if isinstance(group, DagdError) else None
 
 
 async def _run(settings: Settings, dag: DAG, conf: dict[str, Any], console: Console,

@@ -129,3 +129,17 @@ def test_test_mode_is_true_under_dagd_test_and_dagd_tasks_test(dagd: Dagd) -> No
         alone = dagd.cli("tasks", "test", "test_mode", task)
         assert alone.code == 0, alone.stdout + alone.stderr
         assert shown in alone.stdout
+
+
+def test_dagd_test_refuses_a_conf_its_params_do_not_accept(dagd: Dagd) -> None:
+    (dagd.dags_folder / "rows.py").write_text(
+        "from airflow.sdk import DAG, Param\n"
+        "from airflow.providers.standard.operators.empty import EmptyOperator\n"
+        "with DAG('rows', params={'rows': Param(10, type='integer', maximum=100)}):\n"
+        "    EmptyOperator(task_id='a')\n")
+    bad = dagd.cli("test", "rows", "--conf", '{"rows": 1000}')
+    assert bad.code == 1
+    assert "param 'rows' must be <= 100, got 1000" in " ".join(bad.stderr.split())
+    assert "Traceback" not in bad.stderr
+    good = dagd.cli("test", "rows", "--conf", '{"rows": 100}')
+    assert good.code == 0, good.stdout + good.stderr

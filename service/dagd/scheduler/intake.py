@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from dagd.authoring.params import check_conf
 from dagd.errors import InvalidInput, NotFound, StorageUnavailable
 from dagd.events import (
     DAG_PAUSED,
@@ -287,6 +288,7 @@ class Intake:
         conf = {} if conf is None else conf
         if not isinstance(conf, dict):
             raise InvalidInput("conf must be a JSON object", dag_id=dag_id, field="conf")
+        check_conf(self.engine.dags[dag_id], conf)  # the DAG's params, when it has schemas
         delivery = Delivery(kind=kind, source=source, payload=conf, logical_date=logical_date)
         [outcome] = await self.deliver(delivery, [dag_id], conf, ignore_pause=True)
         assert outcome.run_id is not None

@@ -22,7 +22,7 @@ from dagd.authoring.dag import DAG as DagdDAG
 from dagd.authoring.settings import TASK_DEFAULT_KEYS
 from dagd.compat.airflow.dates import zone_name
 from dagd.compat.airflow.links import dagd_rule
-from dagd.compat.airflow.params import plain_params
+from dagd.compat.airflow.params import param_schemas, plain_params
 from dagd.compat.hook import unsupported
 from dagd.errors import DagDefinitionError
 
@@ -133,6 +133,8 @@ class DAG(DagdDAG):
         self.user_defined_filters = dict(user_defined_filters or {})
         self.render_template_as_native_obj = bool(render_template_as_native_obj)
         self.airflow_params = {**plain_params(args.get("params")), **plain_params(params)}
+        # What a manual run's conf is checked against (dagd.authoring.params.check_conf).
+        self.param_schemas = {**param_schemas(args.get("params")), **param_schemas(params)}
         self.jinja: Any = None  # the template environment, made on first use
         timer = _dagd_schedule(schedule, start_date)
         super().__init__(
