@@ -299,3 +299,18 @@ async def test_the_dagrun_timeout_holds_across_a_restart(
         history = await h.store.run_history(run_id)
     assert ("running", "failed", "the run took longer than its dagrun_timeout (1.5s)") in [
         (r.from_state, r.to_state, r.reason) for r in history if r.ti_id is None]
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_a_mark_in_an_ended_run_reaches_the_changes_port_named(
+    start_engine: StartEngine,
+) -> None:
+    from dagd.changes import TI
+
+    async with start_engine() as h:
+        run_id, _ = await h.run("pipe")
+        with h.engine.changes.subscribe([TI]) as sub:
+            await h.engine.mark_task(run_id, "always_fails", "success")
+            changes = await sub.next()
+    assert [(c.dag_id, c.state, dict(c.detail or {}).get("task_id")) for c in changes] == [
+        ("pipe", "success", "always_fails")]

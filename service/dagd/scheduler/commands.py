@@ -93,7 +93,7 @@ def _mark_one(runs: Runs, batch: Batch, run: ActiveRun, ti: TI, to: TaskState,
     reason = reason or f"marked {to} by a person"
     if ti.state in TASK_TERMINAL:  # one end for another: nothing opens or closes
         batch.user_ti_change(run.id, ti.id, ti.state, to, try_number=ti.try_number,
-                             reason=reason)
+                             reason=reason, names=(run.dag.dag_id, ti.task_id, ti.map_index))
         ti.state = to
         if ti.map_index < 0:
             runs.reconsider(run, run.graph.downstream[ti.task_id])
@@ -113,7 +113,8 @@ def mark_task(runs: Runs, batch: Batch, rows: Rows, *, task_id: str, map_index: 
         row = _row(rows, task_id, map_index)
         if row.state != to:
             batch.user_ti_change(rows.run.id, row.id, TaskState(row.state), to,
-                                 try_number=row.try_number, reason=f"marked {to} by a person")
+                                 try_number=row.try_number, reason=f"marked {to} by a person",
+                                 names=(rows.run.dag_id, row.task_id, row.map_index))
         return
     ti = _find(run, task_id, map_index)
     # A mapped task's own instance: its instances are what run; marking them ends it.
@@ -256,7 +257,7 @@ def clear(runs: Runs, batch: Batch, rows: Rows, *, task_id: str, map_index: int,
         max_tries = ti.try_number + task.max_tries
         batch.user_ti_change(run.id, ti.id, ti.state, TaskState.SCHEDULED,
                              try_number=ti.try_number, reason="cleared by a person",
-                             max_tries=max_tries)
+                             max_tries=max_tries, names=(run.dag.dag_id, ti.task_id, -1))
         if ti.state in TASK_TERMINAL:
             run.open += 1
         ti.state = TaskState.SCHEDULED

@@ -271,13 +271,19 @@ class Batch:
             self._by_user = False
 
     def user_ti_change(self, run_id: int, ti_id: int, frm: TaskState, to: TaskState, *,
-                       try_number: int, reason: str, max_tries: int | None = None) -> None:
+                       try_number: int, reason: str, max_tries: int | None = None,
+                       names: tuple[str, str, int] | None = None) -> None:
         """A person's action on a task instance (clear, mark), checked against
         `states.USER_TASK`; a cleared one may get more tries (`max_tries`), and loses
-        its XCom."""
+        its XCom. `names`: its (dag_id, task_id, map_index), for the changes port (the
+        scheduler cannot name an instance of a run that has ended)."""
         check_user_task(frm, to)
         with self.by_user():
             self.ti_change(run_id, ti_id, frm, to, try_number, None, reason)
+        if names is not None:
+            dag_id, task_id, map_index = names
+            self.transitions[-1] = (run_id, ti_id, to._value_, reason, dag_id,
+                                    {"task_id": task_id, "map_index": map_index}, try_number)
         if max_tries is not None:
             self.rows["set_max_tries"].append({"id": ti_id, "max_tries": max_tries})
         if to is TaskState.SCHEDULED:
@@ -364,7 +370,10 @@ class Batch:
                     continue
                 run_of[ti_id] = run_id
                 if want_tis:
-                    dag_id, task_id, map_index = name(run_id, ti_id)
+                    if dag_id is not None and detail is not None:  # named when written
+                        task_id, map_index = detail["task_id"], detail["map_index"]
+                    else:
+                        dag_id, task_id, map_index = name(run_id, ti_id)
                     out.append(Change(TI, ti_id, run_id, dag_id, to, now,
                                       {"task_id": task_id, "reason": reason,
                                        "map_index": map_index, "try_number": tries}))
