@@ -4,9 +4,11 @@ Each figure runs from the trigger to the run recorded as successful in SQLite, o
 real engine, store and executor: in-loop async no-op tasks, and plain `def` no-op tasks
 with the default isolation (bench/sync_tasks.py). Beside the async fan-outs, the same
 work done with no engine on bare asyncio + aiosqlite (bench/baseline.py), measured in
-the same run, and the engine's ratio to it. Not a test: prints tables and writes
-bench/results/latest.json, and bench/results/latest.md: the tables in the form the
-README's Performance section shows them. Usage: python bench/run.py [--quick] [--only]
+the same run, and the engine's ratio to it; beside the Airflow DAG file's fan-out, a
+real Airflow's `airflow dags test` of the same file (bench/airflow_baseline.py). Not a
+test: prints tables and writes bench/results/latest.json, and bench/results/latest.md:
+the tables in the form the README's Performance section shows them.
+Usage: python bench/run.py [--quick] [--only]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dagd.scheduler.loop import Engine
 from dagd.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import airflow_baseline
 import baseline
 import sync_tasks
 import triggers
@@ -183,6 +186,7 @@ def main() -> None:
         engine_table(results)
     if args.only in (None, "sync"):
         results["sync"] = sync_tasks.sync_figures(args.quick, timed_runs)
+        results["airflow"] = airflow_baseline.airflow_figures(args.quick)
         results["idle"] = sync_tasks.idle_daemon_rss()
         sync_table(results)
     if args.only in (None, "triggers"):
@@ -249,6 +253,25 @@ def engine_markdown(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def airflow_markdown(s: dict[str, Any], a: dict[str, Any] | None) -> list[str]:
+    """The Airflow DAG file's fan-out on dagd, and the same file on a real Airflow."""
+    if "airflow_fan_out_200" not in s:
+        return []
+    mine = s["airflow_fan_out_200"]
+    lines = [f"| 200-task fan-out of Airflow `PythonOperator`s (an Airflow DAG file, "
+             f"unchanged) | {mine['median_s'] * 1000:,.0f} ms: "
+             f"{mine['tasks_per_s']:,.0f} tasks/s |"]
+    if a and "skipped" not in a:
+        lines.append(f"| the same file on Airflow {a['version']}, `airflow dags test` "
+                     f"(SQLite) | {a['run_median_s']:.1f} s: {a['tasks_per_s']:,.0f} tasks/s "
+                     f"in the run; {a['median_s']:.1f} s the whole command; dagd "
+                     f"**{a['run_median_s'] / mine['median_s']:,.0f}x** faster |")
+    elif a:
+        lines.append(f"| the same file on Airflow, `airflow dags test` | not measured: "
+                     f"{a['skipped'][:120]} |")
+    return lines
+
+
 def sync_markdown(results: dict[str, Any]) -> list[str]:
     s, idle = results["sync"], results["idle"]
     return [
@@ -257,10 +280,7 @@ def sync_markdown(results: dict[str, Any]) -> list[str]:
         f"| 200-task fan-out | {s['fan_out_200']['median_s'] * 1000:,.0f} ms: "
         f"{s['fan_out_200']['tasks_per_s']:,.0f} tasks/s |",
         f"| 50-task chain | {s['chain_50']['median_s'] * 1000:,.0f} ms |",
-        *([f"| 200-task fan-out of Airflow `PythonOperator`s (an Airflow DAG file, "
-           f"unchanged) | {s['airflow_fan_out_200']['median_s'] * 1000:,.0f} ms: "
-           f"{s['airflow_fan_out_200']['tasks_per_s']:,.0f} tasks/s |"]
-          if "airflow_fan_out_200" in s else []),
+        *airflow_markdown(s, results.get("airflow")),
         f"| `examples/hello_abc.py`, trigger -> `success` | "
         f"{s['hello_abc']['median_s'] * 1000:,.0f} ms (first run "
         f"{s['hello_abc']['first_s'] * 1000:,.0f} ms) |",
@@ -387,12 +407,27 @@ def sync_table(results: dict[str, Any]) -> None:
         table.add_row(name, f"{f['median_s'] * 1000:.1f} ms", f"{f['first_s'] * 1000:.1f} ms",
                       f"{f['tasks_per_s']:,.0f} tasks/s")
     console.print(table)
+    airflow_line(s, results.get("airflow"))
     f = s["fan_out_200"]
     console.print(f"workers at the peak of the 200 fan-out ({f['peak_workers']:.0f} at most): "
                   f"{f['peak_workers_rss_mb']:.1f} MB summed RSS, {f['peak_workers_pss_mb']:.1f}"
                   f" MB PSS; idle daemon {idle['daemon_mb']:.1f} MB, its "
                   f"{idle['pool_processes']} idle worker(s) {idle['pool_mb']:.1f} MB RSS "
                   f"({idle['pool_pss_mb']:.1f} MB PSS)")
+
+
+def airflow_line(s: dict[str, Any], a: dict[str, Any] | None) -> None:
+    if "airflow_fan_out_200" not in s or a is None:
+        return
+    mine = s["airflow_fan_out_200"]["median_s"]
+    if "skipped" in a:
+        console.print(f"Airflow DAG file fan-out on dagd: {mine * 1000:.1f} ms; a real "
+                      f"Airflow's `airflow dags test`: skipped ({a['skipped']})")
+        return
+    console.print(f"Airflow DAG file fan-out on dagd: {mine * 1000:.1f} ms; Airflow "
+                  f"{a['version']} `airflow dags test` of the same file: "
+                  f"{a['run_median_s']:.2f} s in the run, {a['median_s']:.2f} s the command "
+                  f"(dagd {a['run_median_s'] / mine:.0f}x faster)")
 
 
 if __name__ == "__main__":
