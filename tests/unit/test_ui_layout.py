@@ -140,3 +140,56 @@ def test_grid_cells_escape_every_value() -> None:
     assert cell["href"] == (
         "/runs/5/tasks/%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E?map_index=0")
     assert [t for t, _ in parser.found] == ["td", "a", "span"]
+
+
+def _points(path: str) -> list[tuple[float, float]]:
+    """Points along an edge's path (its M, L and C commands), every few pixels."""
+    tokens = path.replace(",", " ").replace("M", " M ").replace("L", " L ").replace(
+        "C", " C ").split()
+    out: list[tuple[float, float]] = []
+    at = (0.0, 0.0)
+    i = 0
+    while i < len(tokens):
+        op = tokens[i]
+        if op in ("M", "L"):
+            nxt = (float(tokens[i + 1]), float(tokens[i + 2]))
+            if op == "L":
+                out += [(at[0] + (nxt[0] - at[0]) * k / 50, at[1] + (nxt[1] - at[1]) * k / 50)
+                        for k in range(51)]
+            at, i = nxt, i + 3
+        else:
+            (ax, ay), (bx, by), (cx, cy) = ((float(tokens[i + j]), float(tokens[i + j + 1]))
+                                            for j in (1, 3, 5))
+            for k in range(51):
+                t = k / 50
+                u = 1 - t
+                out.append((u**3 * at[0] + 3 * u * u * t * ax + 3 * u * t * t * bx + t**3 * cx,
+                            u**3 * at[1] + 3 * u * u * t * ay + 3 * u * t * t * by + t**3 * cy))
+            at, i = (cx, cy), i + 7
+    return out
+
+
+def test_no_edge_passes_behind_a_node_it_does_not_join() -> None:
+    # ml_pipeline's shape: ingest feeds deploy four layers on, pick_best feeds report.
+    tasks = [task("ingest"), task("clean", "ingest"), task("features", "clean"),
+             task("train_a", "features"), task("train_b", "features"),
+             task("pick_best", "train_a", "train_b"), task("deploy", "pick_best", "ingest"),
+             task("report", "deploy", "pick_best", "clean"), task("side", "ingest"),
+             task("mid", "side"), task("late", "mid", "ingest")]
+    graph = layout(tasks, {})
+    assert any(e.path.count("C") > 1 for e in graph.edges)  # some edges are long
+    for edge in graph.edges:
+        for node in graph.nodes:
+            if node.task_id in (edge.upstream, edge.downstream):
+                continue
+            inside = [(x, y) for x, y in _points(edge.path)
+                      if node.x < x < node.x + graph.node_w and node.y < y < node.y + graph.node_h]
+            assert inside == [], (edge.upstream, edge.downstream, node.task_id, edge.path)
+
+
+def test_each_edge_is_one_path_with_one_arrowhead() -> None:
+    tasks = [task("a"), task("b", "a"), task("c", "a", "b")]
+    graph = layout(tasks, {})
+    assert sorted((e.upstream, e.downstream) for e in graph.edges) == [
+        ("a", "b"), ("a", "c"), ("b", "c")]
+    assert all(e.path.count("M") == 1 for e in graph.edges)

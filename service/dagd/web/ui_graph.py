@@ -133,7 +133,33 @@ def _cut(text: str) -> str:
     return text if len(text) <= LABEL_MAX else text[:LABEL_MAX - 1] + "…"
 
 
+def _lane(y1: int, end: int, busy: list[tuple[int, int]], rows: int) -> int:
+    """The height a long edge crosses the layers between its ends at: the free one (no
+    node box of those layers across it) nearest the straight line, among the rows'
+    middles and the gaps between rows (above the first and below the last too)."""
+    top = PAD + GROUP_PAD * 3
+    gap = (ROW_H - NODE_H) // 2
+    candidates = {y1, end}
+    for r in range(rows + 1):
+        candidates.add(top + r * ROW_H - gap)
+        candidates.add(top + r * ROW_H + NODE_H // 2)
+
+    def free(y: int) -> bool:
+        return all(not (lo - 3 <= y <= hi + 3) for lo, hi in busy)
+
+    return min((y for y in candidates if free(y)),
+               key=lambda y: (abs(y - y1) + abs(y - end), y))
+
+
 def _edges(tasks: list[dict[str, Any]], at: Mapping[str, tuple[int, int]]) -> list[Edge]:
+    """One path per edge. An edge to the next layer is one curve in the gap between the
+    two columns; a longer one curves into a free lane in the first gap, runs level past
+    the layers between and curves out in the last gap, so it never passes behind a
+    node (each arrowhead is then the only one at its end)."""
+    by_x: dict[int, list[int]] = {}
+    for x, y in at.values():
+        by_x.setdefault(x, []).append(y)
+    rows = max((len(ys) for ys in by_x.values()), default=0)
     edges = []
     for t in tasks:
         x2, y2 = at[t["task_id"]]
@@ -142,12 +168,24 @@ def _edges(tasks: list[dict[str, Any]], at: Mapping[str, tuple[int, int]]) -> li
             if up not in at:
                 continue
             x1, y1 = at[up][0] + NODE_W, at[up][1] + NODE_H // 2
-            mid, end = (x1 + x2) // 2, y2 + NODE_H // 2
+            end = y2 + NODE_H // 2
+            between = [(y, y + NODE_H) for x, ys in by_x.items() if x1 <= x < x2 - NODE_W
+                       for y in ys]
+            if between:
+                lane = _lane(y1, end, between, rows)
+                a, b = x1 + COL_W - NODE_W, x2 - (COL_W - NODE_W)
+                ca, cb = (x1 + a) // 2, (b + x2) // 2
+                path = (f"M{x1},{y1} C{ca},{y1} {ca},{lane} {a},{lane} L{b},{lane} "
+                        f"C{cb},{lane} {cb},{end} {x2},{end}")
+                mid_x, mid_y = (a + b) // 2, lane - 4
+            else:
+                mid = (x1 + x2) // 2
+                path = f"M{x1},{y1} C{mid},{y1} {mid},{end} {x2},{end}"
+                mid_x, mid_y = mid, (y1 + end) // 2 - 4
             text = labels.get(up)
-            edges.append(Edge(f"M{x1},{y1} C{mid},{y1} {mid},{end} {x2},{end}", up,
-                              t["task_id"], label=str(text) if text else None,
-                              short=_cut(str(text)) if text else "", mid_x=mid,
-                              mid_y=(y1 + end) // 2 - 4))
+            edges.append(Edge(path, up, t["task_id"], label=str(text) if text else None,
+                              short=_cut(str(text)) if text else "", mid_x=mid_x,
+                              mid_y=mid_y))
     return edges
 
 
