@@ -22,11 +22,11 @@ import anyio
 import orjson
 from rich.console import Console
 
+from dagd.authoring.context import TEST_MODE
 from dagd.authoring.dag import DAG
 from dagd.check import find, load_dags
 from dagd.config import Settings
 from dagd.errors import DagdError, InvalidInput, NotFound
-from dagd.executors.env import TEST_MODE
 
 
 def only_task(dag: DAG, task_id: str) -> DAG:

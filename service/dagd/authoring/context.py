@@ -17,6 +17,9 @@ from dagd.errors import DagdError
 _current: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
     "dagd_context", default=None
 )
+# Set to "1" by `dagd test` and `dagd tasks test` for their tasks (Airflow's test_mode);
+# worker processes inherit it (dagd.executors.env lets it through).
+TEST_MODE = "DAGD_TEST_MODE"
 
 
 @dataclass(frozen=True)

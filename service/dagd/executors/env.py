@@ -30,7 +30,6 @@ ALLOWED = frozenset({
     # set by `dagd test` and `dagd tasks test` only (Airflow's test_mode)
     "DAGD_TEST_MODE",
 })
-TEST_MODE = "DAGD_TEST_MODE"
 ALLOWED_PREFIXES = ("LC_",)
 
 

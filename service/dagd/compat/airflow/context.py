@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from dagd.authoring.context import TEST_MODE
 from dagd.authoring.context import Context as DagdContext
 from dagd.compat.airflow.dates import to_pendulum
 from dagd.compat.airflow.exceptions import AirflowException
 from dagd.compat.airflow.xcom import RETURN, pull
 from dagd.compat.hook import airflow_imports, unsupported
-from dagd.executors.env import TEST_MODE
 
 Context = dict  # `def execute(self, context: Context)`: Airflow's context is a dict
 
