@@ -446,3 +446,35 @@ async def test_the_stream_ends_when_the_server_stops(
         with anyio.fail_after(DEADLINE):
             await server.runner.cleanup()
         assert await stream.next() is None
+
+
+async def test_a_stream_ends_once_its_token_is_revoked(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+) -> None:
+    from dagd.accounts import AccountsFile
+
+    write_dag("pair.py", DAGS)
+    async with start_engine() as h, serve(h) as server:
+        accounts = AccountsFile(h.settings.data_dir)
+        token = accounts.create_token("watcher", role="viewer")
+        async with server.http.get(
+                f"{server.base}/api/v1/stream", headers={"Authorization": f"Bearer {token}"},
+                timeout=aiohttp.ClientTimeout(total=None)) as response:
+            assert response.status == 200
+            reader = Sse(response)
+            first = await h.trigger("pair")
+            await reader.until(ended(first))
+            accounts.revoke_token("watcher")
+            # Runs go on; the revoked stream must end (what it had sent before its end
+            # may still be read), not follow them for ever.
+            with anyio.fail_after(DEADLINE):
+                while True:
+                    run_id = await h.trigger("pair")
+                    event = await reader.next()
+                    while event is not None and not ended(run_id)(event):
+                        event = await reader.next()
+                    if event is None:
+                        break
+        async with server.http.get(f"{server.base}/api/v1/stream", headers={
+                "Authorization": f"Bearer {token}"}) as again:
+            assert again.status == 401

@@ -33,7 +33,8 @@ from dagd.web.sessions import SAFE, AuthState, Identity, Session, local_next
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AUTH", "SAFE", "AuthState", "Identity", "first_login_url", "setup"]
+__all__ = ["AUTH", "SAFE", "AuthState", "Identity", "first_login_url", "setup",
+           "still_allowed"]
 
 AUTH = web.AppKey("auth", AuthState)
 COOKIE = "dagd_session"
@@ -152,6 +153,16 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
+def still_allowed(request: web.Request) -> bool:
+    """Is the login this request came with still good (not logged out, its user not
+    removed, its token not revoked, its session not expired)? For a long answer, such
+    as the live stream, to ask as it goes."""
+    state = request.app.get(AUTH)
+    if state is None or _is_open(request, request.app[SETTINGS]):
+        return True
+    return _identify(request, state)[0] is not None
+
+
 def _identify(request: web.Request, state: AuthState) -> tuple[Identity | None, Session | None]:
     header = request.headers.get("Authorization", "")
     if header:
@@ -192,8 +203,10 @@ def _page(name: str, status: int = 200, **values: Any) -> web.Response:
     return response
 
 
-def _form(next_path: str, *, error: str = "", status: int = 200) -> web.Response:
-    return _page("login.html", status, next=next_path, error=error)
+def _form(next_path: str, state: AuthState, *, error: str = "",
+          status: int = 200) -> web.Response:
+    return _page("login.html", status, next=next_path, error=error,
+                 no_user=not state.accounts.current().users)
 
 
 def _logged_in(request: web.Request, state: AuthState, *, target: str,
@@ -216,13 +229,13 @@ async def login_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(target)
     token = request.query.get("token")
     if token is None:
-        return _form(target)
+        return _form(target, state)
     link = state.use_link(token)
     if link is None:
         log.warning("login link refused from %s: used already, expired or unknown",
                     _client(request))
-        return _form(target, status=401, error="This login link was used already or has "
-                     "expired. Log in, or ask for a new link with `dagd login-url`.")
+        return _form(target, state, status=401, error="This login link was used already or "
+                     "has expired. Log in, or ask for a new link with `dagd login-url`.")
     log.info("%s logged in with a one-time link from %s", link.name, _client(request))
     raise _logged_in(request, state, target=target, user=link, kind="link")
 
@@ -237,7 +250,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     name, password = str(form.get("username", "")), str(form.get("password", ""))
     wait = state.throttled(name, _client(request))
     if wait > 0:
-        response = _form(target, status=429, error="Too many wrong passwords: wait "
+        response = _form(target, state, status=429, error="Too many wrong passwords: wait "
                          f"{wait:.0f} s and try again.")
         response.headers["Retry-After"] = str(max(1, round(wait)))
         return response
@@ -246,7 +259,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         state.failed(name, _client(request))
         log.warning("login refused for %r from %s: wrong username or password", name[:64],
                     _client(request))
-        return _form(target, status=401, error="Wrong username or password.")
+        return _form(target, state, status=401, error="Wrong username or password.")
     state.succeeded(name, _client(request))
     log.info("%s (%s) logged in from %s", user.name, user.role, _client(request))
     raise _logged_in(request, state, target=target, user=user, kind="user")

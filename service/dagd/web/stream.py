@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from anyio.abc import TaskGroup
 from dagd.changes import ATTEMPT, KINDS, RUN, TI, Change, Dropped, Subscription
 from dagd.errors import InvalidInput
 from dagd.web.api_secrets import secrets as log_secrets
+from dagd.web.auth import still_allowed
 from dagd.web.base import ENGINE, READER
 from dagd.web.stream_cursor import Cursor, batches, missed, numbered, rebuild
 from dagd.web.stream_logs import LogTail
@@ -41,6 +43,7 @@ MAX_LOGS = 8  # attempts one stream may follow
 MAX_TAILS = 16
 SEND_BUFFER = 64 * 1024  # the socket's send buffer: a stalled client holds no more
 RETRY_MS = 2_000  # how soon a browser reconnects
+RECHECK = 1.0  # seconds between checks that the stream's login is still good
 
 
 @dataclass
@@ -128,8 +131,14 @@ class _Client:
         self.overlap = 0  # changes queued during the catch-up, maybe sent by it already
         self.tails: dict[int, LogTail] = {}
         self._lock = anyio.Lock()
+        self._checked = time.monotonic()  # when the login was last found still good
 
     async def send(self, data: bytes) -> None:
+        now = time.monotonic()
+        if now - self._checked >= RECHECK:  # logged out, removed, revoked: the stream ends
+            self._checked = now
+            if not still_allowed(self.request):
+                raise _Gone("the login this stream was opened with is no longer valid")
         async with self._lock:
             try:
                 with anyio.fail_after(WRITE_TIMEOUT):
