@@ -383,3 +383,21 @@ async def test_a_running_task_logs_whole_lines_and_a_clear_of_it_is_a_409(
     assert "running" in conflict[1]["message"] and "hold" in conflict[1]["message"]
     assert after == before  # the refused clear changed nothing
     assert marked[0] == 200
+
+
+async def test_a_trigger_names_an_unknown_body_field_and_a_body_that_is_not_json(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+) -> None:
+    write_dag("one.py", "from dagd import DAG, task\n\nwith DAG('one') as d:\n"
+                        "    @task\n    async def t():\n        return 1\n\n    t()\n")
+    async with start_engine() as h, api(h) as (http, base):
+        url = f"{base}/dags/one/runs"
+        async with http.post(url, json={"conf": {}, "extra": 1}) as r:
+            unknown = r.status, await r.json()
+        async with http.post(url, data=b'{"conf": {}}',
+                             headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
+            form = r.status, await r.json()
+        runs = await h.store.list_runs("one")
+    assert unknown[0] == 422 and unknown[1]["field"] == "extra"
+    assert form[0] == 400 and "Content-Type: application/json" in form[1]["message"]
+    assert runs == []

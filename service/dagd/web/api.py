@@ -13,7 +13,7 @@ from aiohttp import web
 from dagd.errors import InvalidInput
 from dagd.version import __version__
 from dagd.web import api_dags, api_logs, api_runs, openapi
-from dagd.web.api_input import int_param, json_body, limit_param, naming, text_param
+from dagd.web.api_input import body_object, int_param, json_body, limit_param, naming, text_param
 from dagd.web.base import ENGINE, READER, SUPERVISOR, Handler, json_response
 
 
@@ -36,9 +36,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def trigger_run(request: web.Request) -> web.Response:
     dag_id = request.match_info["dag_id"]
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidInput("body must be a JSON object like {\"conf\": {...}}", field="body")
+    body = await body_object(request, ("conf",))
     run_id = await request.app[ENGINE].trigger(
         dag_id, conf=body.get("conf"), source=request.headers.get("X-Dagd-Source", "api")
     )

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from dagd.errors import BadRequest, DagdError, InvalidInput, NotFound
+from dagd.errors import BadRequest, InvalidInput, NotFound
 
 MAX_PAGE = 1000  # rows per answer of a list route, at most
 MAX_ID = 2**63 - 1  # SQLite's largest integer
@@ -134,7 +134,9 @@ async def json_body(request: web.Request) -> Any:
     if not raw.strip():
         return {}
     if request.content_type not in ("application/json", "application/octet-stream", ""):
-        raise DagdError(f"expected a JSON body, got {request.content_type}", field="body")
+        raise BadRequest(f"expected a JSON body (Content-Type: application/json), got "
+                         f"{request.content_type[:80]}; with curl, add "
+                         "-H 'Content-Type: application/json'", field="body")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
