@@ -297,6 +297,8 @@ async def _attempt(store: Store, args: argparse.Namespace) -> Any:
     ti = await store.get_ti(run.id, args.task, args.map_index)
     attempts = await store.list_attempts(ti.id)
     if not attempts:
+        if not args.follow:
+            raise await store.not_run_yet(ti)
         return None
     if args.try_number is None:
         return attempts[-1]
@@ -311,9 +313,6 @@ async def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
     store = await _reader(settings)
     try:
         attempt = await _attempt(store, args)
-        if attempt is None and not args.follow:
-            raise NotFound(f"the task has not run yet in run {args.run}",
-                           dag_id=args.dag, task_id=args.task)
         holder = daemon_running(settings.lock_path)
         if holder is not None and attempt is not None and not args.follow:
             # The daemon masks the secrets it holds (under systemd, in its environment
@@ -360,6 +359,9 @@ async def _follow(
         if attempt is None:
             attempt = await _attempt(store, args)
             if attempt is None:
+                why = await store.not_run_yet(ti)
+                if why.field == "map_index":  # a mapped task: its instances have logs
+                    raise why
                 if ti.state in TASK_TERMINAL:
                     raise NotFound(f"the task ended {ti.state} without running in run "
                                    f"{args.run}", dag_id=args.dag, task_id=args.task)

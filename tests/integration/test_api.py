@@ -401,3 +401,33 @@ async def test_a_trigger_names_an_unknown_body_field_and_a_body_that_is_not_json
     assert unknown[0] == 422 and unknown[1]["field"] == "extra"
     assert form[0] == 400 and "Content-Type: application/json" in form[1]["message"]
     assert runs == []
+
+
+async def test_the_log_of_a_mapped_task_itself_says_to_ask_an_instance(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+) -> None:
+    write_dag("fan.py", """
+from dagd import DAG, task
+
+with DAG("fan") as fan:
+    @task
+    async def items():
+        return [1, 2, 3]
+
+    @task
+    async def square(x):
+        print("square of", x)
+        return x * x
+
+    square.expand(x=items())
+""")
+    async with start_engine(capture=True) as h, api(h) as (http, base):
+        run_id, state = await h.run("fan")
+        parent = await get(http, f"{base}/runs/{run_id}/tasks/square/logs")
+        async with http.get(f"{base}/runs/{run_id}/tasks/square/logs?map_index=2") as r:
+            child = r.status, await r.text()
+    assert state == "success"
+    assert parent[0] == 404 and parent[1]["field"] == "map_index"
+    assert "mapped task: its 3 instances ran" in parent[1]["message"]
+    assert "map_index 0 to 2" in parent[1]["message"]
+    assert child[0] == 200 and "square of 3" in child[1]

@@ -239,6 +239,19 @@ class Store:
             raise NotFound(f"no task instance {task_id!r} in run {run_id}", task_id=task_id)
         return TaskInstanceRow.from_row(rows[0])
 
+    async def not_run_yet(self, ti: TaskInstanceRow) -> NotFound:
+        """Why a task instance has no attempt (no log): not run yet, or a mapped task
+        whose instances ran instead (which to ask for, then)."""
+        if ti.map_index < 0:
+            indexes = [t.map_index for t in await self.list_tis(ti.run_id)
+                       if t.task_id == ti.task_id and t.map_index >= 0]
+            if indexes:
+                return NotFound(f"{ti.task_id!r} is a mapped task: its {len(indexes)} "
+                                f"instances ran, each with its own log; ask for one with "
+                                f"map_index {min(indexes)} to {max(indexes)}",
+                                task_id=ti.task_id, field="map_index")
+        return NotFound(f"the task has not run yet in run {ti.run_id}", task_id=ti.task_id)
+
     async def list_attempts(self, ti_id: int) -> list[AttemptRow]:
         return [AttemptRow.from_row(r) for r in await self._all(Q.list_attempts, {"ti_id": ti_id})]
 

@@ -54,7 +54,7 @@ async def get_log(request: web.Request) -> web.Response:
     ti = await task_instance(request)
     attempts = await reader.list_attempts(ti.id)
     if not attempts:
-        raise NotFound("the task has not run yet", task_id=ti.task_id)
+        raise await reader.not_run_yet(ti)
     wanted = int_param(request, "try", attempts[-1].try_number, low=1)
     offset = int_param(request, "offset", 0, low=0, high=MAX_ID)
     attempt: AttemptRow | None = next((a for a in attempts if a.try_number == wanted), None)
