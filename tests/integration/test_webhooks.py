@@ -347,9 +347,14 @@ async def test_standard_webhooks_refuse_a_replayed_timestamp(
         assert status == 403, body
 
         assert [r["conf"] for r in await c.runs("standard_dag")] == [{"test": 2432232314}]
-        outcomes = [e["outcome"] for e in await c.events("standard_dag")]
+        events = await c.events("standard_dag")
+        outcomes = [e["outcome"] for e in events]
         # the re-signed delivery repeated its webhook-id: ledgered as a duplicate
         assert outcomes == ["unauthorized", "run_created", "duplicate", "unauthorized"]
+        # A refused delivery is never made a run by a replay.
+        status, body = await c.send("POST", f"/api/v1/events/{events[-1]['id']}/replay")
+        assert status == 409 and "a refused event is not replayed" in body["message"], body
+        assert len(await c.runs("standard_dag")) == 1
 
 
 # -- idempotency -----------------------------------------------------------------------

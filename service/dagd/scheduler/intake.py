@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from dagd.authoring.params import check_conf
-from dagd.errors import InvalidInput, NotFound, StorageUnavailable
+from dagd.errors import InvalidInput, NotFound, StateError, StorageUnavailable
 from dagd.events import (
     DAG_PAUSED,
     DUPLICATE,
     IN_BATCH,
     NO_MATCHING_DAG,
+    REJECTED,
     RUN_CREATED,
+    UNAUTHORIZED,
     Conf,
     Delivery,
     IdempotencyConflict,
@@ -298,6 +300,12 @@ class Intake:
         """Start a new run from a stored event, with the conf of the run it started."""
         store = self.engine.store
         event = await store.get_event(event_id)
+        if event.outcome in (UNAUTHORIZED, REJECTED):
+            # What a sender could not prove, or what its DAG refused, must not become a
+            # run by a click.
+            raise StateError(f"event {event_id} was refused ({event.outcome}: "
+                             f"{event.detail}); a refused event is not replayed",
+                             dag_id=event.dag_id)
         if event.dag_id is None:
             raise InvalidInput(f"event {event_id} concerns no DAG ({event.outcome}): "
                                "nothing to replay")
