@@ -91,6 +91,7 @@ async def test_every_metric_after_a_known_run(
 
         await wait_until(heard)
         text, samples = await scrape()
+        assert "_created" not in text  # no timestamp series beside the histograms
         pool = h.engine.executor.pool
         pool_size, pool_idle = pool.size, pool.idle
     assert value(samples, "dagd_runs", dag_id="pair", state="success") == 1

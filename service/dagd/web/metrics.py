@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -27,6 +32,9 @@ from dagd.errors import DagdError
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from dagd.web.base import ENGINE, READER
+
+# No `*_created` series beside each histogram: a timestamp per label set is noise here.
+disable_created_metrics()
 
 log = logging.getLogger(__name__)
 
