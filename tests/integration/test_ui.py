@@ -308,7 +308,8 @@ async def test_triggers_show_their_next_fire_time_folder_and_webhook_path(
         paused = assert_clean(await get(http, f"{base}/dags/timed"))
     shown = texts(dags)
     assert re.search(r"cron 0 3 \* \* 1 \(UTC\) next: \d{4}-\d\d-\d\d 03:00 UTC", shown), shown
-    assert f"files *.csv in {tmp_path / 'drops'}" in shown
+    assert f"file *.csv in {tmp_path / 'drops'}" in shown
+    assert "cron cron" not in shown and "file files" not in shown
     assert "POST /hooks/retrain" in shown
     assert "next: paused" in texts(paused)
     boxes = [a for t, a in paused.tags if t == "input" and a.get("data-action") == "pause"]

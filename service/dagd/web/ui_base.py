@@ -4,6 +4,7 @@ the login's name and CSRF token, the HTML error page, and path and query numbers
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -27,9 +28,9 @@ ENV = Environment(
     lstrip_blocks=True,
 )
 ENV.filters.update(when=ui_view.when, iso=ui_view.iso, pretty=ui_view.pretty_json,
-                   compact=ui_view.compact_json)
-ENV.globals.update(span=ui_view.span, ti_key=ui_view.ti_key, summary=summary_state,
-                   version=__version__)
+                   compact=ui_view.compact_json, short_date=ui_view.short_date)
+ENV.globals.update(span=ui_view.span, ticking=ui_view.ticking, ti_key=ui_view.ti_key,
+                   summary=summary_state, version=__version__)
 
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -46,7 +47,8 @@ def render(request: web.Request, template: str, *, status: int = 200,
     user = request.get("dagd_user")
     html = ENV.get_template(template).render(
         csrf=request.get("dagd_csrf", ""), user=getattr(user, "name", None),
-        operator=can_operate(request), path=request.path, **context)
+        operator=can_operate(request), path=request.path, clock=f"{time.time():.3f}",
+        **context)
     response = web.Response(text=html, content_type="text/html", status=status)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -8,11 +8,12 @@ import time
 from aiohttp import web
 
 from dagd.errors import NotFound
-from dagd.store.rows import AttemptRow, TaskInstanceRow
+from dagd.store.rows import AttemptRow, RunRow, TaskInstanceRow
 from dagd.web import ui_view
 from dagd.web.base import READER
 from dagd.web.ui_base import page, path_int, query_int, render
 from dagd.web.ui_gantt import gantt
+from dagd.web.ui_graph import summary_state
 
 LIST_LIMIT = 200  # rows of the events and notifications pages
 
@@ -33,12 +34,15 @@ async def run_page(request: web.Request) -> web.Response:
             event = None
     now = time.time()
     tries: dict[int, int] = {}
+    latest: dict[int, AttemptRow] = {}
     for a in attempts:
         tries[a.ti_id] = tries.get(a.ti_id, 0) + 1
+        latest[a.ti_id] = a  # in try order: the last one stays
     expanded = {t.task_id for t in tis if t.map_index >= 0}
     drawn = [t for t in tis if t.map_index >= 0 or t.task_id not in expanded]
+    times = {t.id: ui_view.ti_times(t, latest.get(t.id)) for t in tis}
     return render(request, "run.html", run=run, tis=tis, tries=tries, event=event,
-                  chart=gantt(run, drawn, attempts, history, now=now), now=now)
+                  times=times, chart=gantt(run, drawn, attempts, history, now=now), now=now)
 
 
 async def _task_order(request: web.Request, dag_id: str) -> dict[str, int]:
@@ -73,6 +77,11 @@ async def task_page(request: web.Request) -> web.Response:
     map_index = query_int(request, "map_index", -1, low=-1)
     assert map_index is not None
     ti = await reader.get_ti(run.id, task_id, map_index)
+    if map_index < 0:
+        instances = [t for t in await reader.list_tis(run.id)
+                     if t.task_id == task_id and t.map_index >= 0]
+        if instances or await _is_mapped(request, run.dag_id, task_id):
+            return await _mapped_page(request, run, ti, instances)
     attempts = await reader.list_attempts(ti.id)
     wanted = query_int(request, "try", None, low=1)
     chosen = _chosen(attempts, wanted, task_id)
@@ -86,7 +95,32 @@ async def task_page(request: web.Request) -> web.Response:
         request, "task.html", run=run, ti=ti, attempts=attempts, chosen=chosen,
         pinned=wanted is not None, log=log, log_offset=offset, log_cut=cut, xcom=xcom,
         has_xcom=xcom is not None, retries_left=max(0, ti.max_tries - ti.try_number),
-        siblings=siblings, now=time.time())
+        siblings=siblings, times=ui_view.ti_times(ti, attempts[-1] if attempts else None),
+        now=time.time())
+
+
+async def _is_mapped(request: web.Request, dag_id: str, task_id: str) -> bool:
+    try:
+        dag = await request.app[READER].get_dag(dag_id)
+    except NotFound:
+        return False
+    return any(t.get("task_id") == task_id and t.get("mapped")
+               for t in dag.spec.get("tasks") or [])
+
+
+async def _mapped_page(request: web.Request, run: RunRow, ti: TaskInstanceRow,
+                       instances: list[TaskInstanceRow]) -> web.Response:
+    """A mapped task as a whole: how many instances it was mapped into, and each one's
+    state, try and duration (its own page has its attempts, log and XCom)."""
+    latest: dict[int, AttemptRow] = {}
+    for a in await request.app[READER].run_attempts(run.id):
+        latest[a.ti_id] = a
+    instances = sorted(instances, key=lambda t: t.map_index)
+    return render(
+        request, "mapped.html", run=run, ti=ti, instances=instances,
+        state=summary_state(t.state for t in instances) if instances else ti.state,
+        times={t.id: ui_view.ti_times(t, latest.get(t.id)) for t in instances},
+        now=time.time())
 
 
 @page

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import orjson
 from aiohttp import web
+from markupsafe import Markup, escape
 
 from dagd.authoring.dag import DAG, describe_trigger
 from dagd.executors.logs import mask, secret_values
@@ -49,6 +50,37 @@ def span(start: float | None, end: float | None, now: float | None = None) -> st
     return f"{hours}h {minutes:02d}m" if hours < 48 else f"{hours // 24}d {hours % 24}h"
 
 
+def ti_times(ti: Any, latest: Any | None) -> tuple[float | None, float | None]:
+    """When a task instance's latest attempt started and ended (a cleared instance keeps
+    its first start in its row: the page shows the try that counts now)."""
+    if latest is None:
+        return ti.started_at, ti.ended_at
+    return latest.started_at, latest.ended_at
+
+
+def ticking(start: float | None, end: float | None, now: float | None = None) -> Markup:
+    """A duration as text; one still running carries its start, for the page's one
+    timer (static/live.js) to keep it ticking."""
+    text = span(start, end, now)
+    if start is None or end is not None:
+        return Markup(escape(text))
+    return Markup(f'<span data-tick="{float(start):.3f}">{escape(text)}</span>')
+
+
+def short_date(value: str | None) -> str:
+    """An ISO date-time as "2026-12-02 04:21 UTC" (the full text goes in a title)."""
+    if not value:
+        return ""
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+        return parsed.strftime("%Y-%m-%d %H:%M UTC")
+    return parsed.strftime("%Y-%m-%d %H:%M")
+
+
 def pretty_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
                         default=repr).decode()
@@ -66,11 +98,11 @@ def ti_key(run_id: int, task_id: str, map_index: int = -1) -> str:
 def _trigger_text(t: dict[str, Any]) -> str:
     kind = str(t.get("kind", "?"))
     if kind == "cron":
-        return f"cron {t.get('expression')} ({t.get('timezone') or 'UTC'})"
+        return f"{t.get('expression')} ({t.get('timezone') or 'UTC'})"
     if kind == "interval":
         return f"every {t.get('period')}"
     if kind == "file":
-        return f"files {t.get('pattern') or '*'} in {t.get('folder')}"
+        return f"{t.get('pattern') or '*'} in {t.get('folder')}"
     if kind == "webhook":
         return f"POST /hooks/{t.get('name')}"
     return str(t.get("source") or t.get("repr") or kind)
