@@ -108,6 +108,20 @@ with DAG("tails", description="Writes its log in two parts", tags=["demo"]):
         print("second part, written later", flush=True)
 
     slow_log()
+
+with DAG("chain", description="Holds its first task until told", tags=["demo"]):
+    @task
+    def hold():
+        import time
+
+        while not (HERE / "release").exists():  # the test says when to go on
+            time.sleep(0.05)
+
+    @task
+    def after_hold():
+        print("after the hold")
+
+    hold() >> after_hold()
 '''
 
 
@@ -204,9 +218,9 @@ def test_the_dag_list_then_a_run_with_conf_from_the_form_turns_the_graph_green_l
     daemon, watched = ui
     page = watched.page
     cards = page.locator(".dag-card")
-    expect(cards).to_have_count(4)
-    expect(page.locator(".dag-card .dag-id")).to_have_text(["breaks", "flaky", "tails",
-                                                             "ui_demo"])
+    expect(cards).to_have_count(5)
+    expect(page.locator(".dag-card .dag-id")).to_have_text(["breaks", "chain", "flaky",
+                                                             "tails", "ui_demo"])
     shot(page, tmp_path, "dags-all")
     flaky = cards.filter(has_text="flaky")
     flaky.locator('input[data-action="pause"]').check()
@@ -404,3 +418,83 @@ def test_pages_fit_a_phone_in_either_theme(
         small.check()
     finally:
         context.close()
+
+
+def test_an_open_trigger_form_and_its_message_outlive_the_live_refreshes(
+    ui: tuple[Daemon, Watched], tmp_path: Path
+) -> None:
+    daemon, watched = ui
+    page = watched.page
+    card = page.locator(".dag-card[data-dag='ui_demo']")
+    card.locator("summary", has_text="Trigger").click()
+    card.locator('input[name="who"]').fill("Grace")
+    card.get_by_role("button", name="Trigger run").click()
+    result = card.locator(".form-result")
+    expect(result).to_contain_text("queued")
+    # The run's marks change as it runs: the list is redrawn around the open form.
+    expect(card.locator(".marks .mark[data-state='success']")).to_have_count(1)
+    status, _ = daemon.request("POST", "/api/v1/dags/flaky/runs", {"conf": {}})
+    assert status == 201
+    expect(page.locator(".dag-card[data-dag='flaky'] .mark[data-state='success']")
+           ).to_have_count(1)
+    expect(result).to_contain_text("queued")
+    expect(result.get_by_role("link", name="open")).to_be_visible()
+    expect(card.locator("details.trigger")).to_have_attribute("open", "")
+    expect(card.locator('input[name="who"]')).to_have_value("Grace")
+    shot(page, tmp_path, "dags-trigger-kept")
+    watched.check()
+
+
+def test_a_new_runs_graph_shows_its_waiting_tasks_scheduled_and_durations_tick(
+    ui: tuple[Daemon, Watched], tmp_path: Path, dags_folder: Path
+) -> None:
+    daemon, watched = ui
+    page = watched.page
+    page.goto(daemon.url("/dags/chain"))
+    expect(page.locator("#live")).to_have_attribute("data-live", "on")
+    status, created = daemon.request("POST", "/api/v1/dags/chain/runs", {"conf": {}})
+    assert status == 201, created
+    graph = page.locator("svg[data-graph]")
+    expect(graph.locator("g.node[data-task='hold']")).to_have_attribute("data-state", "running")
+    expect(graph.locator("g.node[data-task='after_hold']")).to_have_attribute(
+        "data-state", "scheduled")
+    expect(page.locator(".grid .cell[data-state='scheduled']")).to_have_count(1)
+    shot(page, tmp_path, "graph-scheduled")
+    page.goto(daemon.url(f"/runs/{created['run_id']}"))
+    duration = page.locator(".facts [data-tick]")
+    expect(duration).to_have_count(1)
+    first = duration.text_content() or ""
+    expect(duration).not_to_have_text(first, timeout=3_000)  # no event came: the timer
+    (dags_folder / "release").write_text("go\n")
+    expect(page.locator(".heading .badge")).to_have_text("success")
+    expect(page.locator(".facts [data-tick]")).to_have_count(0)
+    watched.check()
+
+
+def test_a_page_whose_session_ends_says_logged_out_and_stops_asking(
+    ui: tuple[Daemon, Watched], tmp_path: Path
+) -> None:
+    daemon, watched = ui
+    page = watched.page
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    expect(page.locator("#live")).to_have_attribute("data-live", "on")
+    page.evaluate("""async () => {
+        const body = new URLSearchParams({csrf: document.querySelector(
+            'meta[name="dagd-csrf"]').content});
+        await fetch("/logout", {method: "POST", body, credentials: "same-origin",
+                                redirect: "manual"});
+    }""")
+    status, _ = daemon.request("POST", "/api/v1/dags/flaky/runs", {"conf": {}})
+    assert status == 201  # a change: the page asks the server again, and is refused
+    expect(page.locator("#live")).to_have_attribute("data-live", "out")
+    expect(page.locator("#live")).to_have_text("logged out")
+    expect(page.locator("#flash a")).to_have_attribute("href", "/login?next=%2F")
+    shot(page, tmp_path, "logged-out")
+    count = len(asked)
+    page.wait_for_timeout(1_500)  # nothing more is asked for
+    streams = [u for u in asked if "/api/v1/stream" in u]
+    assert not [u for u in streams if "undefined" in u], streams
+    assert [u for u in asked[count:] if "/api/v1/" in u] == [], asked[count:]
+    watched.problems = [p for p in watched.problems if "status of 401" not in p]
+    watched.check()

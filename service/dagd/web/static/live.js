@@ -46,6 +46,7 @@
   function onRun(d) {
     const found = $$(`[data-run]${attr("data-run", d.id)}:not(svg)`);
     for (const el of found) setState(el, d.state);
+    if (d.state === "running") graphFollows(d.dag_id, d.id, true);
     const page = document.body.dataset.page;
     if (!found.length && page === "dags") scheduleRefresh(); // a new run: a new mark
     if (page === "dag" || page === "run" || page === "task") scheduleRefresh(); // durations
@@ -55,29 +56,40 @@
     return $$("g.node", svg).find((g) => g.dataset.task === taskId) || null;
   }
 
-  function onGraphTi(d) {
+  // The graph shows the newest run of its DAG. A run that starts has every task instance
+  // made, scheduled (the stream carries their changes, not their creation): its nodes
+  // show scheduled until their own event comes, as the grid's cells do.
+  function graphFollows(dagId, runId, starting = false) {
     const svg = $("svg[data-graph]");
-    if (!svg || svg.dataset.dag !== d.dag_id) return;
+    if (!svg || svg.dataset.dag !== dagId) return null;
     const shown = Number(svg.dataset.run);
-    if (d.run_id < shown) return;
-    if (d.run_id > shown) { // a newer run: the graph follows it
-      svg.dataset.run = String(d.run_id);
+    if (runId < shown) return null;
+    if (runId > shown) {
+      svg.dataset.run = String(runId);
       for (const g of $$("g.node", svg)) {
-        g.dataset.state = "none";
+        setState(g, "scheduled");
         if (g.hasAttribute("data-mapped")) g.dataset.mapped = "";
         const count = $("[data-count]", g);
         if (count) count.textContent = "[…]";
       }
       for (const a of $$("a[data-task-link]", svg)) {
-        a.setAttribute("href", `/runs/${d.run_id}/tasks/${enc(a.dataset.taskLink)}`);
+        a.setAttribute("href", `/runs/${runId}/tasks/${enc(a.dataset.taskLink)}`);
       }
       const link = $("[data-graph-run-link]");
       if (link) {
-        link.setAttribute("href", `/runs/${d.run_id}`);
-        link.textContent = `run ${d.run_id}`;
+        link.setAttribute("href", `/runs/${runId}`);
+        link.textContent = `run ${runId}`;
         link.closest("[data-graph-run]").hidden = false;
       }
+    } else if (starting) {
+      for (const g of $$('g.node[data-state="none"]', svg)) setState(g, "scheduled");
     }
+    return svg;
+  }
+
+  function onGraphTi(d) {
+    const svg = graphFollows(d.dag_id, d.run_id);
+    if (!svg) return;
     const node = graphNode(svg, d.task_id);
     if (!node) return;
     if (node.hasAttribute("data-mapped") && d.map_index >= 0) {
@@ -108,7 +120,10 @@
     if (page === "dag" && !found) scheduleRefresh(); // a new run or instance: a new cell
     if (page === "run") scheduleRefresh(); // the Gantt grows
     const here = $("[data-ti-page]");
-    if (page === "task" && here && here.dataset.tiPage === exact) scheduleRefresh();
+    if (page === "task" && here && (here.dataset.tiPage === exact ||
+        (here.hasAttribute("data-mapped-page") && here.dataset.tiPage === key))) {
+      scheduleRefresh();
+    }
   }
 
   function onAttempt(d) {
@@ -165,13 +180,65 @@
   // -- refreshing a page's live regions in place -----------------------------------------
   let refreshTimer = null;
   let refreshing = false;
+  let loggedOut = false;
 
   function scheduleRefresh() {
-    if (refreshTimer !== null) return;
+    if (refreshTimer !== null || loggedOut) return;
     refreshTimer = setTimeout(() => {
       refreshTimer = null;
       refresh().catch((exc) => flash(`could not refresh the page: ${exc.message}`));
     }, 150);
+  }
+
+  // The session is gone: no more stream nor refresh, and a way back in.
+  function showLoggedOut() {
+    loggedOut = true;
+    if (source) source.close();
+    source = null;
+    clearTimeout(reopenTimer);
+    const live = $("#live");
+    if (live) {
+      live.dataset.live = "out";
+      live.textContent = "logged out";
+    }
+    const el = $("#flash");
+    const a = document.createElement("a");
+    a.href = `/login?next=${enc(location.pathname + location.search)}`;
+    a.textContent = "log in";
+    el.replaceChildren(document.createTextNode("logged out: "), a);
+    el.hidden = false;
+  }
+
+  // A block being used (an open trigger form, a message just shown, a field with focus)
+  // stays as it is when its region is redrawn around it.
+  function busy(el) {
+    if (el.open || el.contains(document.activeElement)) return true;
+    const result = $(".form-result", el);
+    return Boolean(result && result.textContent.trim());
+  }
+
+  function swapRegion(old, fresh) {
+    const active = document.activeElement;
+    let selection = null;
+    try {
+      selection = [active.selectionStart, active.selectionEnd];
+    } catch (_) {
+      selection = null;
+    }
+    for (const kept of $$("[data-keep]", old)) {
+      if (!busy(kept)) continue;
+      const twin = $(attr("data-keep", kept.dataset.keep), fresh);
+      if (twin) twin.replaceWith(kept);
+    }
+    old.replaceWith(fresh);
+    if (active && active !== document.activeElement && fresh.contains(active)) {
+      active.focus();
+      if (selection && selection[0] !== null && selection[0] !== undefined) {
+        try {
+          active.setSelectionRange(selection[0], selection[1]);
+        } catch (_) { /* not a text field */ }
+      }
+    }
   }
 
   // Re-read this page from the server and swap its [data-region] parts (and, on a task
@@ -185,11 +252,16 @@
     refreshing = true;
     try {
       const resp = await fetch(location.href, { credentials: "same-origin" });
+      if (resp.status === 401 || new URL(resp.url).pathname === "/login") {
+        showLoggedOut();
+        return;
+      }
       if (!resp.ok) return;
       const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+      if (doc.body.dataset.page !== document.body.dataset.page) return; // not this page
       for (const fresh of $$("[data-region]", doc)) {
         const old = $(attr("data-region", fresh.dataset.region));
-        if (old) old.replaceWith(document.importNode(fresh, true));
+        if (old) swapRegion(old, document.importNode(fresh, true));
       }
       const box = $("#log-box");
       const freshBox = $("#log-box", doc);
@@ -198,8 +270,9 @@
           freshBox.dataset.attempt !== box.dataset.attempt) { // a new try: follow its log
         box.replaceWith(document.importNode(freshBox, true));
       }
-      const stream = doc.body.dataset.stream;
-      if (stream !== document.body.dataset.stream) {
+      setClock(doc.body.dataset.clock);
+      const stream = doc.body.dataset.stream || "";
+      if (stream !== (document.body.dataset.stream || "")) {
         document.body.dataset.stream = stream;
         openStream();
       }
@@ -208,18 +281,68 @@
     }
   }
 
+  // -- durations that tick: one timer for the page -----------------------------------------
+  let skew = 0; // the server's clock minus this browser's, in seconds
+
+  function setClock(text) {
+    const server = Number(text);
+    if (text && Number.isFinite(server)) skew = server - Date.now() / 1000;
+  }
+
+  function spanText(seconds) {
+    if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+    if (seconds < 60) return `${seconds.toFixed(1)}s`;
+    const minutes = Math.floor(seconds / 60);
+    const secs = Math.floor(seconds % 60);
+    if (minutes < 60) return `${minutes}m ${String(secs).padStart(2, "0")}s`;
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) return `${hours}h ${String(minutes % 60).padStart(2, "0")}m`;
+    return `${Math.floor(hours / 24)}d ${hours % 24}h`;
+  }
+
+  function tick() {
+    const now = Date.now() / 1000 + skew;
+    for (const el of $$("[data-tick]")) {
+      const start = Number(el.dataset.tick);
+      if (Number.isFinite(start)) el.textContent = spanText(Math.max(0, now - start));
+    }
+  }
+
+  // -- the stream ---------------------------------------------------------------------------
   let source = null;
+  let reopenTimer = null;
+
+  // The stream was refused (EventSource gives up on an error status): a 401 is a session
+  // gone; anything else is tried again a little later.
+  async function streamRefused() {
+    let status = 0;
+    try {
+      status = (await fetch("/login/session", { credentials: "same-origin" })).status;
+    } catch (_) {
+      status = 0;
+    }
+    if (status === 401) {
+      showLoggedOut();
+      return;
+    }
+    clearTimeout(reopenTimer);
+    reopenTimer = setTimeout(openStream, 5000);
+  }
 
   function openStream() {
-    const spec = document.body.dataset.stream;
+    const spec = document.body.dataset.stream || "";
     if (source) source.close();
     source = null;
-    if (!spec || typeof EventSource === "undefined") return;
+    if (!spec || loggedOut || typeof EventSource === "undefined") return;
     const live = $("#live");
-    source = new EventSource(`/api/v1/stream${spec === "all" ? "" : `?${spec}`}`);
-    source.addEventListener("open", () => { live.dataset.live = "on"; });
-    source.addEventListener("error", () => { live.dataset.live = "off"; });
-    const on = (name, fn) => source.addEventListener(name, (ev) => {
+    const opened = new EventSource(`/api/v1/stream${spec === "all" ? "" : `?${spec}`}`);
+    source = opened;
+    opened.addEventListener("open", () => { live.dataset.live = "on"; });
+    opened.addEventListener("error", () => {
+      live.dataset.live = "off";
+      if (opened.readyState === EventSource.CLOSED && source === opened) streamRefused();
+    });
+    const on = (name, fn) => opened.addEventListener(name, (ev) => {
       let data;
       try {
         data = JSON.parse(ev.data);
@@ -240,6 +363,9 @@
 
   window.addEventListener("pagehide", () => { if (source) source.close(); });
   document.addEventListener("DOMContentLoaded", () => {
+    setClock(document.body.dataset.clock);
+    if ($("[data-tick]")) tick();
+    setInterval(tick, 1000);
     const pre = $("#log");
     if (pre) follow(pre);
     openStream();
