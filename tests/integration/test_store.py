@@ -173,3 +173,19 @@ async def test_a_database_of_an_older_version_is_migrated_and_keeps_its_rows(
         await store.commit(batch)
     finally:
         await store.close()
+
+
+async def test_a_database_dagd_makes_is_readable_by_its_owner_alone(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "dagd.db"
+    store = await Store.open(path)
+    try:
+        batch = store.batch()
+        batch.record_event(kind="manual", source="test", dag_id=None, outcome="no_matching_dag",
+                           detail="x", payload={"secret-ish": "body"})
+        await store.commit(batch)
+        modes = {p.name: p.stat().st_mode & 0o777 for p in path.parent.iterdir()
+                 if p.name.startswith("dagd.db")}
+    finally:
+        await store.close()
+    assert modes["dagd.db"] == 0o600
+    assert all(mode & 0o077 == 0 for mode in modes.values()), modes

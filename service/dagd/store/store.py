@@ -9,7 +9,9 @@ read-only store (the CLI's) opens the file with `mode=ro` and has no writer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 import sqlite3
 import time
@@ -420,6 +422,10 @@ class Store:
 
 # -- the writer thread's side: plain sqlite3, called through Store._run -------------------
 def _open_writer(path: Path, synchronous: str) -> sqlite3.Connection:
+    # The database holds every run's conf (webhook bodies among them): readable by its
+    # owner alone, when dagd makes it. SQLite gives its -wal and -shm files that mode.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
