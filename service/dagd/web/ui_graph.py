@@ -133,10 +133,17 @@ def _cut(text: str) -> str:
     return text if len(text) <= LABEL_MAX else text[:LABEL_MAX - 1] + "…"
 
 
-def _lane(y1: int, end: int, busy: list[tuple[int, int]], rows: int) -> int:
+LANE_STEP = 5  # between two long edges that would share a lane over the same layers
+
+
+def _lane(y1: int, end: int, busy: list[tuple[int, int]], rows: int,
+          taken: list[tuple[int, int, int]], span: tuple[int, int]) -> int:
     """The height a long edge crosses the layers between its ends at: the free one (no
     node box of those layers across it) nearest the straight line, among the rows'
-    middles and the gaps between rows (above the first and below the last too)."""
+    middles and the gaps between rows (above the first and below the last too). An
+    edge whose lane another one already runs along, over some of the same layers, is
+    moved a few pixels aside (away from the nodes above the first row and below the
+    last), so the two stay apart."""
     top = PAD + GROUP_PAD * 3
     gap = (ROW_H - NODE_H) // 2
     candidates = {y1, end}
@@ -147,8 +154,20 @@ def _lane(y1: int, end: int, busy: list[tuple[int, int]], rows: int) -> int:
     def free(y: int) -> bool:
         return all(not (lo - 3 <= y <= hi + 3) for lo, hi in busy)
 
-    return min((y for y in candidates if free(y)),
-               key=lambda y: (abs(y - y1) + abs(y - end), y))
+    bottom = top + max(rows - 1, 0) * ROW_H + NODE_H
+    for base in sorted((y for y in candidates if free(y)),
+                       key=lambda y: (abs(y - y1) + abs(y - end), y)):
+        sharing = sum(1 for y, a, b in taken if abs(y - base) < LANE_STEP * 4
+                      and a < span[1] and span[0] < b)
+        if base < top:
+            shifted = base - LANE_STEP * sharing
+        elif base > bottom:
+            shifted = base + LANE_STEP * sharing
+        else:
+            shifted = base + LANE_STEP * ((sharing + 1) // 2) * (1 if sharing % 2 else -1)
+        if free(shifted):
+            return shifted
+    return top - gap - LANE_STEP * len(taken)  # above every row: always free
 
 
 def _edges(tasks: list[dict[str, Any]], at: Mapping[str, tuple[int, int]]) -> list[Edge]:
@@ -160,6 +179,7 @@ def _edges(tasks: list[dict[str, Any]], at: Mapping[str, tuple[int, int]]) -> li
     for x, y in at.values():
         by_x.setdefault(x, []).append(y)
     rows = max((len(ys) for ys in by_x.values()), default=0)
+    taken: list[tuple[int, int, int]] = []  # (lane, from x, to x) of the long edges
     edges = []
     for t in tasks:
         x2, y2 = at[t["task_id"]]
@@ -172,8 +192,9 @@ def _edges(tasks: list[dict[str, Any]], at: Mapping[str, tuple[int, int]]) -> li
             between = [(y, y + NODE_H) for x, ys in by_x.items() if x1 <= x < x2 - NODE_W
                        for y in ys]
             if between:
-                lane = _lane(y1, end, between, rows)
                 a, b = x1 + COL_W - NODE_W, x2 - (COL_W - NODE_W)
+                lane = _lane(y1, end, between, rows, taken, (a, b))
+                taken.append((lane, a, b))
                 ca, cb = (x1 + a) // 2, (b + x2) // 2
                 path = (f"M{x1},{y1} C{ca},{y1} {ca},{lane} {a},{lane} L{b},{lane} "
                         f"C{cb},{lane} {cb},{end} {x2},{end}")
