@@ -54,6 +54,9 @@ async def test_a_mapped_tasks_page_lists_its_instances_not_a_try_of_its_own(
         assert state == "success"
         page = assert_clean(await get(http, f"{base}/runs/{run_id}/tasks/train"))
         dag = parse(await get(http, f"{base}/dags/shop"))
+        run = parse(await get(http, f"{base}/runs/{run_id}"))
+    assert "train | success | mapped into 3 |" in " | ".join(
+        t.strip() for t in run.text if t.strip())
     shown = texts(page)
     assert "Mapped into 3 instances" in shown, shown
     assert "retries left" not in shown and "Not run yet" not in shown

@@ -4,12 +4,15 @@ DAG page are in `ui`)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from aiohttp import web
 
 from dagd.errors import NotFound
+from dagd.executors.logs import mask_text
 from dagd.store.rows import AttemptRow, RunRow, TaskInstanceRow
 from dagd.web import ui_view
+from dagd.web.api_secrets import mask_value, secrets
 from dagd.web.base import READER
 from dagd.web.ui_base import page, path_int, query_int, render
 from dagd.web.ui_gantt import gantt
@@ -41,8 +44,13 @@ async def run_page(request: web.Request) -> web.Response:
     expanded = {t.task_id for t in tis if t.map_index >= 0}
     drawn = [t for t in tis if t.map_index >= 0 or t.task_id not in expanded]
     times = {t.id: ui_view.ti_times(t, latest.get(t.id)) for t in tis}
+    instances: dict[str, int] = {}
+    for t in tis:
+        if t.map_index >= 0:
+            instances[t.task_id] = instances.get(t.task_id, 0) + 1
     return render(request, "run.html", run=run, tis=tis, tries=tries, event=event,
-                  times=times, chart=gantt(run, drawn, attempts, history, now=now), now=now)
+                  times=times, instances=instances,
+                  chart=gantt(run, drawn, attempts, history, now=now), now=now)
 
 
 async def _task_order(request: web.Request, dag_id: str) -> dict[str, int]:
@@ -90,7 +98,12 @@ async def task_page(request: web.Request) -> web.Response:
         log, offset, cut = await ui_view.masked_log(request, chosen.log_path)
     siblings = [t for t in await reader.list_tis(run.id)
                 if t.task_id == task_id and t.map_index >= 0] if map_index >= 0 else []
-    xcom = await reader.get_xcom(ti.id)
+    # The value a task returned, and its errors, as the API shows them: secrets as ***.
+    hidden = secrets(request)
+    xcom = mask_value(await reader.get_xcom(ti.id), hidden)
+    attempts = [replace(a, error=mask_text(a.error, hidden)) if a.error else a
+                for a in attempts]
+    chosen = next((a for a in attempts if chosen is not None and a.id == chosen.id), None)
     return render(
         request, "task.html", run=run, ti=ti, attempts=attempts, chosen=chosen,
         pinned=wanted is not None, log=log, log_offset=offset, log_cut=cut, xcom=xcom,
