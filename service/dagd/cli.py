@@ -120,6 +120,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per change otherwise
+    from dagd.executors.logs import LOG_SECRETS
+
+    for handler in logging.getLogger().handlers:  # a secret in an error is masked here too
+        handler.addFilter(LOG_SECRETS)
     anyio.run(Daemon(settings, exit_holding_lock=True).run)
     return 0
 

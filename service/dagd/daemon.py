@@ -34,7 +34,7 @@ from dagd import plugins, systemd
 from dagd.authoring.loader import DagBag, load_folder
 from dagd.config import Settings, load_settings
 from dagd.errors import ConfigError, DagdError
-from dagd.executors.logs import install_capture
+from dagd.executors.logs import LOG_SECRETS, configured_secrets, install_capture, mask_text
 from dagd.executors.watchdog import LoopWatchdog
 from dagd.kinds.connections import set_connections
 from dagd.lock import DataDirLock
@@ -52,11 +52,16 @@ from dagd.web.app import create_app
 log = logging.getLogger(__name__)
 
 
-async def sync_dags(store: Store, bag: DagBag, known: set[str]) -> None:
+async def sync_dags(store: Store, bag: DagBag, known: set[str],
+                    secrets: list[str] | None = None) -> None:
+    """The loaded DAGs and the import errors, in the store; a secret a DAG file's error
+    shows (its message, its traceback) is masked before it is written."""
+    hide = secrets or []
     await store.sync_dags(
         [d.describe() for d in bag.dags.values()],
         [
-            {"file": e.file, "line": e.line, "message": e.message, "traceback": e.traceback}
+            {"file": e.file, "line": e.line, "message": mask_text(e.message, hide),
+             "traceback": mask_text(e.traceback, hide) if e.traceback else e.traceback}
             for e in bag.errors
         ],
         known_ids=known,
@@ -103,7 +108,9 @@ class DagFolder:
             new.errors.extend(plugins.errors)
             bag = keep_last_good(self.bag, new)
             known = {d.dag_id for d in await self.store.list_dags()}
-            await sync_dags(self.store, bag, known)
+            secrets = configured_secrets(self.settings, bag.dags.values())
+            LOG_SECRETS.secrets = secrets  # the daemon's own log masks them too
+            await sync_dags(self.store, bag, known, secrets)
             paused = {d.dag_id for d in await self.store.list_dags() if d.is_paused}
             self.engine.set_dags(bag.dags, paused)
             if self.triggers is not None:

@@ -117,6 +117,53 @@ def secret_values(
     return values
 
 
+def configured_secrets(settings: Any, dags: Iterable[Any]) -> list[str]:
+    """The values of every secret the configuration and the DAGs name, read now: SMTP's,
+    the connections' (the config's, and those a SIGHUP loaded since) and the webhooks'."""
+    from dagd.kinds.connections import connection_names, get_connection
+
+    return secret_values(
+        smtp_password_env=settings.smtp_password_env,
+        smtp_password_file=settings.smtp_password_file,
+        connections=[*settings.connections.values(),
+                     *map(get_connection, connection_names())],
+        webhook_secret_envs=[getattr(trigger, "secret_env", None)
+                             for dag in dags for trigger in dag.triggers])
+
+
+def mask_text(text: str, secrets: Iterable[str]) -> str:
+    """`mask` for text."""
+    for value in sorted({s for s in secrets if len(s) >= MASK_MIN_CHARS}, key=len,
+                        reverse=True):
+        text = text.replace(value, MASK.decode())
+    return text
+
+
+class SecretFilter(logging.Filter):
+    """Masks the configured secrets in every record of the daemon's own log (an error a
+    task raised, an import error, may carry one); `secrets` is set again at each load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            masked = mask_text(message, self.secrets)
+            if masked != message:
+                record.msg, record.args = masked, None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = mask_text(record.exc_text, self.secrets)
+        return True
+
+
+# The filter the daemon's log handlers carry (cli `run` installs it).
+LOG_SECRETS = SecretFilter()
+
+
 def mask(text: bytes, secrets: Iterable[str]) -> bytes:
     """`text` with every occurrence of each secret's value replaced by `***`; values that
     are empty or shorter than MASK_MIN_CHARS are left alone. Longest first, so a secret

@@ -28,6 +28,7 @@ from dagd.config import Settings
 from dagd.errors import DagdError, StateError, StorageUnavailable
 from dagd.executors.base import AttemptResult, AttemptSpec
 from dagd.executors.local import LocalExecutor
+from dagd.executors.logs import configured_secrets, mask_text
 from dagd.executors.pool import PoolLimits
 from dagd.retry import RetryPolicy
 from dagd.scheduler import commands, recovery
@@ -324,7 +325,7 @@ class Engine:
             if row is not None:
                 runs.queue(row)
         results, self._results = self._results, []
-        for result in results:
+        for result in self._masked(results):
             runs.apply_result(batch, result)
         for attempt_id, pid in self._pids:
             batch.set_attempt_pid(attempt_id, pid)
@@ -349,6 +350,16 @@ class Engine:
                 self._commit_then_act(batch, inbox, dispatch, ended, actions, stops))
         if self._stopping:  # the last ticks: each one committed before it returns
             await self._settle()
+
+    def _masked(self, results: list[AttemptResult]) -> list[AttemptResult]:
+        """The results, with the configured secrets masked in their errors: an error is
+        written to the database, served by the API and the UI, logged and emailed."""
+        if any(r.error for r in results):
+            secrets = configured_secrets(self.settings, self.dags.values())
+            for result in results:
+                if result.error and secrets:
+                    result.error = mask_text(result.error, secrets)
+        return results
 
     def _act_and_expire(self, batch: Batch, actions: list[_Action]) -> None:
         """A tick's step: people's actions (clear, mark), then the runs past their

@@ -14,6 +14,7 @@ from dagd.errors import InvalidInput
 from dagd.version import __version__
 from dagd.web import api_dags, api_logs, api_runs, openapi
 from dagd.web.api_input import body_object, int_param, json_body, limit_param, naming, text_param
+from dagd.web.api_secrets import mask_value, secrets
 from dagd.web.base import ENGINE, READER, SUPERVISOR, Handler, json_response
 
 
@@ -54,7 +55,8 @@ def _pause(paused: bool) -> Handler:
 
 async def import_errors(request: web.Request) -> web.Response:
     rows = await request.app[READER].list_import_errors()
-    return json_response({"import_errors": [asdict(r) for r in rows]})
+    return json_response(mask_value({"import_errors": [asdict(r) for r in rows]},
+                                    secrets(request)))
 
 
 async def list_events(request: web.Request) -> web.Response:

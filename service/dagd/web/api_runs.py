@@ -134,8 +134,9 @@ async def get_ti(request: web.Request) -> web.Response:
         task = next((t for t in spec.get("tasks") or [] if t["task_id"] == ti.task_id), None)
     except NotFound:
         pass  # the DAG's row is gone: the instance is still shown
-    return json_response({**describe_ti(ti), "dag_id": run.dag_id, "task": task,
-                          "attempts": [describe_attempt(a, ti) for a in attempts]})
+    return json_response(mask_value(
+        {**describe_ti(ti), "dag_id": run.dag_id, "task": task,
+         "attempts": [describe_attempt(a, ti) for a in attempts]}, secrets(request)))
 
 
 async def clear_ti(request: web.Request) -> web.Response:

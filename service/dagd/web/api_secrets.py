@@ -8,22 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
-from dagd.executors.logs import MASK, MASK_MIN_CHARS, secret_values
-from dagd.kinds.connections import connection_names, get_connection
+from dagd.executors.logs import MASK, MASK_MIN_CHARS, configured_secrets
 from dagd.web.base import ENGINE, SETTINGS
 
 
 def secrets(request: web.Request) -> list[str]:
-    settings = request.app[SETTINGS]
-    return secret_values(
-        smtp_password_env=settings.smtp_password_env,
-        smtp_password_file=settings.smtp_password_file,
-        # The config's connections, and those a SIGHUP loaded since.
-        connections=[*settings.connections.values(),
-                     *map(get_connection, connection_names())],
-        webhook_secret_envs=[getattr(trigger, "secret_env", None)
-                             for dag in request.app[ENGINE].dags.values()
-                             for trigger in dag.triggers])
+    return configured_secrets(request.app[SETTINGS], request.app[ENGINE].dags.values())
 
 
 def mask_value(value: Any, values: list[str]) -> Any:

@@ -4,13 +4,16 @@ DAG page (grid, graph, runs, source)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 from markupsafe import Markup, escape
 
+from dagd.executors.logs import mask_text
 from dagd.web import ui_view
+from dagd.web.api_secrets import secrets
 from dagd.web.base import ENGINE, READER
 from dagd.web.ui_base import page, query_int, render
 from dagd.web.ui_graph import layout, summary_state
@@ -40,8 +43,12 @@ async def dags_page(request: web.Request) -> web.Response:
                                                   paused=row.is_paused),
             "params": ui_view.param_fields(row.spec.get("params") or {}),
         })
+    hidden = secrets(request)  # an import error's message or traceback may show one
+    errors = [replace(e, message=mask_text(e.message, hidden),
+                      traceback=mask_text(e.traceback, hidden) if e.traceback else e.traceback)
+              for e in await reader.list_import_errors()]
     return render(request, "dags.html", dags=dags, total=len(rows), tags=tags, q=name,
-                  tag=tag, import_errors=await reader.list_import_errors())
+                  tag=tag, import_errors=errors)
 
 
 def grid_rows(tasks: list[dict[str, Any]], runs: list[Any],

@@ -1,0 +1,100 @@
+"""A configured secret never shows in what the daemon stores, serves or logs: an error a
+task raised, the value it returned, an import error, all with the secret as `***`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dagd.executors.logs import SecretFilter
+from integration.harness import StartEngine
+from integration.test_api import api, get
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "hunter2-webhook-secret-value"
+
+LEAKY = """
+import os
+from dagd import DAG, Webhook, task
+
+with DAG("leaky", triggers=[Webhook("leaky", secret_env="LEAKY_HOOK_SECRET")]) as leaky:
+    @task
+    async def boom():
+        raise RuntimeError("could not log in with " + os.environ["LEAKY_HOOK_SECRET"])
+
+    @task
+    async def returns_it():
+        return {"pw": os.environ["LEAKY_HOOK_SECRET"]}
+
+    boom()
+    returns_it()
+"""
+
+
+async def test_an_error_and_a_return_value_with_a_secret_show_it_masked(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEAKY_HOOK_SECRET", SECRET)
+    write_dag("leaky.py", LEAKY)
+    async with start_engine() as h, api(h) as (http, base):
+        run_id, state = await h.run("leaky")
+        stored = await h.attempts(run_id, "boom")
+        ti = await get(http, f"{base}/runs/{run_id}/tasks/boom")
+        ui = base.removesuffix("/api/v1")
+        async with http.get(f"{ui}/runs/{run_id}/tasks/boom") as r:
+            boom_page = await r.text()
+        async with http.get(f"{ui}/runs/{run_id}/tasks/returns_it") as r:
+            xcom_page = await r.text()
+    assert state == "failed"
+    assert stored[0].error == "RuntimeError: could not log in with ***"  # as written
+    assert SECRET not in str(ti[1]) and "could not log in with ***" in str(ti[1])
+    assert SECRET not in boom_page and "could not log in with ***" in boom_page
+    assert SECRET not in xcom_page and "***" in xcom_page
+
+
+async def test_an_import_error_with_a_secret_is_stored_and_served_masked(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dagd.authoring.loader import load_folder
+    from dagd.daemon import sync_dags
+    from dagd.executors.logs import configured_secrets
+
+    monkeypatch.setenv("LEAKY_HOOK_SECRET", SECRET)
+    write_dag("leaky.py", LEAKY)
+    async with start_engine() as h, api(h) as (http, base):
+        broken = write_dag("broken.py", f"raise ValueError('the password is {SECRET}')\n")
+        bag = load_folder(broken.parent)
+        assert bag.errors
+        await sync_dags(h.store, bag, set(), configured_secrets(h.settings, bag.dags.values()))
+        stored = await h.store.list_import_errors()
+        served = await get(http, f"{base}/import-errors")
+        async with http.get(base.removesuffix("/api/v1") + "/") as r:
+            page = await r.text()
+    assert [e.message for e in stored] == ["ValueError: the password is ***"]
+    assert SECRET not in (stored[0].traceback or "")
+    assert SECRET not in str(served[1]) and SECRET not in page
+
+
+def test_the_daemons_own_log_masks_a_secret(caplog: pytest.LogCaptureFixture) -> None:
+    hide = SecretFilter()
+    hide.secrets = [SECRET]
+    logger = logging.getLogger("dagd.test.secrets")
+    handler = caplog.handler
+    handler.addFilter(hide)
+    try:
+        with caplog.at_level(logging.ERROR, logger="dagd.test.secrets"):
+            logger.error("failed: %s", f"login with {SECRET}")
+            try:
+                raise RuntimeError(SECRET)
+            except RuntimeError:
+                logger.exception("boom")
+    finally:
+        handler.removeFilter(hide)
+    assert SECRET not in caplog.text
+    assert "failed: login with ***" in caplog.text
