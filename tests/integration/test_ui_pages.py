@@ -185,3 +185,19 @@ async def test_the_login_page_hints_at_the_first_login_only_while_no_user_exists
             after = await resp.text()
     assert "No user yet?" in before
     assert "No user yet?" not in after and "Username" in after
+
+
+async def test_the_events_page_filters_by_kind_and_outcome(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("shop.py", UI_DAGS)
+    async with start_engine() as h, ui(h) as (http, base):
+        await h.run("shop")
+        manual = parse(await get(http, f"{base}/events?kind=manual&outcome=run_created"))
+        cron = assert_clean(await get(http, f"{base}/events?kind=cron"))
+        odd = assert_clean(await get(http, f"{base}/events?kind=%3Cb%3E&outcome=nope"))
+    outcomes = [a["data-outcome"] for t, a in manual.tags if a.get("class") == "outcome"]
+    assert outcomes == ["run_created"]
+    assert "No event matches" in texts(cron)
+    selected = [a.get("value") for t, a in odd.tags if t == "option" and "selected" in a]
+    assert selected == ["<b>"]  # an unknown kind is kept (as text), an unknown outcome not

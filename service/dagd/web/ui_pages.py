@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from dagd import events as ledger
 from dagd.errors import NotFound
 from dagd.executors.logs import mask_text
 from dagd.store.rows import AttemptRow, RunRow, TaskInstanceRow
@@ -19,6 +20,11 @@ from dagd.web.ui_gantt import gantt
 from dagd.web.ui_graph import summary_state
 
 LIST_LIMIT = 200  # rows of the events and notifications pages
+# What the events page offers to filter by: the ledger's usual kinds and its outcomes.
+EVENT_KINDS = ("manual", "cron", "interval", "file", "webhook", "replay", "backfill")
+EVENT_OUTCOMES = (ledger.RUN_CREATED, ledger.DUPLICATE, ledger.DAG_PAUSED,
+                  ledger.NO_MATCHING_DAG, ledger.UNAUTHORIZED, ledger.REJECTED,
+                  ledger.IN_BATCH)
 
 
 @page
@@ -140,8 +146,15 @@ async def _mapped_page(request: web.Request, run: RunRow, ti: TaskInstanceRow,
 async def events_page(request: web.Request) -> web.Response:
     """The event ledger: what arrived, what it did (a run, a duplicate, a refusal)."""
     dag_id = request.query.get("dag") or None
-    events = await request.app[READER].list_events(dag_id, limit=LIST_LIMIT)
-    return render(request, "events.html", events=events, dag_id=dag_id or "")
+    kind = request.query.get("kind", "")[:64] or None  # a plugin's trigger has its own
+    outcome = request.query.get("outcome") or None
+    outcome = outcome if outcome in EVENT_OUTCOMES else None
+    events = await request.app[READER].list_events(dag_id, limit=LIST_LIMIT, kind=kind,
+                                                   outcome=outcome)
+    return render(request, "events.html", events=events, dag_id=dag_id or "",
+                  kind=kind or "", outcome=outcome or "",
+                  kinds=[*EVENT_KINDS, *([kind] if kind and kind not in EVENT_KINDS else [])],
+                  outcomes=EVENT_OUTCOMES)
 
 
 @page
