@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from dagd.executors.logs import SecretFilter
@@ -98,3 +99,37 @@ def test_the_daemons_own_log_masks_a_secret(caplog: pytest.LogCaptureFixture) ->
         handler.removeFilter(hide)
     assert SECRET not in caplog.text
     assert "failed: login with ***" in caplog.text
+
+
+LINKER = """
+from dagd import DAG, task
+
+with DAG("linker") as linker:
+    @task
+    def link():
+        print("an honest line")
+
+    link()
+"""
+
+
+async def test_a_log_replaced_by_a_link_serves_nothing_of_the_file_it_points_to(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+    tmp_path: Path,
+) -> None:
+    private = tmp_path / "private.txt"
+    private.write_text("operator-token-do-not-serve\n")
+    write_dag("linker.py", LINKER)
+    async with start_engine() as h, api(h) as (http, base):
+        run_id, state = await h.run("linker")
+        # What a task could do to its own log, in its place: a link to another file.
+        log_path = anyio.Path((await h.attempts(run_id, "link"))[0].log_path)
+        await log_path.unlink(missing_ok=True)
+        await log_path.symlink_to(private)
+        async with http.get(f"{base}/runs/{run_id}/tasks/link/logs") as r:
+            served = r.status, await r.text()
+        async with http.get(base.removesuffix("/api/v1") + f"/runs/{run_id}/tasks/link") as r:
+            page = await r.text()
+    assert state == "success"
+    assert served[0] == 200 and "operator-token" not in served[1]
+    assert "operator-token" not in page

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _current_log: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
     "dagd_attempt_log", default=None
@@ -115,6 +115,13 @@ def secret_values(
         except (OSError, UnicodeDecodeError):
             pass  # unreadable here: nothing of it can be in a log read here either
     return values
+
+
+def open_log(path: str) -> BinaryIO:
+    """An attempt's log file, for reading, never through a symbolic link: a task that
+    puts one in its log's place (to another file of the data directory) gets nothing
+    served but its own log. A link raises OSError (ELOOP)."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
 
 
 def configured_secrets(settings: Any, dags: Iterable[Any]) -> list[str]:

@@ -13,7 +13,7 @@ import anyio
 from aiohttp import web
 
 from dagd.errors import NotFound
-from dagd.executors.logs import mask
+from dagd.executors.logs import mask, open_log
 from dagd.store.rows import AttemptRow
 from dagd.web.api_input import MAX_ID, int_param
 from dagd.web.api_runs import task_instance
@@ -29,7 +29,7 @@ def _read(path: str, offset: int, running: bool) -> tuple[bytes, int, bool]:
     escape the mask) and, while the attempt runs, ends at the last full line (a secret
     half written would too)."""
     try:
-        with open(path, "rb") as file:
+        with open_log(path) as file:
             start = offset
             if offset > 0:
                 back = max(offset - MAX_CHUNK, 0)
@@ -42,6 +42,8 @@ def _read(path: str, offset: int, running: bool) -> tuple[bytes, int, bool]:
             data = file.read(MAX_CHUNK + (offset - start))
             at_end = not file.read(1)
     except FileNotFoundError:  # the attempt has written nothing yet
+        return b"", offset, True
+    except OSError:  # a link in its place (see `open_log`): nothing is served
         return b"", offset, True
     if running and at_end and not data.endswith(b"\n"):
         data = data[: data.rfind(b"\n") + 1]

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 from watchfiles import awatch
 
-from dagd.executors.logs import mask
+from dagd.executors.logs import mask, open_log
 
 READ_MAX = 256 * 1024  # bytes read at a time
 HOLD_MAX = 64 * 1024  # a line longer than this is sent before its newline
@@ -26,10 +26,10 @@ Send = Callable[[int, str], Awaitable[None]]
 
 def _read(path: str, offset: int) -> bytes:
     try:
-        with open(path, "rb") as f:
+        with open_log(path) as f:
             f.seek(offset)
             return f.read(READ_MAX)
-    except FileNotFoundError:
+    except OSError:  # gone, or a link put in its place (see `open_log`)
         return b""
 
 

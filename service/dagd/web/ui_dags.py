@@ -95,8 +95,8 @@ async def dag_page(request: web.Request) -> web.Response:
     latest = runs[0] if runs else None
     states = {t["task_id"]: [ti.state for ti in tis.get((latest.id, t["task_id"]), [])]
               for t in tasks} if latest else {}
-    source, _, cut = await ui_view.masked_log(request, row.fileloc) if row.fileloc else (
-        "", 0, False)
+    source, _, cut = (await ui_view.masked_log(request, row.fileloc, log=False)
+                      if row.fileloc else ("", 0, False))
     loaded = request.app[ENGINE].dags.get(row.dag_id)
     return render(
         request, "dag.html", dag=row, runs=runs, latest=latest, older=older,

@@ -4,6 +4,7 @@ masked text of a log or DAG file read from disk."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from aiohttp import web
 from markupsafe import Markup, escape
 
 from dagd.authoring.dag import DAG, describe_trigger
-from dagd.executors.logs import mask, secret_values
+from dagd.executors.logs import mask, open_log, secret_values
 from dagd.kinds.connections import connection_names, get_connection
 from dagd.triggers.timers import timers_of
 from dagd.web.base import ENGINE, SETTINGS
@@ -170,22 +171,29 @@ def _secrets(request: web.Request) -> list[str]:
                              for trigger in dag.triggers])
 
 
-async def read_tail(path: str) -> tuple[bytes, int]:
-    """The last MAX_SHOWN bytes of a file (empty when it is gone) and its size."""
+def _tail(path: str, *, log: bool) -> tuple[bytes, int]:
     try:
-        async with await anyio.open_file(path, "rb") as f:
-            size = (await anyio.Path(path).stat()).st_size
+        with open_log(path) if log else open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
             if size > MAX_SHOWN:
-                await f.seek(size - MAX_SHOWN)
-            return await f.read(), size
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+                f.seek(size - MAX_SHOWN)
+            return f.read(), size
+    except OSError:  # gone, a folder, unreadable, or (a log) a link in its place
         return b"", 0
 
 
-async def masked_log(request: web.Request, path: str) -> tuple[str, int, bool]:
-    """An attempt's log as the page shows it (secrets as `***`), the byte offset its
-    end is at (where the live tail goes on) and whether its start was cut."""
-    body, size = await read_tail(path)
+async def read_tail(path: str, *, log: bool = True) -> tuple[bytes, int]:
+    """The last MAX_SHOWN bytes of a file (empty when it is gone) and its size; an
+    attempt's log (`log`) is never read through a symbolic link (see `open_log`)."""
+    return await anyio.to_thread.run_sync(lambda: _tail(path, log=log))
+
+
+async def masked_log(request: web.Request, path: str, *,
+                     log: bool = True) -> tuple[str, int, bool]:
+    """An attempt's log (or, not `log`, a DAG file) as the page shows it (secrets as
+    `***`), the byte offset its end is at (where the live tail goes on) and whether its
+    start was cut."""
+    body, size = await read_tail(path, log=log)
     text = mask(body, _secrets(request)).decode(errors="replace")
     return text, size, size > len(body)
 
