@@ -194,6 +194,21 @@ async def test_wrong_passwords_again_and_again_wait_a_while(site: Site) -> None:
         assert (await site.login(http, VIC, VIC_PW)).status == 303
 
 
+async def test_wrong_passwords_sent_side_by_side_wait_too(site: Site) -> None:
+    guesses = [f"guess {i}" for i in range(29)] + [VIC_PW]
+    statuses = [0] * len(guesses)
+    async with site.browser() as http:
+        async def guess(i: int) -> None:
+            statuses[i] = (await site.login(http, VIC, guesses[i])).status
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(guesses)):
+                tg.start_soon(guess, i)
+        assert statuses.count(401) + statuses.count(303) <= 5, statuses
+        assert set(statuses) <= {401, 303, 429}, statuses
+        assert (await site.login(http, VIC, "one more")).status == 429
+
+
 # -- roles ---------------------------------------------------------------------------------
 async def test_a_viewer_reads_but_may_not_trigger(site: Site) -> None:
     async with site.browser() as http:

@@ -248,7 +248,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(target)
     _same_origin(request)
     name, password = str(form.get("username", "")), str(form.get("password", ""))
-    wait = state.throttled(name, _client(request))
+    wait = state.attempt(name, _client(request))
     if wait > 0:
         response = _form(target, state, status=429, error="Too many wrong passwords: wait "
                          f"{wait:.0f} s and try again.")
@@ -256,7 +256,6 @@ async def login(request: web.Request) -> web.StreamResponse:
         return response
     user = await state.check_password(name, password)
     if user is None:
-        state.failed(name, _client(request))
         log.warning("login refused for %r from %s: wrong username or password", name[:64],
                     _client(request))
         return _form(target, state, status=401, error="Wrong username or password.")

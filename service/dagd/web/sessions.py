@@ -119,18 +119,22 @@ class AuthState:
                                             limiter=self._hashing)
         return Identity(user.name, user.role) if ok and user is not None else None
 
-    def throttled(self, name: str, client: str) -> float:
-        """Seconds to wait before this (name, address) may try again; 0: it may now."""
+    def attempt(self, name: str, client: str) -> float:
+        """Seconds to wait before this (name, address) may try again, or 0: it may now,
+        and the try counts as a wrong one until `succeeded` says otherwise. Counted before
+        the hash is checked, so tries sent side by side count as they arrive."""
+        now = self.now()
         tries = self.tries.get((name, client))
-        return max(0.0, tries.until - self.now()) if tries is not None else 0.0
-
-    def failed(self, name: str, client: str) -> None:
-        if len(self.tries) >= MAX_TRACKED:
-            self.tries.pop(next(iter(self.tries)))
-        tries = self.tries.setdefault((name, client), _Tries())
+        if tries is not None and tries.until > now:
+            return tries.until - now
+        if tries is None:
+            if len(self.tries) >= MAX_TRACKED:
+                self.tries.pop(next(iter(self.tries)))
+            tries = self.tries[(name, client)] = _Tries()
         tries.count += 1
         if tries.count >= FREE_TRIES:
-            tries.until = self.now() + min(MAX_WAIT, 2.0 ** (tries.count - FREE_TRIES))
+            tries.until = now + min(MAX_WAIT, 2.0 ** (tries.count - FREE_TRIES))
+        return 0.0
 
     def succeeded(self, name: str, client: str) -> None:
         self.tries.pop((name, client), None)
