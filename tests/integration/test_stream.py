@@ -478,3 +478,47 @@ async def test_a_stream_ends_once_its_token_is_revoked(
         async with server.http.get(f"{server.base}/api/v1/stream", headers={
                 "Authorization": f"Bearer {token}"}) as again:
             assert again.status == 401
+
+
+MANY = """
+import asyncio
+from dagd import DAG, task
+
+with DAG("many") as many:
+    @task
+    async def quick(i):
+        return i
+
+    quick.expand(i=list(range(16)))
+
+with DAG("long") as long_dag:
+    @task
+    async def waits():
+        await asyncio.Event().wait()
+
+    waits()
+"""
+
+
+async def test_following_ended_logs_takes_no_place_from_a_running_ones_tail(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+) -> None:
+    write_dag("many.py", MANY)
+    async with start_engine() as h, serve(h) as server:
+        done, _ = await h.run("many")
+        ended = [a.id for ti in await h.store.list_tis(done)
+                 for a in await h.store.list_attempts(ti.id)]
+        assert len(ended) == 16
+        running = await h.trigger("long")
+
+        async def started() -> bool:
+            return bool(await h.attempts(running, "waits"))
+
+        await wait_until(started, what="the long task running")
+        live = (await h.attempts(running, "waits"))[0].id
+        hogs = ["?" + "&".join(f"log={a}" for a in ended[:8]),
+                "?" + "&".join(f"log={a}" for a in ended[8:])]
+        async with sse(server, hogs[0]), sse(server, hogs[1]), \
+                sse(server, f"?log={live}") as follower:
+            assert follower.response.status == 200
+        await h.engine.mark_run(running, "failed")

@@ -132,6 +132,7 @@ class _Client:
         self.tails: dict[int, LogTail] = {}
         self._lock = anyio.Lock()
         self._checked = time.monotonic()  # when the login was last found still good
+        self.watching = 0  # running logs this stream follows, counted in Streams.tails
 
     async def send(self, data: bytes) -> None:
         now = time.monotonic()
@@ -226,7 +227,16 @@ class _Client:
             tail = LogTail(attempt_id, attempt.log_path, secrets, send_log,
                            ended=attempt.state != "running")
             self.tails[attempt_id] = tail
-            task_group.start_soon(tail.run)
+            task_group.start_soon(self._tail, tail, attempt.state == "running")
+
+    async def _tail(self, tail: LogTail, counted: bool) -> None:
+        """Follow one log; once it is done, its place under MAX_TAILS is free again."""
+        try:
+            await tail.run()
+        finally:
+            if counted and self.watching > 0:
+                self.watching -= 1
+                self.request.app[STREAMS].tails -= 1
 
     async def _recheck_tails(self) -> None:
         """After a drop, an attempt's end may have been lost with the queue."""
@@ -245,13 +255,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
     filters = Filters.of(request)
     streams = request.app[STREAMS]
     reader = request.app[READER]
-    for attempt_id in filters.logs:  # a 404 before the stream starts
-        await reader.get_attempt(attempt_id)
+    # A 404 before the stream starts; only a running attempt's log is watched, and
+    # counts against MAX_TAILS while it is (an ended one is sent, and is done).
+    live = sum([(await reader.get_attempt(a)).state == "running" for a in filters.logs])
     if streams.closing:
         raise web.HTTPServiceUnavailable(text="the server is stopping")
-    if streams.tails + len(filters.logs) > MAX_TAILS:
+    if live and streams.tails + live > MAX_TAILS:
         raise web.HTTPServiceUnavailable(
-            text=f"{streams.tails} logs are followed already (at most {MAX_TAILS}): try later")
+            text=f"{streams.tails} running logs are followed already (at most "
+                 f"{MAX_TAILS}): try later")
     raw_cursor = request.headers.get("Last-Event-ID")
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -261,11 +273,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
     client = _Client(request, response, filters)
     stop = anyio.Event()
     streams.stops.add(stop)
-    streams.tails += len(filters.logs)
+    streams.tails += live
+    client.watching = live
     try:
         await _serve(client, raw_cursor, stop)
     finally:
-        streams.tails -= len(filters.logs)
+        streams.tails -= client.watching
         streams.stops.discard(stop)
         client.close()
     ended = False
