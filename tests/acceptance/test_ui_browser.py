@@ -207,6 +207,11 @@ def shot(page: Page, tmp_path: Path, name: str, *, docs: str | None = None) -> P
     return path
 
 
+def confirm(page: Page) -> None:
+    """Say yes to the confirm step an action that changes a run asks first."""
+    page.locator(".confirm").get_by_role("button", name="Confirm").click()
+
+
 def nodes_all(page: Page, state: str) -> None:
     for node in page.locator("svg[data-graph] g.node").all():
         expect(node).to_have_attribute("data-state", state, timeout=WAIT_MS)
@@ -302,6 +307,13 @@ def test_a_failed_task_shows_its_error_and_runs_again_once_cleared(
 
     (dags_folder / "fixed").write_text("yes\n")
     page.get_by_role("button", name="Clear with downstream").click()
+    expect(page.locator(".actions .confirm")).to_contain_text(
+        f"Clear fragile of run {run_id} and every task after it")
+    page.locator(".actions .confirm").get_by_role("button", name="Cancel").click()
+    expect(page.locator(".actions .confirm")).to_have_count(0)
+    expect(page.locator(".attempts tbody tr")).to_have_count(1)  # nothing was cleared
+    page.get_by_role("button", name="Clear with downstream").click()
+    confirm(page)
     expect(page.locator(".actions .form-result")).to_contain_text("cleared")
     expect(page.locator(".attempts tbody tr")).to_have_count(2)
     expect(page.locator(".heading .badge")).to_have_text("success")
@@ -332,8 +344,9 @@ def test_the_gantt_of_a_run_with_a_retry(
     page.get_by_role("link", name="Events").click()
     expect(page.locator("table.events")).to_contain_text("flaky")
     page.get_by_role("button", name="Replay").click()
+    confirm(page)
     result = page.locator("table.events .form-result")
-    expect(result).to_contain_text("replayed")
+    expect(result).to_contain_text(f"replayed: run {run_id + 1} queued.")
     result.get_by_role("link").click()
     expect(page.locator("h1")).to_contain_text(f"run {run_id + 1}")
     expect(page.locator(".heading .badge")).to_have_text("success")
@@ -352,6 +365,9 @@ def test_a_running_run_marked_failed_from_its_page(
     expect(page.locator(".heading .badge")).to_have_text("running")
     expect(page.locator("svg.gantt rect.seg-running[data-state='running']")).to_have_count(1)
     page.get_by_role("button", name="Mark failed").click()
+    expect(page.locator(".confirm")).to_contain_text(
+        f"Mark run {created['run_id']} failed: its unfinished tasks end with it.")
+    confirm(page)
     expect(page.locator(".heading .badge")).to_have_text("failed")
     expect(page.locator("[data-region='tis'] .badge")).to_have_text(["failed"])
     shot(page, tmp_path, "marked")
@@ -373,6 +389,7 @@ def test_a_running_task_log_grows_on_the_page_without_a_reload(
     page.evaluate("window.dagdMarker = 'no reload'")
     watched.allow_refusal(409)
     page.get_by_role("button", name="Clear", exact=True).click()  # refused: it runs
+    confirm(page)
     expect(page.locator(".actions .form-result")).to_contain_text(
         "is running: mark it failed or success first")
     expect(page.locator(".actions .form-result")).to_have_class("form-result error-text")

@@ -197,9 +197,11 @@
     "replay": (el) => act(el, "POST", `/api/v1/events/${enc(el.dataset.event)}/replay`,
       undefined, (data) => {
         if (data && data.run_id) {
-          report(el, "replayed:", { link: { href: `/runs/${data.run_id}`, text: `run ${data.run_id}` } });
+          report(el, `replayed: run ${data.run_id} queued.`, {
+            link: { href: `/runs/${data.run_id}`, text: "open" },
+          });
         } else {
-          report(el, "replayed.");
+          report(el, `replayed: ${(data && data.outcome) || "no run started"}.`);
         }
       }),
     "retry-notification": (el) => act(el, "POST",
@@ -237,10 +239,59 @@
     ev.preventDefault();
     trigger(form).catch(() => {});
   });
+  // -- a confirm step before an action that changes a run: what it will do, in words ---
+  function taskName(box) {
+    const i = Number(box.dataset.mapIndex);
+    return `${box.dataset.task}${i >= 0 ? `[${i}]` : ""} of run ${box.dataset.runId}`;
+  }
+
+  const CONFIRM = {
+    "clear": (el) => `Clear ${taskName(el.closest(".actions"))}: it runs again.`,
+    "clear-downstream": (el) => `Clear ${taskName(el.closest(".actions"))} and every ` +
+      "task after it: they all run again.",
+    "mark-task": (el) => `Mark ${taskName(el.closest(".actions"))} ` +
+      `${el.dataset.stateTo}: a running try is stopped.`,
+    "mark-run": (el) => `Mark run ${el.dataset.runId} ${el.dataset.stateTo}: its ` +
+      "unfinished tasks end with it.",
+    "replay": (el) => `Replay event ${el.dataset.event}: it may start a new run.`,
+  };
+
+  function askFirst(el) {
+    const scope = el.closest("form, .actions, td, li") || document;
+    let box = $(".confirm", scope);
+    if (!box) {
+      box = document.createElement("span");
+      box.className = "confirm";
+      box.setAttribute("role", "alertdialog");
+      const result = $(".form-result", scope);
+      if (result) result.before(box);
+      else el.after(box);
+    }
+    const yes = document.createElement("button");
+    yes.type = "button";
+    yes.className = el.classList.contains("danger") ? "danger" : "primary";
+    yes.textContent = "Confirm";
+    const no = document.createElement("button");
+    no.type = "button";
+    no.textContent = "Cancel";
+    box.replaceChildren(document.createTextNode(`${CONFIRM[el.dataset.action](el)} `), yes,
+      " ", no);
+    yes.addEventListener("click", () => {
+      box.remove();
+      ACTIONS[el.dataset.action](el).catch(() => {});
+    });
+    no.addEventListener("click", () => box.remove());
+    yes.focus();
+  }
+
   document.addEventListener("click", (ev) => {
     const el = ev.target.closest("button[data-action]");
     if (!el || !ACTIONS[el.dataset.action]) return;
     ev.preventDefault();
+    if (CONFIRM[el.dataset.action]) {
+      askFirst(el);
+      return;
+    }
     ACTIONS[el.dataset.action](el).catch(() => {});
   });
   document.addEventListener("change", (ev) => {
