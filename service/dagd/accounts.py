@@ -46,8 +46,13 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2**14, 8, 1, 32
 _MAX_N = 2**20
 
 
+def is_name(name: str) -> bool:
+    """Whether `name` could be a user's or a token's name (what `check_name` lets in)."""
+    return len(name) <= 64 and _NAME.fullmatch(name) is not None
+
+
 def check_name(name: str, what: str = "name") -> str:
-    if not _NAME.fullmatch(name):
+    if not is_name(name):
         raise InvalidInput(
             f"{what} {name[:80]!r} is not allowed: 1 to 64 letters, digits, '.', '_', '-' "
             "or '@', starting with a letter or digit", field=what)

@@ -209,6 +209,16 @@ async def test_wrong_passwords_sent_side_by_side_wait_too(site: Site) -> None:
         assert (await site.login(http, VIC, "one more")).status == 429
 
 
+async def test_wrong_logins_keep_little_in_memory(site: Site) -> None:
+    huge = "x" * 500_000
+    async with site.browser() as http:
+        for name in (huge, huge + "y", "a b", VIC):
+            resp = await site.login(http, name, "not it")
+            assert resp.status == 401, name[:10]
+    assert len(site.state.tries) == 1  # a name no user can have is not kept
+    assert sum(len(name) + len(client) for name, client in site.state.tries) < 100
+
+
 # -- roles ---------------------------------------------------------------------------------
 async def test_a_viewer_reads_but_may_not_trigger(site: Site) -> None:
     async with site.browser() as http:

@@ -24,6 +24,7 @@ import anyio
 
 from dagd.accounts import (
     AccountsFile,
+    is_name,
     load_secret,
     token_digest,
     verify_password,
@@ -36,6 +37,7 @@ LINK_SECONDS = 15 * 60  # a link from `dagd login-url`; the start's link lasts a
 START_LINK_SECONDS = 24 * 3600
 MAX_SESSIONS = 10_000
 # Wrong passwords: past FREE_TRIES for one (name, address), a wait doubling from 1 s.
+# Tracked under a digest of the name, so MAX_TRACKED entries take a few MiB at most.
 FREE_TRIES, MAX_WAIT, MAX_TRACKED = 5, 60.0, 10_000
 _LOCAL = re.compile(r"^/(?![/\\])[^\x00-\x1f\x7f\\]*$")
 
@@ -69,6 +71,10 @@ class Session:
         return bool(sent) and hmac.compare_digest(sent.encode(), self.csrf.encode())
 
 
+def _key(name: str, client: str) -> tuple[bytes, str]:
+    return sha256(name.encode("utf-8", "surrogateescape")).digest(), client[:64]
+
+
 @dataclass
 class _Tries:
     count: int = 0
@@ -87,7 +93,7 @@ class AuthState:
     now: Callable[[], float] = time.time  # tests move the clock
     sessions: dict[str, Session] = field(default_factory=dict)
     links: dict[str, tuple[Identity, float]] = field(default_factory=dict)
-    tries: dict[tuple[str, str], _Tries] = field(default_factory=dict)
+    tries: dict[tuple[bytes, str], _Tries] = field(default_factory=dict)
     _hashing: anyio.CapacityLimiter | None = None  # made in the event loop, at first use
 
     @classmethod
@@ -109,7 +115,9 @@ class AuthState:
 
     # -- passwords ---------------------------------------------------------------------
     async def check_password(self, name: str, password: str) -> Identity | None:
-        user = self.accounts.current().users.get(name)
+        """The user, if `name` is one and `password` theirs; a name that cannot be one
+        takes the same hash's time, so the answer does not tell which."""
+        user = self.accounts.current().users.get(name) if is_name(name) else None
         stored = user.password if user is not None else None
         # scrypt takes tens of milliseconds and 16 MiB: not on the event loop, and two
         # at a time, however many logins arrive at once.
@@ -123,21 +131,24 @@ class AuthState:
         """Seconds to wait before this (name, address) may try again, or 0: it may now,
         and the try counts as a wrong one until `succeeded` says otherwise. Counted before
         the hash is checked, so tries sent side by side count as they arrive."""
+        if not is_name(name):  # no such user can exist: nothing to keep for it
+            return 0.0
         now = self.now()
-        tries = self.tries.get((name, client))
+        key = _key(name, client)
+        tries = self.tries.get(key)
         if tries is not None and tries.until > now:
             return tries.until - now
         if tries is None:
             if len(self.tries) >= MAX_TRACKED:
                 self.tries.pop(next(iter(self.tries)))
-            tries = self.tries[(name, client)] = _Tries()
+            tries = self.tries[key] = _Tries()
         tries.count += 1
         if tries.count >= FREE_TRIES:
             tries.until = now + min(MAX_WAIT, 2.0 ** (tries.count - FREE_TRIES))
         return 0.0
 
     def succeeded(self, name: str, client: str) -> None:
-        self.tries.pop((name, client), None)
+        self.tries.pop(_key(name, client), None)
 
     # -- sessions ----------------------------------------------------------------------
     def _mac(self, payload: str) -> str:
