@@ -262,8 +262,8 @@ async def test_a_role_changed_or_a_user_removed_counts_at_once(site: Site) -> No
     async with site.browser() as http:
         await site.login(http)
         csrf = await site.csrf(http)
-        users.remove_user(ADA)
-        users.add_user(ADA, ADA_PW, role="viewer")
+        with users.editing() as accounts:  # the role changed in the file, the rest kept
+            accounts.users[ADA] = replace(accounts.users[ADA], role="viewer")
         async with http.post(f"{site.base}/api/v1/dags/greet/runs", json={},
                              headers={"X-Dagd-CSRF": csrf}) as resp:
             assert resp.status == 403
@@ -271,6 +271,34 @@ async def test_a_role_changed_or_a_user_removed_counts_at_once(site: Site) -> No
         users.remove_user(ADA)
         assert (await get(http, f"{site.base}/api/v1/dags"))[0] == 401
     assert site.runs() == 0
+
+
+async def test_a_user_removed_and_added_again_is_someone_new(site: Site) -> None:
+    users = AccountsFile(site.settings.data_dir)
+    async with site.browser() as http:
+        await site.login(http, VIC, VIC_PW)
+        old = site.cookie(http)
+    users.remove_user(VIC)
+    users.add_user(VIC, "another password", role="operator")
+    async with site.browser() as http:
+        for path in ("/login/session", "/api/v1/dags"):
+            status, _, _ = await get(http, site.base + path, cookies={COOKIE: old})
+            assert status == 401, path
+        assert (await site.login(http, VIC, VIC_PW)).status == 401
+        assert (await site.login(http, VIC, "another password")).status == 303
+        assert (await get(http, f"{site.base}/login/session"))[1]["role"] == "operator"
+
+
+async def test_a_token_revoked_and_made_again_under_its_name_is_a_new_token(
+        site: Site) -> None:
+    users = AccountsFile(site.settings.data_dir)
+    old = users.create_token("ci", role="viewer")
+    users.revoke_token("ci")
+    new = users.create_token("ci", role="operator")
+    async with site.browser() as http:
+        for token, status in ((old, 401), (new, 200)):
+            auth = {"Authorization": f"Bearer {token}"}
+            assert (await get(http, f"{site.base}/api/v1/dags", headers=auth))[0] == status
 
 
 # -- cookies -------------------------------------------------------------------------------

@@ -210,8 +210,8 @@ def _form(next_path: str, state: AuthState, *, error: str = "",
 
 
 def _logged_in(request: web.Request, state: AuthState, *, target: str,
-               user: Identity, kind: str) -> web.HTTPSeeOther:
-    cookie, _ = state.new_session(user, kind=kind)
+               user: Identity, kind: str, stamp: str = "") -> web.HTTPSeeOther:
+    cookie, _ = state.new_session(user, kind=kind, stamp=stamp)
     response = web.HTTPSeeOther(target)
     response.set_cookie(COOKIE, cookie, httponly=True, samesite="Lax", path="/",
                         secure=request.secure, max_age=int(state.session_seconds))
@@ -254,14 +254,15 @@ async def login(request: web.Request) -> web.StreamResponse:
                          f"{wait:.0f} s and try again.")
         response.headers["Retry-After"] = str(max(1, round(wait)))
         return response
-    user = await state.check_password(name, password)
-    if user is None:
+    found = await state.check_password(name, password)
+    if found is None:
         log.warning("login refused for %r from %s: wrong username or password", name[:64],
                     _client(request))
         return _form(target, state, status=401, error="Wrong username or password.")
+    user, stamp = found
     state.succeeded(name, _client(request))
     log.info("%s (%s) logged in from %s", user.name, user.role, _client(request))
-    raise _logged_in(request, state, target=target, user=user, kind="user")
+    raise _logged_in(request, state, target=target, user=user, kind="user", stamp=stamp)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

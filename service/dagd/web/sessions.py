@@ -5,7 +5,9 @@ A session cookie is `<id>.<expiry>.<HMAC-SHA256 of both>` under the data directo
 secret; the session itself (its user, CSRF token and expiry) lives in the daemon's
 memory, so a forged or tampered cookie fails the MAC, an expired one the clock, and one
 replayed after logout (or after a restart) finds no session. A user's role is read from
-the users file at each request: a removed user's sessions end at once.
+the users file at each request, and a session holds a digest of the password hash its
+user had at login: a removed user's sessions end at once, and stay ended when a user of
+that name is added again (a new hash, with its own salt).
 """
 
 from __future__ import annotations
@@ -66,9 +68,14 @@ class Session:
     kind: str  # "user": its role from the users file at each request; "link": fixed
     csrf: str
     expires: float
+    stamp: str = ""  # "user": the digest of the user's password hash at login
 
     def csrf_matches(self, sent: str) -> bool:
         return bool(sent) and hmac.compare_digest(sent.encode(), self.csrf.encode())
+
+
+def _stamp(password_hash: str) -> str:
+    return sha256(password_hash.encode()).hexdigest()
 
 
 def _key(name: str, client: str) -> tuple[bytes, str]:
@@ -114,7 +121,8 @@ class AuthState:
         return Identity(found.name, found.role) if found is not None else None
 
     # -- passwords ---------------------------------------------------------------------
-    async def check_password(self, name: str, password: str) -> Identity | None:
+    async def check_password(self, name: str, password: str
+                             ) -> tuple[Identity, str] | None:
         """The user, if `name` is one and `password` theirs; a name that cannot be one
         takes the same hash's time, so the answer does not tell which."""
         user = self.accounts.current().users.get(name) if is_name(name) else None
@@ -125,7 +133,9 @@ class AuthState:
             self._hashing = anyio.CapacityLimiter(2)
         ok = await anyio.to_thread.run_sync(verify_password, password, stored,
                                             limiter=self._hashing)
-        return Identity(user.name, user.role) if ok and user is not None else None
+        if not ok or user is None:
+            return None
+        return Identity(user.name, user.role), _stamp(user.password)
 
     def attempt(self, name: str, client: str) -> float:
         """Seconds to wait before this (name, address) may try again, or 0: it may now,
@@ -155,7 +165,8 @@ class AuthState:
         digest = hmac.new(self.secret, payload.encode(), sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    def new_session(self, user: Identity, *, kind: str) -> tuple[str, Session]:
+    def new_session(self, user: Identity, *, kind: str,
+                    stamp: str = "") -> tuple[str, Session]:
         """A new session and its cookie's value."""
         now = self.now()
         for sid in [s.id for s in self.sessions.values() if s.expires <= now]:
@@ -163,7 +174,7 @@ class AuthState:
         if len(self.sessions) >= MAX_SESSIONS:  # the oldest goes
             self.sessions.pop(next(iter(self.sessions)))
         session = Session(secrets.token_urlsafe(24), user, kind, secrets.token_urlsafe(24),
-                          now + self.session_seconds)
+                          now + self.session_seconds, stamp)
         self.sessions[session.id] = session
         payload = f"{session.id}.{int(session.expires)}"
         return f"{payload}.{self._mac(payload)}", session
@@ -184,8 +195,8 @@ class AuthState:
         if session.kind == "link":
             return session.user, session
         user = self.accounts.current().users.get(session.user.name)
-        if user is None:  # removed from the users file: logged out now
-            del self.sessions[sid]
+        if user is None or not hmac.compare_digest(_stamp(user.password), session.stamp):
+            del self.sessions[sid]  # removed (and maybe added again): logged out now
             return None
         return Identity(user.name, user.role), session
 
