@@ -493,3 +493,23 @@ async def test_hostile_bytes_in_headers_and_bodies_get_a_4xx_never_a_500(
         assert await c.runs("bearer_dag") == []
         outcomes = [e["outcome"] for e in await c.events("bearer_dag")]
         assert outcomes == ["unauthorized", "unauthorized", "rejected"]  # each one ledgered
+
+
+async def test_deliveries_to_unknown_webhooks_are_ledgered_only_as_a_name_and_a_few_a_minute(
+    hook_dags: None, settings: Settings
+) -> None:
+    async with daemon(settings) as c:
+        await _unknown_deliveries(c)
+
+
+async def _unknown_deliveries(c: Client) -> None:
+    before = len(await c.events())
+    long_name = "spam-" + "A" * 3000
+    status, body = await c.hook(long_name)
+    assert status == 404 and "(3005 characters)" in body["message"]
+    for i in range(70):
+        status, _ = await c.hook(f"nobody-{i}")
+        assert status == 404
+    events = (await c.events())[before:]
+    assert len(events) == 60  # a name no webhook can have is never ledgered; then 60 a minute
+    assert all(len(e["source"]) < 100 for e in events)

@@ -52,7 +52,7 @@ def create_app(engine: Engine, reader: Store, *,
     if supervisor is not None:
         app[SUPERVISOR] = supervisor
     api.add_routes(app)
-    app.router.add_post("/hooks/{name}", hooks.receive)
+    hooks.add_routes(app)
     stream.add_routes(app)
     metrics.add_routes(app)
     ui.add_routes(app)

@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from dagd.authoring.dag import DAG
+from dagd.authoring.settings import ID_PATTERN
 from dagd.errors import (
     BadRequest,
     DagdError,
@@ -131,16 +132,52 @@ def _parse(request: web.Request, body: bytes) -> dict[str, Any]:
     return payload
 
 
+# Deliveries to a webhook nothing listens on are ledgered (a sender's misconfiguration
+# shows in `dagd events`), but anyone may send them: at most this many a minute, and
+# only for a name a webhook could have.
+UNKNOWN_PER_MINUTE = 60
+
+
+class _UnknownHooks:
+    """How many deliveries to unknown webhooks came in the minute since the first."""
+
+    def __init__(self) -> None:
+        self.start = -60.0
+        self.count = 0
+
+    def ledger(self, name: str) -> bool:
+        if not ID_PATTERN.match(name):
+            return False
+        now = time.monotonic()
+        if now - self.start >= 60:
+            if self.count > UNKNOWN_PER_MINUTE:
+                log.warning("%d deliveries to webhooks nothing listens on in a minute; "
+                            "%d ledgered", self.count, UNKNOWN_PER_MINUTE)
+            self.start, self.count = now, 0
+        self.count += 1
+        return self.count <= UNKNOWN_PER_MINUTE
+
+
+UNKNOWN = web.AppKey("unknown_hooks", _UnknownHooks)
+
+
+def add_routes(app: web.Application) -> None:
+    app[UNKNOWN] = _UnknownHooks()
+    app.router.add_post("/hooks/{name}", receive)
+
+
 async def receive(request: web.Request) -> web.Response:
     events = request.app[EVENTS]
     name = request.match_info["name"]
     source = f"webhook:{name}"
     found = listeners(events, name)
     if not found:
-        await events.record_rejection(
-            kind="webhook", source=source, dag_id=None, outcome=NO_MATCHING_DAG,
-            detail="no DAG listens on this webhook")
-        raise NotFound(f"no DAG listens on webhook {name!r}")
+        if request.app[UNKNOWN].ledger(name):
+            await events.record_rejection(
+                kind="webhook", source=source, dag_id=None, outcome=NO_MATCHING_DAG,
+                detail="no DAG listens on this webhook")
+        shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"
+        raise NotFound(f"no DAG listens on webhook {shown!r}")
     webhook = found[0][1]
     # A refusal is filed under the DAG when only one listens, for `dagd events --dag`.
     about = found[0][0].dag_id if len(found) == 1 else None
