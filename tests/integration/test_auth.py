@@ -548,6 +548,65 @@ async def test_auth_turned_off_lets_everyone_in(
         assert not (s.settings.data_dir / "cli-token").exists()
 
 
+def paused(site: Site) -> int:
+    with sqlite3.connect(f"file:{site.settings.db_path}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT count(*) FROM dag WHERE is_paused").fetchone()[0])
+
+
+async def test_auth_turned_off_still_refuses_a_cross_site_post(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, settings: Settings
+) -> None:
+    write_dag("greet.py", DAGS)
+    off = replace(settings, auth_enabled=False)
+    evil = "http://evil.example"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with serve(start_engine, off) as s, s.browser() as http:
+        for headers in ({"Origin": evil, **form}, {"Referer": f"{evil}/x", **form},
+                        {"Origin": "null", **form}):
+            async with http.post(f"{s.base}/api/v1/dags/greet/pause", data="x=1",
+                                 headers=headers) as resp:
+                assert resp.status == 403, headers
+            async with http.post(f"{s.base}/api/v1/dags/greet/runs",
+                                 headers={k: v for k, v in headers.items()
+                                          if k != "Content-Type"}) as resp:
+                assert resp.status == 403, headers
+        assert s.runs() == 0 and paused(s) == 0
+        async with http.post(f"{s.base}/hooks/nobody", json={},
+                             headers={"Origin": evil}) as resp:
+            assert resp.status == 404  # the webhook's own answer
+        async with http.post(f"{s.base}/api/v1/dags/greet/runs", json={},
+                             headers={"Origin": s.base}) as resp:
+            assert resp.status == 201  # this site's own page
+        assert s.runs() == 1
+
+
+@pytest.mark.parametrize("auth_on", [False, True])
+async def test_a_loopback_server_answers_only_to_its_own_names(
+    write_dag: Callable[[str, str], Path], write_users: Callable[[], None],
+    start_engine: StartEngine, settings: Settings, auth_on: bool
+) -> None:
+    write_dag("greet.py", DAGS)
+    write_users()
+    config = replace(settings, auth_enabled=auth_on, base_url="https://dagd.example.com/")
+    async with serve(start_engine, config) as s, s.browser() as http:
+        port = s.base.rsplit(":", 1)[1]
+        auth = cli_headers(s.settings) if auth_on else {}
+        for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}",
+                     "localhost.", "", "[::2]"):
+            status, body, _ = await get(http, f"{s.base}/api/v1/dags",
+                                        headers={"Host": host, **auth})
+            assert status == 403 and "base_url" in body["message"], host
+            async with http.post(f"{s.base}/api/v1/dags/greet/runs", json={},
+                                 headers={"Host": host, **auth}) as resp:
+                assert resp.status == 403, host
+        for host in ("127.0.0.1", f"127.0.0.1:{port}", "localhost", f"LOCALHOST:{port}",
+                     "[::1]", f"[::1]:{port}", "dagd.example.com"):
+            status, _, _ = await get(http, f"{s.base}/api/v1/dags",
+                                     headers={"Host": host, **auth})
+            assert status == 200, host
+    assert s.runs() == 0
+
+
 @pytest.mark.parametrize("path", [
     "/hooks/../api/v1/dags", "/hooks/%2e%2e/api/v1/dags", "/hooks/x/..%2f..%2fapi/v1/dags",
     "/static/../api/v1/dags", "/static/%2e%2e/api/v1/dags", "/login/../api/v1/dags",

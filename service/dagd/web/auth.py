@@ -8,6 +8,12 @@ session cookie. The request then carries `request["dagd_user"]` (an `Identity`) 
 a browser session, `request["dagd_csrf"]`. GET, HEAD and OPTIONS need a viewer; any other
 method an operator, and from a browser session the `X-Dagd-CSRF` header too.
 
+Whether auth is on or off, a request that changes something must not come from another
+site's page (`Origin`, else `Referer`, names this site or is absent), and a server bound
+to a loopback address answers only to its own names in `Host` (127.0.0.1, localhost,
+[::1], the host of `[server] base_url`): a page elsewhere whose name an attacker points
+at 127.0.0.1 (DNS rebinding) gets nothing. Webhooks are left to their own auth.
+
 Sessions live in the daemon's memory (sessions.py): a restart logs everyone out. Open
 without login: /login, /logout, /static/*, /hooks/* (webhooks have their own auth), and
 /api/v1/health and /metrics when `[auth]` opens them.
@@ -15,6 +21,8 @@ without login: /login, /logout, /static/*, /hooks/* (webhooks have their own aut
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
 import time
 import warnings
@@ -92,6 +100,42 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 OPEN = frozenset({"/login", "/logout", "/login/style.css", "/hooks/{name}"})
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _is_hook(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    if resource is None:
+        return request.path.startswith("/hooks/")
+    return resource.canonical == "/hooks/{name}"
+
+
+@functools.cache
+def _own_names(host: str, base_url: str) -> frozenset[str] | None:
+    """The names a request's Host may carry, or None (any) when the server listens
+    beyond the loopback address, where its names are not known."""
+    try:
+        loopback = host in LOOPBACK_NAMES or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return None
+    named = urlsplit(base_url).hostname if base_url else None
+    return LOOPBACK_NAMES | {host.lower()} | ({named} if named else set())
+
+
+def _own_host(request: web.Request, settings: Settings) -> None:
+    names = _own_names(settings.host, settings.base_url)
+    if names is None:
+        return
+    try:
+        name = urlsplit(f"//{request.host}").hostname
+    except ValueError:
+        name = None
+    if name not in names:
+        raise Forbidden(f"this server does not answer to the name {request.host[:100]!r}: "
+                        "use 127.0.0.1 or localhost, or set [server] base_url to the "
+                        "address it is reached at")
 
 
 def _is_open(request: web.Request, settings: Settings) -> bool:
@@ -127,6 +171,10 @@ def _keep(request: web.Request, key: str, value: object) -> None:
 
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _is_hook(request):
+        _own_host(request, request.app[SETTINGS])
+        if request.method not in SAFE:
+            _same_origin(request)
     state = request.app.get(AUTH)
     if state is None:
         _keep(request, "dagd_user", ANONYMOUS)
@@ -178,9 +226,10 @@ def _identify(request: web.Request, state: AuthState) -> tuple[Identity | None, 
 
 
 def _same_origin(request: web.Request) -> None:
-    """A browser names the page that sends a POST in `Origin`: it must be this site (its
-    host and port; the scheme may differ behind a proxy that ends TLS)."""
-    origin = request.headers.get("Origin")
+    """A browser names the page that sends a POST in `Origin` (else, at times, in
+    `Referer`): it must be this site (its host and port; the scheme may differ behind a
+    proxy that ends TLS). "null", a sandboxed or privacy-hidden origin, is another site."""
+    origin = request.headers.get("Origin", request.headers.get("Referer"))
     if origin is not None and urlsplit(origin).netloc != request.host:
         raise Forbidden(f"cross-site request from {origin[:100]!r} refused")
 
