@@ -133,3 +133,25 @@ async def test_a_log_replaced_by_a_link_serves_nothing_of_the_file_it_points_to(
     assert state == "success"
     assert served[0] == 200 and "operator-token" not in served[1]
     assert "operator-token" not in page
+
+
+async def test_requests_that_cannot_be_parsed_leave_one_short_line_in_the_log(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_dag("linker.py", LINKER)
+    bad = [b"GET /api/v1/dags HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+           b"POST /api/v1/dags/linker/runs HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+           b"Content-Length: 5\r\n\r\nhello"] * 10
+    async with start_engine() as h, api(h) as (_, base):
+        host, port = base.removeprefix("http://").split("/")[0].split(":")
+        with caplog.at_level(logging.WARNING, logger="aiohttp.server"):
+            for request in bad:
+                async with await anyio.connect_tcp(host, int(port)) as conn:
+                    await conn.send(request)
+                    answer = await conn.receive()
+                    assert answer.startswith((b"HTTP/1.0 4", b"HTTP/1.1 4")), answer[:40]
+    lines = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert "Traceback" not in caplog.text
+    assert 1 <= len(lines) <= 3  # one a second at most
+    assert all(r.getMessage().startswith("a bad request from a client") for r in lines)

@@ -5,8 +5,10 @@ every DagdError into a JSON error."""
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from dagd.errors import DagdError
 from dagd.scheduler.loop import Engine
@@ -16,6 +18,34 @@ from dagd.web import api, auth, hooks, metrics, stream, ui
 from dagd.web.base import ENGINE, EVENTS, READER, SETTINGS, SUPERVISOR, Handler, json_response
 
 log = logging.getLogger(__name__)
+
+
+class ClientFaults(logging.Filter):
+    """aiohttp logs a request it cannot parse (a header line too long, a body that does
+    not decode as its Content-Encoding says) with a whole traceback, each time: anyone
+    could fill the daemon's log so. Such a record becomes one line, at most one a
+    second; the client got its 400 anyway."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError | web.RequestPayloadError):
+            return True
+        now = time.monotonic()
+        if now - self.last < 1.0:
+            return False
+        self.last = now
+        reason = " ".join(str(getattr(exc, "message", exc) or exc).split())[:120]
+        record.msg, record.args = f"a bad request from a client, refused: {reason}", None
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+CLIENT_FAULTS = ClientFaults()
 
 
 @web.middleware
@@ -44,6 +74,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def create_app(engine: Engine, reader: Store, *,
                supervisor: Supervisor | None = None) -> web.Application:
+    logging.getLogger("aiohttp.server").addFilter(CLIENT_FAULTS)  # once, however many apps
     app = web.Application(middlewares=[errors], client_max_size=1024 * 1024)
     app[ENGINE] = engine
     app[EVENTS] = engine.intake
