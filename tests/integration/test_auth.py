@@ -460,6 +460,26 @@ async def test_a_login_link_from_the_cli_token(site: Site) -> None:
             assert resp.status == 403  # a viewer may not make links (nor a stranger)
 
 
+@pytest.mark.parametrize("base_url", ["", "https://dagd.example.com/"])
+async def test_a_login_link_names_this_server_whatever_the_request_says(
+    write_dag: Callable[[str, str], Path], write_users: Callable[[], None],
+    start_engine: StartEngine, settings: Settings, base_url: str
+) -> None:
+    write_dag("greet.py", DAGS)
+    write_users()
+    everywhere = replace(settings, host="0.0.0.0", base_url=base_url)
+    async with serve(start_engine, everywhere) as s, s.browser() as http:
+        port = s.base.rsplit(":", 1)[1]
+        own = base_url.rstrip("/") or f"http://127.0.0.1:{port}"
+        async with http.post(f"{s.base}/login/url", json={},
+                             headers={"Host": "evil.com", "X-Forwarded-Host": "evil.com",
+                                      "X-Forwarded-Proto": "https",
+                                      **cli_headers(s.settings)}) as resp:
+            assert resp.status == 200, await resp.text()
+            url = (await resp.json())["url"]
+        assert url.startswith(f"{own}/login?token="), url
+
+
 async def test_a_bearer_token_works_and_a_revoked_one_is_refused(site: Site) -> None:
     users = AccountsFile(site.settings.data_dir)
     token = users.create_token("ci", role="operator")

@@ -89,9 +89,15 @@ def first_login_url(app: web.Application, host: str, port: int) -> str | None:
     state = app.get(AUTH)
     if state is None or state.accounts.current().users:
         return None
+    return f"{_address(host, port)}/login?token={state.mint_link()}"
+
+
+def _address(host: str, port: int) -> str:
+    """The server's address from the host it listens on (an address of this machine for
+    "every address") and its port."""
     shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
-    return f"http://{shown}:{port}/login?token={state.mint_link()}"
+    return f"http://{shown}:{port}"
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -352,7 +358,11 @@ async def login_url(request: web.Request) -> web.StreamResponse:
         raise InvalidInput("the body must be a JSON object such as {\"role\": \"viewer\"}")
     role = check_role(str(body.get("role", "operator")))
     settings = request.app[SETTINGS]
-    base = settings.base_url.rstrip("/") or f"{request.scheme}://{request.host}"
+    # Never from the request's Host or forwarding headers: whoever sends them could point
+    # the link at a site of theirs. The port is the one this request came in on.
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    port = sockname[1] if isinstance(sockname, tuple) else settings.port
+    base = settings.base_url.rstrip("/") or _address(settings.host, port)
     token = state.mint_link(role=role, seconds=state.link_seconds)
     log.info("%s made a one-time login link (%s)", request["dagd_user"].name, role)
     return json_response({"url": f"{base}/login?token={token}", "role": role,
