@@ -71,6 +71,18 @@ async def sync_dags(store: Store, bag: DagBag, known: set[str],
         log.error("import error in %s: %s", where, error.message)
 
 
+def _keep_private(data_dir: Path) -> None:
+    """The data directory (the database, every attempt's log, the users file) is its
+    owner's alone: 0700, when this user owns it."""
+    try:
+        st = data_dir.stat()
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            data_dir.chmod(0o700)
+            log.info("%s made private to its owner (mode 0700)", data_dir)
+    except OSError as exc:  # a read-only mount, another owner: say so, carry on
+        log.warning("cannot make %s private to its owner: %s", data_dir, exc)
+
+
 def keep_last_good(old: DagBag | None, new: DagBag) -> DagBag:
     """A file that fails to import keeps the DAGs it defined in its last good version."""
     if old is None:
@@ -190,6 +202,7 @@ class Daemon:
 
     async def _run(self, lock: DataDirLock, on_ready: Callable[[Daemon], None] | None) -> None:
         settings = self.settings
+        _keep_private(settings.data_dir)
         store = await Store.open(settings.db_path, synchronous=settings.synchronous)
         reader: Store | None = None
         callbacks_reader: Store | None = None

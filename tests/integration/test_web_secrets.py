@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from dagd.config import Settings
 from dagd.executors.logs import SecretFilter
 from integration.harness import StartEngine
 from integration.test_api import api, get
@@ -155,3 +156,16 @@ async def test_requests_that_cannot_be_parsed_leave_one_short_line_in_the_log(
     assert "Traceback" not in caplog.text
     assert 1 <= len(lines) <= 3  # one a second at most
     assert all(r.getMessage().startswith("a bad request from a client") for r in lines)
+
+
+async def test_the_daemon_keeps_its_data_directory_private(
+    write_dag: Callable[[str, str], Path], settings: Settings,
+) -> None:
+    from integration.test_webhooks import daemon
+
+    write_dag("linker.py", LINKER)
+    await anyio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    await anyio.Path(settings.data_dir).chmod(0o755)
+    async with daemon(settings):
+        mode = (await anyio.Path(settings.data_dir).stat()).st_mode & 0o777
+    assert mode == 0o700
