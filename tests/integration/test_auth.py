@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -22,10 +23,11 @@ from yarl import URL
 from dagd.accounts import AccountsFile
 from dagd.config import Settings
 from dagd.store import Store
+from dagd.web import sessions
 from dagd.web.app import create_app
 from dagd.web.auth import AUTH, COOKIE, CSP, first_login_url
 from dagd.web.sessions import AuthState, Identity
-from integration.harness import StartEngine, cli_headers
+from integration.harness import StartEngine, cli_headers, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -217,6 +219,72 @@ async def test_wrong_logins_keep_little_in_memory(site: Site) -> None:
             assert resp.status == 401, name[:10]
     assert len(site.state.tries) == 1  # a name no user can have is not kept
     assert sum(len(name) + len(client) for name, client in site.state.tries) < 100
+
+
+async def test_one_users_many_logins_end_only_their_own_oldest_sessions(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions, "MAX_PER_USER", 3)
+    monkeypatch.setattr(sessions, "MAX_SESSIONS", 4)
+    async with site.browser() as http:
+        await site.login(http)
+        ada = site.cookie(http)
+    vics = []
+    for _ in range(6):
+        async with site.browser() as http:
+            assert (await site.login(http, VIC, VIC_PW)).status == 303
+            vics.append(site.cookie(http))
+    async with site.browser() as http:
+        for cookie, status in [(ada, 200)] + [(c, 401) for c in vics[:3]] + \
+                [(c, 200) for c in vics[3:]]:
+            got, _, _ = await get(http, f"{site.base}/login/session", cookies={COOKIE: cookie})
+            assert got == status
+
+
+async def test_a_flood_of_logins_is_refused_at_once_not_queued(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions, "MAX_CHECKS_PER_CLIENT", 2)
+    monkeypatch.setattr(sessions, "MAX_CHECKS", 3)
+    release = threading.Event()
+
+    def slow_check(password: str, stored: str | None) -> bool:
+        release.wait(10)
+        return False
+
+    monkeypatch.setattr(sessions, "verify_password", slow_check)
+
+    def client(address: str) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)),
+                                     timeout=aiohttp.ClientTimeout(total=10))
+
+    async def try_login(address: str, name: str) -> int:
+        async with client(address) as http:
+            return (await site.login(http, name, "not it")).status
+
+    async def in_line(count: int) -> None:
+        await wait_until(lambda: sum(site.state.checking.values()) >= count, 5,
+                         f"{count} logins being checked")
+
+    held: list[int] = []
+
+    async def hold(address: str, name: str) -> None:
+        held.append(await try_login(address, name))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for name in ("u1", "u2"):
+                tg.start_soon(hold, "127.0.0.1", name)
+            await in_line(2)
+            with anyio.fail_after(3):
+                assert await try_login("127.0.0.1", "u3") == 429
+            tg.start_soon(hold, "127.0.0.2", "u4")
+            await in_line(3)
+            with anyio.fail_after(3):
+                assert await try_login("127.0.0.3", "u5") == 503
+            release.set()
+    finally:
+        release.set()
+    assert held == [401] * 3
+    assert site.state.checking == {}
 
 
 # -- roles ---------------------------------------------------------------------------------

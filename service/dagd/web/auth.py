@@ -303,13 +303,19 @@ async def login(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(target)
     _same_origin(request)
     name, password = str(form.get("username", "")), str(form.get("password", ""))
+    busy = state.busy(_client(request))
+    if busy:
+        response = _form(target, state, status=busy, error="Too many logins at once: "
+                         "try again in a moment.")
+        response.headers["Retry-After"] = "1"
+        return response
     wait = state.attempt(name, _client(request))
     if wait > 0:
         response = _form(target, state, status=429, error="Too many wrong passwords: wait "
                          f"{wait:.0f} s and try again.")
         response.headers["Retry-After"] = str(max(1, round(wait)))
         return response
-    found = await state.check_password(name, password)
+    found = await state.check_password(name, password, client=_client(request))
     if found is None:
         log.warning("login refused for %r from %s: wrong username or password", name[:64],
                     _client(request))

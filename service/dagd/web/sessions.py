@@ -37,7 +37,12 @@ from dagd.config import Settings
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 LINK_SECONDS = 15 * 60  # a link from `dagd login-url`; the start's link lasts a day
 START_LINK_SECONDS = 24 * 3600
-MAX_SESSIONS = 10_000
+# A user's own sessions past MAX_PER_USER end, their oldest first; past MAX_SESSIONS in
+# all, the oldest of whoever holds the most: one user's logins never end another's.
+MAX_SESSIONS, MAX_PER_USER = 10_000, 20
+# Passwords waiting for a hash check, from one address and in all: past these a login
+# is refused at once (429, 503), so a flood of them cannot leave real logins waiting long.
+MAX_CHECKS_PER_CLIENT, MAX_CHECKS = 4, 32
 # Wrong passwords: past FREE_TRIES for one (name, address), a wait doubling from 1 s.
 # Tracked under a digest of the name, so MAX_TRACKED entries take a few MiB at most.
 FREE_TRIES, MAX_WAIT, MAX_TRACKED = 5, 60.0, 10_000
@@ -101,6 +106,7 @@ class AuthState:
     sessions: dict[str, Session] = field(default_factory=dict)
     links: dict[str, tuple[Identity, float]] = field(default_factory=dict)
     tries: dict[tuple[bytes, str], _Tries] = field(default_factory=dict)
+    checking: dict[str, int] = field(default_factory=dict)  # address -> checks under way
     _hashing: anyio.CapacityLimiter | None = None  # made in the event loop, at first use
 
     @classmethod
@@ -121,7 +127,14 @@ class AuthState:
         return Identity(found.name, found.role) if found is not None else None
 
     # -- passwords ---------------------------------------------------------------------
-    async def check_password(self, name: str, password: str
+    def busy(self, client: str) -> int:
+        """0 if a password from `client` may be checked now, else the status to refuse
+        it with: 429 (this address has enough under way), 503 (everyone has)."""
+        if self.checking.get(client[:64], 0) >= MAX_CHECKS_PER_CLIENT:
+            return 429
+        return 503 if sum(self.checking.values()) >= MAX_CHECKS else 0
+
+    async def check_password(self, name: str, password: str, *, client: str = "?"
                              ) -> tuple[Identity, str] | None:
         """The user, if `name` is one and `password` theirs; a name that cannot be one
         takes the same hash's time, so the answer does not tell which."""
@@ -131,8 +144,15 @@ class AuthState:
         # at a time, however many logins arrive at once.
         if self._hashing is None:
             self._hashing = anyio.CapacityLimiter(2)
-        ok = await anyio.to_thread.run_sync(verify_password, password, stored,
-                                            limiter=self._hashing)
+        client = client[:64]
+        self.checking[client] = self.checking.get(client, 0) + 1
+        try:
+            ok = await anyio.to_thread.run_sync(verify_password, password, stored,
+                                                limiter=self._hashing)
+        finally:
+            self.checking[client] -= 1
+            if not self.checking[client]:
+                del self.checking[client]
         if not ok or user is None:
             return None
         return Identity(user.name, user.role), _stamp(user.password)
@@ -171,8 +191,15 @@ class AuthState:
         now = self.now()
         for sid in [s.id for s in self.sessions.values() if s.expires <= now]:
             del self.sessions[sid]
-        if len(self.sessions) >= MAX_SESSIONS:  # the oldest goes
-            self.sessions.pop(next(iter(self.sessions)))
+        held: dict[str, list[str]] = {}  # each user's sessions, the oldest first
+        for s in self.sessions.values():
+            held.setdefault(s.user.name, []).append(s.id)
+        mine = held.get(user.name, [])
+        if len(mine) >= MAX_PER_USER:
+            del self.sessions[mine.pop(0)]
+        if len(self.sessions) >= MAX_SESSIONS:
+            most = max(held.values(), key=len)
+            del self.sessions[most.pop(0)]
         session = Session(secrets.token_urlsafe(24), user, kind, secrets.token_urlsafe(24),
                           now + self.session_seconds, stamp)
         self.sessions[session.id] = session
