@@ -66,6 +66,7 @@ async def test_a_mapped_tasks_page_lists_its_instances_not_a_try_of_its_own(
     states = [a["data-state"] for t, a in page.tags
               if re.fullmatch(rf"{run_id}:train:\d", a.get("data-ti") or "")]
     assert states == ["success"] * 3
+    assert "n=1" in shown and "n=2" in shown and "n=3" in shown  # split's [1, 2, 3]
     node = [a["href"] for t, a in dag.tags if t == "a" and a.get("data-task-link") == "train"]
     assert node == [f"/runs/{run_id}/tasks/train"]
 

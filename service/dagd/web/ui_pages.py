@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 from aiohttp import web
 
 from dagd import events as ledger
-from dagd.errors import NotFound
+from dagd.errors import DagdError, NotFound
 from dagd.executors.logs import mask_text
 from dagd.store.rows import AttemptRow, RunRow, TaskInstanceRow
 from dagd.web import ui_view
 from dagd.web.api_secrets import mask_value, secrets
-from dagd.web.base import READER
+from dagd.web.base import ENGINE, READER
 from dagd.web.ui_base import page, path_int, query_int, render
 from dagd.web.ui_gantt import gantt
 from dagd.web.ui_graph import summary_state
 
 LIST_LIMIT = 200  # rows of the events and notifications pages
+ITEM_MAX = 80  # characters of a mapped instance's arguments shown in its row
 # What the events page offers to filter by: the ledger's usual kinds and its outcomes.
 EVENT_KINDS = ("manual", "cron", "interval", "file", "webhook", "replay", "backfill")
 EVENT_OUTCOMES = (ledger.RUN_CREATED, ledger.DUPLICATE, ledger.DAG_PAUSED,
@@ -92,10 +94,10 @@ async def task_page(request: web.Request) -> web.Response:
     assert map_index is not None
     ti = await reader.get_ti(run.id, task_id, map_index)
     if map_index < 0:
-        instances = [t for t in await reader.list_tis(run.id)
-                     if t.task_id == task_id and t.map_index >= 0]
+        every = await reader.list_tis(run.id)
+        instances = [t for t in every if t.task_id == task_id and t.map_index >= 0]
         if instances or await _is_mapped(request, run.dag_id, task_id):
-            return await _mapped_page(request, run, ti, instances)
+            return await _mapped_page(request, run, ti, instances, every)
     attempts = await reader.list_attempts(ti.id)
     wanted = query_int(request, "try", None, low=1)
     chosen = _chosen(attempts, wanted, task_id)
@@ -127,16 +129,49 @@ async def _is_mapped(request: web.Request, dag_id: str, task_id: str) -> bool:
                for t in dag.spec.get("tasks") or [])
 
 
+async def _items(request: web.Request, run: RunRow, task_id: str,
+                 every: list[TaskInstanceRow], count: int) -> list[str]:
+    """What each instance of a mapped task was given (its expand arguments, short), when
+    the loaded DAG can say so from its upstream tasks' stored XComs; else nothing."""
+    dag = request.app[ENGINE].dags.get(run.dag_id)
+    task = dag.tasks.get(task_id) if dag is not None else None
+    if task is None or getattr(task, "mapped", None) is None or not hasattr(
+            task, "expand_items"):
+        return []
+    mapped_ups = {t.task_id for t in every if t.map_index >= 0}
+    upstream: dict[str, Any] = {}
+    for t in every:
+        if t.map_index < 0 and t.task_id in getattr(task, "upstream_ids", ()):
+            if t.task_id in mapped_ups:  # its XCom is its instances': not read here
+                return []
+            upstream[t.task_id] = await request.app[READER].get_xcom(t.id)
+    try:
+        items = task.expand_items(upstream)
+    except (DagdError, LookupError, TypeError, ValueError, AttributeError):
+        return []  # the DAG changed since this run, or an XCom is gone
+    if len(items) != count:
+        return []
+    hidden = secrets(request)  # an XCom's secrets show as *** here as on its page
+    shown = []
+    for item in items:
+        text = ", ".join(f"{k}={ui_view.compact_json(mask_value(v, hidden))}"
+                         for k, v in item.items())
+        shown.append(text if len(text) <= ITEM_MAX else text[:ITEM_MAX - 1] + "…")
+    return shown
+
+
 async def _mapped_page(request: web.Request, run: RunRow, ti: TaskInstanceRow,
-                       instances: list[TaskInstanceRow]) -> web.Response:
+                       instances: list[TaskInstanceRow],
+                       every: list[TaskInstanceRow]) -> web.Response:
     """A mapped task as a whole: how many instances it was mapped into, and each one's
-    state, try and duration (its own page has its attempts, log and XCom)."""
+    argument, state, try and duration (its own page has its attempts, log and XCom)."""
     latest: dict[int, AttemptRow] = {}
     for a in await request.app[READER].run_attempts(run.id):
         latest[a.ti_id] = a
     instances = sorted(instances, key=lambda t: t.map_index)
+    items = await _items(request, run, ti.task_id, every, len(instances))
     return render(
-        request, "mapped.html", run=run, ti=ti, instances=instances,
+        request, "mapped.html", run=run, ti=ti, instances=instances, items=items,
         state=summary_state(t.state for t in instances) if instances else ti.state,
         times={t.id: ui_view.ti_times(t, latest.get(t.id)) for t in instances},
         now=time.time())
