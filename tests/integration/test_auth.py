@@ -197,18 +197,18 @@ async def test_wrong_passwords_again_and_again_wait_a_while(site: Site) -> None:
 
 
 async def test_wrong_passwords_sent_side_by_side_wait_too(site: Site) -> None:
-    guesses = [f"guess {i}" for i in range(29)] + [VIC_PW]
-    statuses = [0] * len(guesses)
+    statuses = [0] * 30
     async with site.browser() as http:
         async def guess(i: int) -> None:
-            statuses[i] = (await site.login(http, VIC, guesses[i])).status
+            statuses[i] = (await site.login(http, VIC, f"guess {i}")).status
 
         async with anyio.create_task_group() as tg:
-            for i in range(len(guesses)):
+            for i in range(len(statuses)):
                 tg.start_soon(guess, i)
-        assert statuses.count(401) + statuses.count(303) <= 5, statuses
-        assert set(statuses) <= {401, 303, 429}, statuses
-        assert (await site.login(http, VIC, "one more")).status == 429
+        assert set(statuses) <= {401, 429} and statuses.count(401) <= 5, statuses
+        for i in range(5 - statuses.count(401)):  # the five free tries, if some are left
+            assert (await site.login(http, VIC, f"again {i}")).status == 401
+        assert (await site.login(http, VIC, VIC_PW)).status == 429
 
 
 async def test_wrong_logins_keep_little_in_memory(site: Site) -> None:
