@@ -431,3 +431,19 @@ with DAG("fan") as fan:
     assert "mapped task: its 3 instances ran" in parent[1]["message"]
     assert "map_index 0 to 2" in parent[1]["message"]
     assert child[0] == 200 and "square of 3" in child[1]
+
+
+async def test_a_manual_runs_conf_has_the_types_of_the_dags_params_defaults(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine,
+) -> None:
+    write_dag("typed.py", "from dagd import DAG, task\n\n"
+                          "with DAG('typed', params={'seed': 42, 'name': 'x'}) as d:\n"
+                          "    @task\n    async def t():\n        return 1\n\n    t()\n")
+    async with start_engine() as h, api(h) as (http, base):
+        bad = await post(http, f"{base}/dags/typed/runs", {"conf": {"seed": "abc"}})
+        other = await post(http, f"{base}/dags/typed/runs", {"conf": {"extra": "kept"}})
+        good = await post(http, f"{base}/dags/typed/runs", {"conf": {"seed": 7}})
+        runs = await h.store.list_runs("typed")
+    assert bad[0] == 422 and bad[1]["field"] == "seed" and "int" in bad[1]["message"]
+    assert other[0] == 201 and good[0] == 201  # a key params does not declare is the run's
+    assert len(runs) == 2

@@ -159,3 +159,30 @@ def check_conf(dag: Any, conf: Mapping[str, Any]) -> None:
         found = problem(conf[name], spec.schema)
         if found is not None:
             raise InvalidInput(f"param {name!r} {found}", **where)
+
+
+def _json_type_ok(default: Any, value: Any) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    for kind in (str, list, dict):
+        if isinstance(default, kind):
+            return isinstance(value, kind)
+    return True
+
+
+def check_default_types(dag: Any, body: Mapping[str, Any]) -> None:
+    """Keys of a run's conf (a webhook's body, a manual run's conf) that the DAG declares
+    in `params` must have the type of the param's default (422, naming the key)."""
+    for key, default in dag.params.items():
+        if key in body and not _json_type_ok(default, body[key]):
+            raise InvalidInput(
+                f"{key!r} must be {type(default).__name__} like the DAG's default "
+                f"{default!r}, got {body[key]!r}",
+                dag_id=dag.dag_id, field=key,
+            )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from dagd.authoring.params import check_conf
+from dagd.authoring.params import check_conf, check_default_types
 from dagd.errors import InvalidInput, NotFound, StateError, StorageUnavailable
 from dagd.events import (
     DAG_PAUSED,
@@ -290,7 +290,10 @@ class Intake:
         conf = {} if conf is None else conf
         if not isinstance(conf, dict):
             raise InvalidInput("conf must be a JSON object", dag_id=dag_id, field="conf")
-        check_conf(self.engine.dags[dag_id], conf)  # the DAG's params, when it has schemas
+        dag = self.engine.dags[dag_id]
+        if getattr(dag, "param_schemas", None) is None:
+            check_default_types(dag, conf)  # a dagd DAG's params, as a webhook's body is
+        check_conf(dag, conf)  # an Airflow DAG's, by their Param schemas (as Airflow does)
         delivery = Delivery(kind=kind, source=source, payload=conf, logical_date=logical_date)
         [outcome] = await self.deliver(delivery, [dag_id], conf, ignore_pause=True)
         assert outcome.run_id is not None

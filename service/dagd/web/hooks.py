@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from dagd.authoring.dag import DAG
+from dagd.authoring.params import check_default_types
 from dagd.authoring.settings import ID_PATTERN
 from dagd.errors import (
     BadRequest,
@@ -52,32 +53,6 @@ def listeners(events: Events, name: str) -> list[tuple[DAG, Webhook]]:
         (dag, t) for dag in events.dags().values() for t in dag.triggers
         if isinstance(t, Webhook) and t.name == name
     ]
-
-
-def _json_type_ok(default: Any, value: Any) -> bool:
-    if default is None:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    for kind in (str, list, dict):
-        if isinstance(default, kind):
-            return isinstance(value, kind)
-    return True
-
-
-def check_params(dag: DAG, body: dict[str, Any]) -> None:
-    """Keys of the body that the DAG declares in `params` must have the declared type."""
-    for key, default in dag.params.items():
-        if key in body and not _json_type_ok(default, body[key]):
-            raise InvalidInput(
-                f"{key!r} must be {type(default).__name__} like the DAG's default "
-                f"{default!r}, got {body[key]!r}",
-                dag_id=dag.dag_id, field=key,
-            )
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -188,7 +163,7 @@ async def receive(request: web.Request) -> web.Response:
         delivery_id = verify(webhook, request.headers, body, secret=secret, now=time.time())
         payload = _parse(request, body)
         for dag, _ in found:
-            check_params(dag, payload)
+            check_default_types(dag, payload)
     except WebhookAuthError as exc:
         log.warning("webhook %s: refused %s: %s", name, exc.status, exc.reason)
         await events.record_rejection(kind="webhook", source=source, dag_id=about,
