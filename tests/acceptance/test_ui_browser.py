@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from acceptance.harness import CLI_TIMEOUT, Daemon, Dagd
+from acceptance.harness import CLI_TIMEOUT, Daemon, Dagd, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -509,7 +509,11 @@ def test_a_page_whose_session_ends_says_logged_out_and_stops_asking(
     expect(page.locator("#flash a")).to_have_attribute("href", "/login?next=%2F")
     shot(page, tmp_path, "logged-out")
     count = len(asked)
-    page.wait_for_timeout(1_500)  # nothing more is asked for
+    # One more change, to the end of its run: a page still live would ask for it.
+    status, body = daemon.request("POST", "/api/v1/dags/flaky/runs", {"conf": {}})
+    assert status == 201
+    wait_until(lambda: daemon.request("GET", f"/api/v1/runs/{body['run_id']}")[1].get(
+        "state") == "success", timeout=WAIT_MS / 1000, what="the last run to succeed")
     streams = [u for u in asked if "/api/v1/stream" in u]
     assert not [u for u in streams if "undefined" in u], streams
     assert [u for u in asked[count:] if "/api/v1/" in u] == [], asked[count:]

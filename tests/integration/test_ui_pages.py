@@ -7,10 +7,10 @@ offers its first-login hint only while no user exists."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import pytest
 
 from dagd.accounts import AccountsFile
@@ -77,7 +77,11 @@ async def test_durations_follow_the_latest_try_after_a_clear(
     write_dag("shop.py", UI_DAGS)
     async with start_engine() as h, ui(h) as (http, base):
         run_id, _ = await h.run("shop")
-        await anyio.sleep(1.2)  # the second try starts over a second after the first
+        first = (await h.attempts(run_id, "extract"))[0]
+        assert first.started_at is not None
+        # The second try must start over a second after the first: wait for the clock.
+        await wait_until(lambda: time.time() > first.started_at + 1.1,  # type: ignore[operator]
+                         what="a second to pass")
         await h.engine.clear(run_id, "extract")
 
         async def ran_again() -> bool:
