@@ -377,3 +377,8 @@ def test_each_task_is_handed_the_xcoms_of_all_tasks_before_it(write_dag: WriteDa
         "    e >> c\n"))
     assert {t: x.xcom_sources for t, x in d.tasks.items()} == {
         "a": (), "b": ("a",), "c": ("a", "b", "e"), "e": ()}
+
+
+def test_dagrun_timeout_bounds_the_run_as_in_airflow(write_dag: WriteDag) -> None:
+    d = one_dag(write_dag, "schedule=None, dagrun_timeout=timedelta(minutes=5)")
+    assert d.dagrun_timeout == 300.0

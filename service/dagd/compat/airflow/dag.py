@@ -35,7 +35,7 @@ IGNORED_ARGS = frozenset({
     "sla_miss_callback", "default_view", "orientation", "access_control",
     "is_paused_upon_creation", "jinja_environment_kwargs", "owner_links", "auto_register",
     "fail_stop", "dag_display_name", "full_filepath", "template_undefined",
-    "max_consecutive_failed_dag_runs", "dagrun_timeout", "deadline",
+    "max_consecutive_failed_dag_runs", "deadline",
     "has_on_success_callback", "has_on_failure_callback", "disable_bundle_versioning",
 })
 
@@ -105,6 +105,7 @@ class DAG(DagdDAG):
         render_template_as_native_obj: bool = False,
         on_success_callback: Any = None,
         on_failure_callback: Any = None,
+        dagrun_timeout: Any = None,
         **ignored: Any,
     ) -> None:
         if dag_id is None:
@@ -143,7 +144,7 @@ class DAG(DagdDAG):
             catchup=(self.generation == 2) if catchup is None else catchup, end_date=end_date,
             default_args=_split_default_args(args), params=self.airflow_params,
             max_active_runs=max_active_runs, max_active_tasks=max_active_tasks or concurrency,
-            tags=list(tags or []), doc=doc_md,
+            tags=list(tags or []), doc=doc_md, dagrun_timeout=dagrun_timeout,
             on_success_callback=on_success_callback, on_failure_callback=on_failure_callback)
 
     @property
