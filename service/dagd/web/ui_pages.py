@@ -9,8 +9,16 @@ from typing import Any
 
 from aiohttp import web
 
-from dagd import events as ledger
 from dagd.errors import DagdError, NotFound
+from dagd.events import (
+    DAG_PAUSED,
+    DUPLICATE,
+    IN_BATCH,
+    NO_MATCHING_DAG,
+    REJECTED,
+    RUN_CREATED,
+    UNAUTHORIZED,
+)
 from dagd.executors.logs import mask_text
 from dagd.store.rows import AttemptRow, RunRow, TaskInstanceRow
 from dagd.web import ui_view
@@ -24,9 +32,8 @@ LIST_LIMIT = 200  # rows of the events and notifications pages
 ITEM_MAX = 80  # characters of a mapped instance's arguments shown in its row
 # What the events page offers to filter by: the ledger's usual kinds and its outcomes.
 EVENT_KINDS = ("manual", "cron", "interval", "file", "webhook", "replay", "backfill")
-EVENT_OUTCOMES = (ledger.RUN_CREATED, ledger.DUPLICATE, ledger.DAG_PAUSED,
-                  ledger.NO_MATCHING_DAG, ledger.UNAUTHORIZED, ledger.REJECTED,
-                  ledger.IN_BATCH)
+EVENT_OUTCOMES = (RUN_CREATED, DUPLICATE, DAG_PAUSED, NO_MATCHING_DAG, UNAUTHORIZED,
+                  REJECTED, IN_BATCH)
 
 
 @page
