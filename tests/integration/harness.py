@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import pytest
+from aiohttp import web
 
 from dagd.accounts import read_cli_token
 from dagd.authoring.loader import DagBag
@@ -24,6 +26,7 @@ from dagd.notify.outbox import Outbox
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from dagd.store.rows import AttemptRow, HistoryRow, TaskInstanceRow
+from dagd.web.app import create_app
 
 RUN_DEADLINE = 10.0  # seconds: far above any run in this tier, far below pytest's timeout
 
@@ -85,6 +88,25 @@ def cli_headers(settings: Settings) -> dict[str, str]:
     token = read_cli_token(settings.data_dir)
     assert token is not None, f"no CLI token file in {settings.data_dir}"
     return {"Authorization": f"Bearer {token}"}
+
+
+@asynccontextmanager
+async def web_server(h: Harness) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """The daemon's web app (create_app over a read-only store) on 127.0.0.1, port 0:
+    a client session that sends the CLI's token, and the server's root URL."""
+    reader = await Store.open(h.settings.db_path, readonly=True)
+    runner = web.AppRunner(create_app(h.engine, reader), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                         headers=cli_headers(h.settings)) as session:
+            yield session, f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+        await reader.close()
 
 
 async def read_text(path: str | Path) -> str:

@@ -16,11 +16,8 @@ from urllib.parse import quote
 import aiohttp
 import anyio
 import pytest
-from aiohttp import web
 
-from dagd.store import Store
-from dagd.web.app import create_app
-from integration.harness import Harness, StartEngine, cli_headers, wait_until
+from integration.harness import Harness, StartEngine, wait_until, web_server
 
 pytestmark = pytest.mark.anyio
 
@@ -94,22 +91,10 @@ with DAG("quick") as quick:
 
 @asynccontextmanager
 async def api(h: Harness) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
-    """Serve create_app(engine, reader) on 127.0.0.1, port 0; yield a session that sends
-    the CLI's token, and the base URL of the API."""
-    reader = await Store.open(h.settings.db_path, readonly=True)
-    runner = web.AppRunner(create_app(h.engine, reader), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=10), headers=cli_headers(h.settings),
-        ) as session:
-            yield session, f"http://{host}:{port}/api/v1"
-    finally:
-        await runner.cleanup()
-        await reader.close()
+    """The web app on 127.0.0.1, port 0; a session that sends the CLI's token, and the
+    base URL of the API."""
+    async with web_server(h) as (session, root):
+        yield session, f"{root}/api/v1"
 
 
 async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:

@@ -7,14 +7,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from dagd.store import Store
-from dagd.web.app import create_app
-from integration.harness import Harness, StartEngine, cli_headers, wait_until
+from integration.harness import Harness, StartEngine, wait_until, web_server
 
 pytestmark = pytest.mark.anyio
 
@@ -39,31 +35,20 @@ Scrape = Callable[[], Awaitable[tuple[str, Samples]]]
 
 @asynccontextmanager
 async def scraper(h: Harness) -> AsyncIterator[Scrape]:
-    reader = await Store.open(h.settings.db_path, readonly=True)
-    app = create_app(h.engine, reader)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        async with aiohttp.ClientSession(headers=cli_headers(h.settings)) as http:
+    async with web_server(h) as (http, root):
 
-            async def scrape() -> tuple[str, Samples]:
-                async with http.get(f"http://{host}:{port}/metrics") as resp:
-                    assert resp.status == 200
-                    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-                    text = await resp.text()
-                samples: Samples = {}
-                for family in text_string_to_metric_families(text):
-                    for s in family.samples:
-                        samples[(s.name, frozenset(s.labels.items()))] = s.value
-                return text, samples
+        async def scrape() -> tuple[str, Samples]:
+            async with http.get(f"{root}/metrics") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                text = await resp.text()
+            samples: Samples = {}
+            for family in text_string_to_metric_families(text):
+                for s in family.samples:
+                    samples[(s.name, frozenset(s.labels.items()))] = s.value
+            return text, samples
 
-            yield scrape
-    finally:
-        await runner.cleanup()
-        await reader.close()
+        yield scrape
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

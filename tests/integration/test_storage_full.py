@@ -10,15 +10,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 import pytest
-from aiohttp import web
 
 from dagd.errors import StorageUnavailable
-from dagd.store import Store
-from dagd.web.app import create_app
-from integration.harness import Harness, StartEngine, cli_headers, wait_until
+from integration.harness import Harness, StartEngine, wait_until, web_server
 
 pytestmark = pytest.mark.anyio
 
@@ -36,23 +32,11 @@ with DAG("etl"):
 
 @asynccontextmanager
 async def api(h: Harness) -> AsyncIterator[Callable[..., Any]]:
-    reader = await Store.open(h.settings.db_path, readonly=True)
-    runner = web.AppRunner(create_app(h.engine, reader), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
-                                         headers=cli_headers(h.settings)) as http:
-            async def call(method: str, path: str, body: Any = None) -> tuple[int, Any, Any]:
-                async with http.request(method, f"http://{host}:{port}/api/v1{path}",
-                                        json=body) as resp:
-                    return resp.status, await resp.json(), resp.headers
-            yield call
-    finally:
-        await runner.cleanup()
-        await reader.close()
+    async with web_server(h) as (http, root):
+        async def call(method: str, path: str, body: Any = None) -> tuple[int, Any, Any]:
+            async with http.request(method, f"{root}/api/v1{path}", json=body) as resp:
+                return resp.status, await resp.json(), resp.headers
+        yield call
 
 
 async def pages(h: Harness, limit: int | None = None) -> int:

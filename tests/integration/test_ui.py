@@ -15,12 +15,9 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from dagd.accounts import AccountsFile
-from dagd.store import Store
-from dagd.web.app import create_app
-from integration.harness import Harness, StartEngine, cli_headers
+from integration.harness import Harness, StartEngine, web_server
 
 pytestmark = pytest.mark.anyio
 
@@ -127,20 +124,8 @@ def assert_clean(html: str) -> PageParser:
 
 @asynccontextmanager
 async def ui(h: Harness) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
-    reader = await Store.open(h.settings.db_path, readonly=True)
-    runner = web.AppRunner(create_app(h.engine, reader), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=10), headers=cli_headers(h.settings)
-        ) as session:
-            yield session, f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-        await reader.close()
+    async with web_server(h) as (session, root):
+        yield session, root
 
 
 async def get(http: aiohttp.ClientSession, url: str, status: int = 200) -> str:

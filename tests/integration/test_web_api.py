@@ -8,11 +8,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from dagd.store import Store
-from dagd.web.app import create_app
-from integration.harness import Harness, StartEngine, cli_headers
+from integration.harness import Harness, StartEngine, web_server
 
 pytestmark = pytest.mark.anyio
 
@@ -38,21 +35,9 @@ with DAG("other") as other:
 
 @asynccontextmanager
 async def api(h: Harness) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
-    """Serve create_app(engine, reader) on 127.0.0.1, port 0; yield a session and base URL."""
-    reader = await Store.open(h.settings.db_path, readonly=True)
-    runner = web.AppRunner(create_app(h.engine, reader), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=10), headers=cli_headers(h.settings)
-        ) as session:
-            yield session, f"http://{host}:{port}/api/v1"
-    finally:
-        await runner.cleanup()
-        await reader.close()
+    """The web app on 127.0.0.1, port 0; a session and the API's base URL."""
+    async with web_server(h) as (session, root):
+        yield session, f"{root}/api/v1"
 
 
 async def test_trigger_with_conf_then_read_the_run_and_its_log(
