@@ -281,3 +281,46 @@ async def test_test_mode_is_false_in_the_daemon(start_engine: StartEngine,
         assert state == S
         assert await h.xcom(run_id, "py") is False
         assert await h.xcom(run_id, "sh") == "mode=False"
+
+
+HABITS = """
+import os
+
+import airflow
+import pendulum
+from airflow import DAG
+from airflow.models.baseoperator import BaseOperator
+from airflow.operators.python import PythonOperator
+
+HOME = os.path.dirname(airflow.__file__)  # a DAG file may ask where airflow lives
+
+
+class Greets(BaseOperator):
+    def execute(self, context):
+        self.log.info("greeting from %s", self.task_id)
+        return "greeted"
+
+
+def when(**context):
+    return {"at": pendulum.datetime(2024, 1, 2, tz="UTC"), "ld": context["logical_date"]}
+
+
+with DAG("habits", start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), schedule=None):
+    Greets(task_id="greets") >> PythonOperator(task_id="when", python_callable=when)
+"""
+
+
+async def test_self_log_a_returned_pendulum_date_and_airflow_file(
+    settings: Settings, start_engine: StartEngine,
+) -> None:
+    (settings.dags_folder / "habits.py").write_text(HABITS)
+    async with start_engine() as h:
+        run_id, state = await h.run("habits")
+        log = await log_of(h, run_id, "greets")
+        value = await h.xcom(run_id, "when")
+        greeted = await h.xcom(run_id, "greets")
+    assert state == "success"
+    assert "greeting from greets" in log
+    assert greeted == "greeted"
+    assert value["at"] == "2024-01-02T00:00:00+00:00"
+    assert isinstance(value["ld"], str)

@@ -88,6 +88,8 @@ class _Loader(importlib.abc.Loader):
         module.__dict__["__all__"] = sorted(k for k in exported if not k.startswith("_"))
         module.__dict__["__getattr__"] = _module_getattr(name)
         module.__dict__["__doc__"] = f"{name}, served by dagd ({IMPL})"
+        # A DAG file may ask where `airflow` lives (os.path.dirname(airflow.__file__)).
+        module.__dict__["__file__"] = importlib.import_module(IMPL).__file__
         _built[name] = module
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -21,11 +22,20 @@ class XComError(Exception):
     """A return value that cannot be stored as XCom."""
 
 
+def _as_json(value: Any) -> Any:
+    """What orjson does not write itself: a subclass of datetime, date or time (a
+    pendulum DateTime, as Airflow DAGs return) is written as orjson writes those, in
+    ISO 8601."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
 def encode_xcom(value: Any, max_bytes: int) -> str | None:
     if value is None:
         return None
     try:
-        data = orjson.dumps(value, option=XCOM_OPTIONS)
+        data = orjson.dumps(value, option=XCOM_OPTIONS, default=_as_json)
     except TypeError as exc:
         raise XComError(f"return value is not JSON-serializable ({exc})") from None
     if len(data) > max_bytes:

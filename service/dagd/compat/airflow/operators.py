@@ -13,6 +13,7 @@ mapping are dagd's own (`mode`, `expand`).
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +91,14 @@ class OperatorMixin(SetupTeardownScope, Linking):
 
     template_fields: Sequence[str] = ()
     template_ext: Sequence[str] = ()
+
+    @property
+    def log(self) -> logging.Logger:
+        """Airflow's `self.log`: a logger named after the operator's class; what it
+        logs goes to the attempt's log."""
+        cls = type(self)
+        return logging.getLogger(f"airflow.task.operators.{cls.__module__}.{cls.__name__}")
+
     template_fields_renderers: dict[str, str] = {}
     ui_color = "#fff"
     do_xcom_push = True
