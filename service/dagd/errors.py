@@ -138,6 +138,20 @@ class StorageUnavailable(DagdError):
     retry_after = 5
 
 
+class Unauthorized(DagdError):
+    """A request to the UI or the API with no valid login or token."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(DagdError):
+    """A login whose role may not do this (a viewer asking to change something)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class BadRequest(DagdError):
     """A request that cannot be read as sent (a body that does not decode)."""
 

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from dagd.accounts import check_role
 from dagd.config import Settings
-from dagd.errors import DagdError, InvalidInput
+from dagd.errors import Forbidden, InvalidInput, Unauthorized
 from dagd.web.base import SETTINGS, Handler, json_response
 from dagd.web.sessions import SAFE, AuthState, Identity, Session, local_next
 
@@ -57,16 +57,6 @@ ANONYMOUS = Identity("anonymous", "operator")  # every request, when auth is off
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
     autoescape=True, undefined=jinja2.StrictUndefined)
-
-
-class Unauthorized(DagdError):
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(DagdError):
-    status = 403
-    code = "forbidden"
 
 
 def setup(app: web.Application) -> None:
