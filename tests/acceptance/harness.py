@@ -296,7 +296,14 @@ class Dagd:
             return daemon.healthy()
 
         daemon.port = wait_until(published, timeout=START_TIMEOUT, what="dagd.lock")
-        wait_until(healthy, timeout=START_TIMEOUT, what="GET /api/v1/health")
+        try:
+            wait_until(healthy, timeout=START_TIMEOUT, what="GET /api/v1/health")
+        except AssertionError as exc:
+            try:
+                answer: object = daemon.request("GET", "/api/v1/health")
+            except OSError as error:
+                answer = error
+            raise AssertionError(f"{exc}; last answer {answer}\n{daemon.log()}") from None
         return daemon
 
     def wait(self, predicate: Callable[[], T], *, timeout: float, what: str) -> T:

@@ -581,3 +581,20 @@ def test_schedule_to_trigger_refuses(schedule: object, words: str) -> None:
         schedule_to_trigger(schedule)  # type: ignore[arg-type]
     assert caught.value.field == "schedule"
     assert words in caught.value.message
+
+
+def test_a_pendulum_start_and_pendulum_instants_give_plain_fire_times() -> None:
+    # pendulum's DateTime minus DateTime is an Interval whose `//` refuses a timedelta:
+    # Airflow DAG files give start_date (and days_ago) as pendulum values.
+    pendulum = pytest.importorskip("pendulum")
+    timer = Interval(days=1, start=pendulum.datetime(2024, 1, 1, 3, tz="UTC"))
+    got = timer.fires_between(pendulum.datetime(2024, 1, 1, tz="UTC"),
+                              pendulum.datetime(2024, 1, 4, tz="UTC"), 10)
+    assert got == [utc(2024, 1, 1, 3), utc(2024, 1, 2, 3), utc(2024, 1, 3, 3)]
+    assert all(type(fire) is datetime for fire in got)
+    assert timer.prev_fire(pendulum.datetime(2024, 1, 3, 12, tz="Europe/Paris")) == utc(
+        2024, 1, 3, 3)
+    cron = Cron("0 2 * * *", timezone=PARIS)
+    assert cron.fires_between(pendulum.datetime(2024, 1, 1, tz="UTC"),
+                              pendulum.datetime(2024, 1, 3, tz="UTC"), 10) == [
+        utc(2024, 1, 1, 1), utc(2024, 1, 2, 1)]

@@ -73,7 +73,16 @@ def _utc(value: datetime, name: str) -> datetime:
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware, got naive {value.isoformat()}")
-    return value.astimezone(UTC)
+    return _plain(value.astimezone(UTC))
+
+
+def _plain(value: datetime) -> datetime:
+    """`value` as a stdlib datetime: a subclass's arithmetic (pendulum's DateTime minus
+    DateTime is an Interval whose `//` refuses a timedelta) must not reach the maths."""
+    if type(value) is datetime:
+        return value
+    return datetime(value.year, value.month, value.day, value.hour, value.minute,
+                    value.second, value.microsecond, tzinfo=value.tzinfo, fold=value.fold)
 
 
 class _Timer:
@@ -422,7 +431,7 @@ class Interval(_Timer):
                 f"interval start must be a timezone-aware datetime, got {self.start!r}"
             )
         else:
-            anchor = self.start.astimezone(UTC)
+            anchor = _plain(self.start.astimezone(UTC))
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "anchor", anchor)
 
