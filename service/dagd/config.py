@@ -27,6 +27,7 @@ DEFAULT_PATHS = (Path("config/dagd.toml"), Path("/etc/dagd/dagd.toml"))
 SYNCHRONOUS = ("full", "normal")
 ISOLATIONS = ("process", "fresh", "thread")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Settings:
     # Seconds a task's or DAG's callback may run before it is abandoned (and that noted).
     callback_timeout: float = 30.0
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one JSON object per line, for log shippers
     # Bytes a task in a worker process may allocate, unless it sets its own; None: no cap.
     default_memory_limit: int | None = None
     # The warm worker pool of sync tasks ([workers]): kept ready (0: the number of cores,
@@ -77,6 +79,14 @@ class Settings:
     workers_idle_timeout: float = 60.0
     workers_max_tasks: int = 1000
     workers_max_memory: int | None = 512_000_000
+    # Retention ([retention]): finished runs (their task instances, attempts, logs,
+    # XComs), events and sent notifications older than max_age_days, and each DAG's
+    # finished runs past its newest max_runs_per_dag, are pruned every `interval`
+    # seconds, `batch_size` rows per transaction. 0: kept forever (the default).
+    retention_max_age_days: float = 0.0
+    retention_max_runs_per_dag: int = 0
+    retention_interval: float = 300.0
+    retention_batch_size: int = 500
     # Authentication ([auth]): on unless turned off; sessions' lifetime; what is open.
     auth_enabled: bool = True
     auth_session_hours: float = 12.0
@@ -149,6 +159,7 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("core", "shutdown_grace_period"): ("shutdown_grace_period", float),
     ("core", "callback_timeout"): ("callback_timeout", float),
     ("core", "log_level"): ("log_level", str),
+    ("core", "log_format"): ("log_format", str),
     ("core", "default_memory_limit"): ("default_memory_limit", Size),
     ("server", "host"): ("host", str),
     ("server", "port"): ("port", int),
@@ -177,6 +188,10 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("logs", "max_bytes"): ("log_max_bytes", int),
     ("xcom", "max_bytes"): ("xcom_max_bytes", int),
     ("database", "synchronous"): ("synchronous", str),
+    ("retention", "max_age_days"): ("retention_max_age_days", float),
+    ("retention", "max_runs_per_dag"): ("retention_max_runs_per_dag", int),
+    ("retention", "interval"): ("retention_interval", float),
+    ("retention", "batch_size"): ("retention_batch_size", int),
     ("auth", "enabled"): ("auth_enabled", bool),
     ("auth", "session_hours"): ("auth_session_hours", float),
     ("auth", "public_health"): ("auth_public_health", bool),
@@ -393,6 +408,14 @@ def _validate(s: Settings, path: Path | None) -> None:
          "must be more than 0 and at most a year (8784)"),
         # logging.basicConfig would otherwise fail at start with a bare ValueError.
         (s.log_level in LOG_LEVELS, "core.log_level", f"must be one of {LOG_LEVELS}"),
+        (s.log_format in LOG_FORMATS, "core.log_format", f"must be one of {LOG_FORMATS}"),
+        (s.retention_max_age_days >= 0, "retention.max_age_days",
+         "must be 0 (keep forever) or more"),
+        (s.retention_max_runs_per_dag >= 0, "retention.max_runs_per_dag",
+         "must be 0 (keep every run) or more"),
+        (s.retention_interval > 0, "retention.interval", "must be more than 0 seconds"),
+        (1 <= s.retention_batch_size <= 100_000, "retention.batch_size",
+         "must be between 1 and 100000"),
     ]
     for ok, key, message in checks:
         if not ok:
