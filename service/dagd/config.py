@@ -20,7 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dagd.dburl import check_url
+from dagd.config_connections import read_connections
+from dagd.config_sources import environment_keys, key_lines, line_of, parse_text
 from dagd.errors import ConfigError
 
 DEFAULT_PATHS = (Path("config/dagd.toml"), Path("/etc/dagd/dagd.toml"))
@@ -98,6 +99,11 @@ class Settings:
     connections: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: MappingProxyType({}), hash=False
     )
+    # Where each value came from, by field ("config/dagd.toml:12", "environment
+    # DAGD_SERVER__PORT", "--port"); a field not in it has its default. Not compared.
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}),
+                                       hash=False, compare=False, repr=False)
+    origin: Origin | None = field(default=None, hash=False, compare=False, repr=False)
 
     @property
     def db_path(self) -> Path:
@@ -240,135 +246,194 @@ def find_config(
     return None
 
 
+# Command-line options that override a key, by Settings field.
+OPTIONS = {"dags_folder": "--dags-folder", "data_dir": "--data-dir", "host": "--host",
+           "port": "--port"}
+# Settings field -> "section.key", for messages and `dagd config show`.
+KEY_OF = {name: f"{section}.{key}" for (section, key), (name, _) in _KEYS.items()}
+FIELD_OF = {key: name for name, key in KEY_OF.items()}
+
+
 def load_settings(
     config: str | Path | None = None,
     *,
-    overrides: dict[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build Settings from file, environment and explicit overrides (in rising priority)."""
+    """Build Settings from the file, `DAGD_SECTION__KEY` environment variables and
+    explicit overrides (command-line options), in rising priority; each value's origin
+    is kept in `Settings.sources`."""
     env = os.environ if environ is None else environ
     path = find_config(config, env)
-    values: dict[str, Any] = {}
+    found = _Found()
+    connections: dict[str, Any] = {}
     if path is not None:
-        values.update(_read_file(path))
-        values["config_file"] = path
-    if env.get("DAGD_DAGS_FOLDER"):
-        values["dags_folder"] = Path(env["DAGD_DAGS_FOLDER"]).expanduser()
-    if env.get("DAGD_DATA_DIR"):
-        values["data_dir"] = Path(env["DAGD_DATA_DIR"]).expanduser()
-    for key, value in (overrides or {}).items():
+        connections = _read_file(path, found)
+        found.values["config_file"] = path
+    _read_environment(env, found, connections)
+    if connections or "connections" in found.sources:
+        found.values["connections"] = read_connections(connections, found.locate)
+    for name, value in (overrides or {}).items():
         if value is not None:
-            values[key] = Path(value).expanduser() if key in ("dags_folder", "data_dir") else value
-    settings = replace(Settings(), **values)
-    _validate(settings, path)
+            found.values[name] = (Path(value).expanduser() if name in ("dags_folder", "data_dir")
+                                  else value)
+            found.sources[name] = OPTIONS.get(name, name)
+            found.places[KEY_OF.get(name, name)] = {"file": OPTIONS.get(name, name)}
+    _credential_files(found, env)
+    settings = replace(Settings(), **found.values, sources=MappingProxyType(found.sources),
+                       origin=Origin(config, MappingProxyType(dict(overrides or {}))))
+    _validate(settings, found)
     return settings
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def reload_settings(current: Settings, environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings as `current` was loaded (the same --config and options), read again."""
+    origin = current.origin or Origin(current.config_file, MappingProxyType({}))
+    return load_settings(origin.config, overrides=origin.overrides, environ=environ)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What a Settings was loaded from: the --config given (or None) and the options."""
+
+    config: str | Path | None
+    overrides: Mapping[str, Any]
+
+
+@dataclass
+class _Found:
+    """Values read so far, where each came from, and where to point an error."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # field or "connections.x.y"
+    places: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> file, line
+
+    def locate(self, key: str) -> dict[str, Any]:
+        """ConfigError's file= and line= for `key` ("connections.crm.base_url")."""
+        while key:
+            if key in self.places:
+                return self.places[key]
+            key = key.rpartition(".")[0]
+        return {}
+
+    def note(self, name: str, key: str, value: Any, place: dict[str, Any]) -> None:
+        self.values[name] = value
+        self.sources[name] = _shown_place(place)
+        self.places[key] = place
+
+
+def _shown_place(place: dict[str, Any]) -> str:
+    file, line = place.get("file", ""), place.get("line")
+    return f"{file}:{line}" if line else str(file)
+
+
+def _read_file(path: Path, found: _Found) -> dict[str, Any]:
+    """The file's keys into `found`; returns its raw [connections] tables."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError("config file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file: {exc}", file=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
-    values: dict[str, Any] = {}
+    lines = key_lines(text)
+
+    def place(key: str) -> dict[str, Any]:
+        return {"file": str(path), "line": line_of(lines, key)}
+
+    connections: dict[str, Any] = {}
     for section, table in raw.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"[{section}] must be a table", file=str(path), field=section)
+            raise ConfigError(f"[{section}] must be a table", **place(section), field=section)
         if section == "connections":
-            values["connections"] = _read_connections(table, str(path))
+            connections = {name: dict(conn) if isinstance(conn, dict) else conn
+                           for name, conn in table.items()}
+            for name, conn in table.items():
+                found.places[f"connections.{name}"] = place(f"connections.{name}")
+                for key in conn if isinstance(conn, dict) else ():
+                    found.places[f"connections.{name}.{key}"] = place(
+                        f"connections.{name}.{key}")
+            found.sources["connections"] = _shown_place(place("connections"))
             continue
         for key, value in table.items():
-            spec = _KEYS.get((section, key))
-            if spec is None and section == "smtp" and key == "password":
-                raise ConfigError(
-                    "smtp.password: secrets never go in the config file; use password_env "
-                    "(the name of an environment variable) or password_file (a file's path)",
-                    file=str(path), field="smtp.password")
-            if spec is None:
-                raise ConfigError(
-                    f"unknown key {section}.{key}", file=str(path), field=f"{section}.{key}"
-                )
-            name, kind = spec
+            name, kind = _spec(section, key, place(f"{section}.{key}"))
             try:
-                values[name] = _coerce(value, kind, f"{section}.{key}")
+                found.note(name, f"{section}.{key}", _coerce(value, kind, f"{section}.{key}"),
+                           place(f"{section}.{key}"))
             except ConfigError as exc:
-                raise ConfigError(exc.message, file=str(path), field=f"{section}.{key}") from None
-    return values
+                raise ConfigError(exc.message, **place(f"{section}.{key}"),
+                                  field=f"{section}.{key}") from None
+    return connections
 
 
-# Connection key -> what its value must be. Secrets only ever by environment variable name.
-_CONNECTION_KEYS = {
-    "url": "a database URL (sqlite:///path.db, postgresql://user@host/db), with no password",
-    "base_url": "an http:// or https:// URL",
-    "headers": "a table of header names to strings",
-    "headers_env": "a table of header names to environment variable names",
-    "token_env": "the name of an environment variable holding a bearer token",
-    "username": "a string",
-    "password_env": "the name of an environment variable holding the password",
-}
-_SECRET_KEYS = {"token": "token_env", "password": "password_env", "secret": "token_env",
-                "api_key": "headers_env"}
+def _spec(section: str, key: str, place: dict[str, Any]) -> tuple[str, type]:
+    """The Settings field and type of `section.key`; an unknown key is an error."""
+    spec = _KEYS.get((section, key))
+    if spec is not None:
+        return spec
+    if section == "smtp" and key == "password":
+        raise ConfigError(
+            "smtp.password: secrets never go in the config file; use password_env "
+            "(the name of an environment variable) or password_file (a file's path)",
+            **place, field="smtp.password")
+    raise ConfigError(f"unknown key {section}.{key}", **place, field=f"{section}.{key}")
 
 
-def _read_connections(table: dict[str, Any], file: str) -> Mapping[str, Mapping[str, Any]]:
-    """`[connections.NAME]` tables -> read-only {name: {key: value}}, every key checked."""
-    out: dict[str, Mapping[str, Any]] = {}
-    for name, conn in table.items():
-        where = f"connections.{name}"
-        if not isinstance(conn, dict):
-            raise ConfigError(f"[{where}] must be a table", file=file, field=where)
-        for key, value in conn.items():
-            if key not in _CONNECTION_KEYS:
-                hint = (
-                    f"; secrets never go in the config file: use {_SECRET_KEYS[key]} "
-                    "(the name of an environment variable)"
-                    if key in _SECRET_KEYS
-                    else f"; use {', '.join(_CONNECTION_KEYS)}"
-                )
-                raise ConfigError(f"unknown key {where}.{key}{hint}", file=file,
-                                  field=f"{where}.{key}")
-            if not _connection_value_ok(key, value):
-                # A bad URL may hold a password: never echo it back.
-                got = "" if key == "url" else f", got {value!r}"
-                raise ConfigError(f"{where}.{key} must be {_CONNECTION_KEYS[key]}{got}",
-                                  file=file, field=f"{where}.{key}")
-        if "url" in conn and "base_url" in conn:
-            raise ConfigError(f"[{where}] sets both url (a database) and base_url (HTTP): "
-                              "one connection is one or the other", file=file, field=where)
-        # A database URL carries its user; HTTP basic auth needs both halves here.
-        if "url" not in conn and ("username" in conn) != ("password_env" in conn):
-            raise ConfigError(f"[{where}] needs both username and password_env for basic auth",
-                              file=file, field=where)
-        if "username" in conn and "token_env" in conn:
-            raise ConfigError(f"[{where}] sets both token_env and username: choose one",
-                              file=file, field=where)
-        out[name] = MappingProxyType(
-            {k: MappingProxyType(dict(v)) if isinstance(v, dict) else v for k, v in conn.items()}
-        )
-    return MappingProxyType(out)
-
-
-def _connection_value_ok(key: str, value: Any) -> bool:
-    if key in ("headers", "headers_env"):
-        return isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
-        )
-    if not isinstance(value, str) or not value:
-        return False
-    if key == "base_url":
-        return value.startswith(("http://", "https://"))
-    if key == "url":
+def _read_environment(env: Mapping[str, str], found: _Found,
+                      connections: dict[str, Any]) -> None:
+    """`DAGD_SECTION__KEY` variables into `found` (and `connections`), each typed."""
+    seen: dict[str, str] = {}
+    for variable, section, key in environment_keys(env):
+        place: dict[str, Any] = {"file": f"environment {variable}"}
+        full = f"{section}.{key}"
+        if full in seen and env[seen[full]] != env[variable]:
+            raise ConfigError(f"{seen[full]} and {variable} both set {full}, differently: "
+                              "keep one", **place, field=full)
+        seen[full] = variable
+        if section == "connections":
+            name, _, conn_key = key.partition(".")
+            if not name or not conn_key or "." in conn_key:
+                raise ConfigError("must be DAGD_CONNECTIONS__NAME__KEY", **place, field=full)
+            if conn_key in ("headers", "headers_env"):
+                raise ConfigError(f"connections.{name}.{conn_key} is a table: set it in the "
+                                  "config file", **place, field=full)
+            table = connections.setdefault(name, {})
+            if isinstance(table, dict):
+                table[conn_key] = env[variable]
+            found.places[full] = place
+            found.sources["connections"] = ", ".join(
+                filter(None, (found.sources.get("connections"), variable)))
+            continue
+        name, kind = _spec(section, key, place)
         try:
-            check_url(value)
-        except ValueError:
-            return False
-    return True
+            found.note(name, full, _coerce(_typed(env[variable], kind), kind, full), place)
+        except (ConfigError, ValueError) as exc:
+            message = exc.message if isinstance(exc, ConfigError) else f"{full} {exc}"
+            raise ConfigError(message, **place, field=full) from None
 
 
-def _validate(s: Settings, path: Path | None) -> None:
-    where = str(path) if path else None
+def _typed(text: str, kind: type) -> object:
+    """An environment variable's text as what `_coerce` expects for `kind`."""
+    names = {int: "int", float: "float", bool: "bool"}
+    return parse_text(text, names[kind]) if kind in names else text
+
+
+def _credential_files(found: _Found, env: Mapping[str, str]) -> None:
+    """A relative `*_file` setting names a systemd credential (LoadCredential=) when
+    $CREDENTIALS_DIRECTORY holds it; otherwise it is taken from the working directory."""
+    folder = env.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return
+    for name in ("smtp_password_file", "smtp_ca_file"):
+        value = found.values.get(name)
+        if value and not Path(value).is_absolute() and (Path(folder) / value).is_file():
+            found.values[name] = str(Path(folder) / value)
+            found.sources[name] += f" (credential in {folder})"
+
+
+def _validate(s: Settings, found: _Found) -> None:
     checks = [
         (s.parallelism >= 1, "core.parallelism", "must be at least 1"),
         (s.workers_size >= 0, "workers.size", "must be 0 (the number of cores) or more"),
@@ -419,4 +484,4 @@ def _validate(s: Settings, path: Path | None) -> None:
     ]
     for ok, key, message in checks:
         if not ok:
-            raise ConfigError(f"{key} {message}", file=where, field=key)
+            raise ConfigError(f"{key} {message}", **found.locate(key), field=key)

@@ -170,7 +170,7 @@ def test_unknown_key_names_the_file_and_the_key(tmp_path: Path) -> None:
     exc = config_error(path)
     assert exc.field == "core.paralelism"
     assert exc.message == "unknown key core.paralelism"
-    assert str(exc) == f"{path}, field 'core.paralelism': unknown key core.paralelism"
+    assert str(exc) == f"{path}:2, field 'core.paralelism': unknown key core.paralelism"
 
 
 def test_a_known_key_in_the_wrong_section_is_unknown(tmp_path: Path) -> None:

@@ -15,10 +15,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "service" / "dagd"
 
-GROUND = {"errors", "version", "config", "dburl", "lock", "systemd", "states", "retry", "events",
-          "changes", "supervise", "accounts"}
-FACE = {"__init__", "cli", "cli_mail", "cli_auth", "daemon", "client", "testrun", "plugins",
-        "check", "tables"}
+GROUND = {"errors", "version", "config", "config_sources", "config_connections", "dburl",
+          "lock", "systemd", "states", "retry", "events", "changes", "supervise", "accounts"}
+FACE = {"__init__", "cli", "cli_mail", "cli_auth", "daemon", "reload", "client", "testrun",
+        "plugins", "check", "tables"}
 FOLDERS = {"authoring", "kinds", "triggers", "scheduler", "executors", "store", "notify",
            "web", "compat"}
 ASYNC_LIBRARIES = {"anyio", "asyncio", "aiohttp", "aiosqlite", "aiosmtplib", "asyncpg",

@@ -64,12 +64,16 @@ class Outbox:
         self.store = store
         self.dags = dags
         self.clock = clock
-        self.settings = settings if settings is not None else email.current_settings()
-        self.retry = send_retry(self.settings)
-        self.templates = message.Templates(self.settings.templates_folder)
-        self.mailer = Mailer(self.settings)
+        self.configure(settings if settings is not None else email.current_settings())
         self._wake = anyio.Event()
         self._limiter = anyio.CapacityLimiter(8)
+
+    def configure(self, settings: Settings) -> None:
+        """The [smtp] and [notifications] settings sends use from now on (SIGHUP)."""
+        self.settings = settings
+        self.retry = send_retry(settings)
+        self.templates = message.Templates(settings.templates_folder)
+        self.mailer = Mailer(settings)
 
     def wake(self) -> None:
         self._wake.set()

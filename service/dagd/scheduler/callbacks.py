@@ -48,6 +48,7 @@ from dagd.store.rows import AttemptRow, RunRow, TaskInstanceRow
 if TYPE_CHECKING:
     from dagd.authoring.dag import DAG
     from dagd.authoring.tasks import BaseTask
+    from dagd.config import Settings
     from dagd.store import Store
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,10 @@ class Callbacks:
         self.update()  # now, before the engine serves: a recovered run may end at once
 
     # -- following the DAGs ----------------------------------------------------------------
+    def configure(self, settings: Settings) -> None:
+        """Reloaded settings (SIGHUP): callbacks that start from now on get this timeout."""
+        self.timeout = settings.callback_timeout
+
     def update(self) -> None:
         """The DAGs changed: subscribe while some DAG declares a callback, else not."""
         wanted = any(has_callbacks(d) for d in self.dags().values())
