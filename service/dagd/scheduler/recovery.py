@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,8 +79,10 @@ def _error_for(isolation: str, crashed: bool) -> str:
     return RESTARTED
 
 
-async def boot(store: Store, runs: Runs) -> None:
-    """Settle what a dead daemon left running and load the active runs into `runs`."""
+async def boot(store: Store, runs: Runs, *,
+               on_found: Callable[[int], object] | None = None) -> None:
+    """Settle what a dead daemon left running and load the active runs into `runs`;
+    `on_found` is told how many attempts it left running, before they are settled."""
     batch = store.batch()
     batch.now = runs.clock()
     crash = _read_crash_report(runs.settings.data_dir)
@@ -93,6 +96,8 @@ async def boot(store: Store, runs: Runs) -> None:
     active = await store.active_runs()
     dag_of = {run.id: run.dag_id for run in active}
     attempts = await store.running_attempts()
+    if on_found is not None:
+        on_found(len(attempts))
     errors: dict[int, str] = {}  # ti id -> why its running attempt failed
     for attempt in attempts:
         _kill_leftover_worker(attempt)

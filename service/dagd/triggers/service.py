@@ -97,6 +97,9 @@ class TriggerService:
         self._hub_stop = anyio.Event()
         # Subscribed now, before the engine serves: a recovered run may end at once.
         self._ends = changes.subscribe([RUN])
+        # Set once the first DAGs' triggers are in place (the file watcher armed): the
+        # daemon says READY=1 after it, so a file dropped from then on is seen.
+        self.armed = anyio.Event()
 
     def update(self) -> None:
         """The DAGs changed: follow them."""
@@ -117,6 +120,7 @@ class TriggerService:
                 await self._sync_watchers(tg)
                 scheduled = anyio.CancelScope()
                 tg.start_soon(self._until_changed, scheduled, name="timers and plugin triggers")
+                self.armed.set()
                 await self._changed.wait()
                 scheduled.cancel()
 
