@@ -30,6 +30,7 @@ from rich.tree import Tree
 
 from dagd import check, client, testrun
 from dagd import cli_auth as auth_commands
+from dagd import cli_config as config_commands
 from dagd import cli_mail as notify_commands
 from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
@@ -572,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--conf", help="JSON object passed to the run as its conf")
     notify_commands.add_parsers(sub, whole)
     auth_commands.add_parsers(sub)
+    config_commands.add_parsers(sub)
     return p
 
 
@@ -596,6 +598,7 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("notifications", "retry"): lambda s, a: notify_commands.cmd_retry(s, a, console),
     ("email", "test"): lambda s, a: notify_commands.cmd_email_test(s, a, console),
     **auth_commands.commands(console),
+    **config_commands.commands(console),
 }
 
 

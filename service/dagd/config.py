@@ -355,7 +355,8 @@ def _read_file(path: Path, found: _Found) -> dict[str, Any]:
                 for key in conn if isinstance(conn, dict) else ():
                     found.places[f"connections.{name}.{key}"] = place(
                         f"connections.{name}.{key}")
-            found.sources["connections"] = _shown_place(place("connections"))
+            first = next(iter(table), "")  # [connections.a] with no [connections]
+            found.sources["connections"] = _shown_place(place(f"connections.{first}"))
             continue
         for key, value in table.items():
             name, kind = _spec(section, key, place(f"{section}.{key}"))

@@ -16,25 +16,17 @@ from types import MappingProxyType
 from typing import Any
 
 from dagd.config import KEY_OF, Settings, reload_settings
+from dagd.config_view import RESTART_ONLY
 
 log = logging.getLogger(__name__)
 
-# Fields a running daemon takes from a reload.
-RELOADABLE = frozenset({
-    "connections", "parallelism", "default_isolation", "default_max_active_runs",
-    "default_max_active_tasks", "shutdown_grace_period", "callback_timeout", "log_level",
-    "default_memory_limit", "base_url", "templates_folder", "notify_max_attempts",
-    "notify_retry_delay", "retention_max_age_days", "retention_max_runs_per_dag",
-    "retention_interval", "retention_batch_size",
-    *(f.name for f in fields(Settings) if f.name.startswith("smtp_")),
-})
 # Not configuration: where it came from.
 _BOOKKEEPING = frozenset({"sources", "origin", "config_file"})
 
 
 def restart_needed(name: str) -> bool:
     """True for a field that only a restart changes (the port, the data directory...)."""
-    return name not in RELOADABLE and name not in _BOOKKEEPING
+    return name in RESTART_ONLY
 
 
 def key_of(name: str) -> str:

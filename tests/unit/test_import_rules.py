@@ -15,10 +15,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "service" / "dagd"
 
-GROUND = {"errors", "version", "config", "config_sources", "config_connections", "dburl",
-          "lock", "systemd", "states", "retry", "events", "changes", "supervise", "accounts"}
-FACE = {"__init__", "cli", "cli_mail", "cli_auth", "daemon", "reload", "client", "testrun",
-        "plugins", "check", "tables"}
+GROUND = {"errors", "version", "config", "config_sources", "config_connections",
+          "config_view", "dburl", "lock", "systemd", "states", "retry", "events", "changes",
+          "supervise", "accounts"}
+FACE = {"__init__", "cli", "cli_mail", "cli_auth", "cli_config", "daemon", "reload",
+        "client", "testrun", "plugins", "check", "tables", "cli_db", "dbtools", "cli_doctor",
+        "doctor", "doctor_dags"}
 FOLDERS = {"authoring", "kinds", "triggers", "scheduler", "executors", "store", "notify",
            "web", "compat"}
 ASYNC_LIBRARIES = {"anyio", "asyncio", "aiohttp", "aiosqlite", "aiosmtplib", "asyncpg",

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from dagd.errors import InvalidInput
 from dagd.version import __version__
-from dagd.web import api_dags, api_logs, api_runs, openapi
+from dagd.web import api_config, api_dags, api_logs, api_runs, openapi
 from dagd.web.api_input import body_object, int_param, json_body, limit_param, naming, text_param
 from dagd.web.api_secrets import mask_value, secrets
 from dagd.web.base import ENGINE, READER, SUPERVISOR, Handler, json_response
@@ -112,6 +112,7 @@ def add_routes(app: web.Application) -> None:
     """Every /api/v1 route; openapi.py describes each (a test holds them equal)."""
     app.router.add_get("/api/v1/health", health)
     app.router.add_get("/api/v1/openapi.json", openapi.serve)
+    app.router.add_get("/api/v1/config", api_config.get_config)
     app.router.add_get("/api/v1/dags", api_dags.list_dags)
     app.router.add_get("/api/v1/dags/{dag_id}", api_dags.get_dag)
     app.router.add_get("/api/v1/dags/{dag_id}/source", api_dags.dag_source)

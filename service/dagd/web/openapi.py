@@ -361,6 +361,19 @@ def _other_paths() -> dict[str, Schema]:
                 "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]},
                 "version": {"type": "string"}, "tasks": {"type": "array"},
                 "reason": {"type": "string"}}, ["status", "version", "tasks"]), "Health"))},
+        "/api/v1/config": {"get": op(
+            "The running configuration (operators only): each key's value, where it came "
+            "from (file:line, environment variable, option, default) and whether SIGHUP or "
+            "only a restart applies a change; a key changed on disk since has on_disk and "
+            "note. Secrets as ***", tag="daemon",
+            answer=_json(_obj({
+                "config_file": {"type": ["string", "null"]},
+                "keys": {"type": "array", "items": _obj({
+                    "key": {"type": "string"}, "value": {}, "source": {"type": "string"},
+                    "applies": {"type": "string", "enum": ["reload", "restart"]},
+                    "on_disk": {}, "note": {"type": "string"}},
+                    ["key", "value", "source", "applies"])},
+                "on_disk_error": {"type": ["string", "null"]}}), "Config"))},
         "/api/v1/openapi.json": {"get": op(
             "This document", tag="daemon",
             answer=_json({"type": "object"}, "OpenAPI 3.1"))},
