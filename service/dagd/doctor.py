@@ -15,6 +15,7 @@ import contextlib
 import errno
 import os
 import pwd
+import re
 import socket
 import sqlite3
 import subprocess
@@ -38,9 +39,20 @@ SPACE_WARN = GIB
 SPACE_WARN_SHARE = 0.05
 WAL_WARN = 256 * MB
 MIN_PYTHON = (3, 11)
-# The newest SQLite feature the store uses: `INSERT ... ON CONFLICT DO UPDATE` (upsert,
-# 3.24.0) in queries.sql; json_each (JSON1) is probed, as it was a compile-time option.
-MIN_SQLITE = (3, 24, 0)
+# SQLite features by the release that brought them, found in the store's SQL (its
+# queries and migrations) to tell the oldest SQLite this dagd can use; json_each (JSON1,
+# a compile-time option before 3.38) is probed instead.
+SQLITE_FEATURES = (
+    ((3, 24, 0), r"ON\s+CONFLICT\b[^;]*\bDO\s+UPDATE", "upsert"),
+    ((3, 25, 0), r"\bOVER\s*\(", "window functions"),
+    ((3, 25, 0), r"\bRENAME\s+COLUMN\b", "RENAME COLUMN"),
+    ((3, 30, 0), r"\bFILTER\s*\(\s*WHERE\b", "aggregate FILTER"),
+    ((3, 31, 0), r"\bGENERATED\s+ALWAYS\b", "generated columns"),
+    ((3, 35, 0), r"\bRETURNING\b", "RETURNING"),
+    ((3, 35, 0), r"\bDROP\s+COLUMN\b", "DROP COLUMN"),
+    ((3, 37, 0), r"\)\s*STRICT\b", "STRICT tables"),
+    ((3, 38, 0), r"->>|\bunixepoch\s*\(", "->> and unixepoch()"),
+)
 # File systems where SQLite's locking (fcntl locks, the -shm shared memory of WAL)
 # cannot be trusted: several machines, or a user-space daemon, stand between.
 NETWORK_FS = frozenset({
@@ -391,19 +403,38 @@ def check_python(version: tuple[int, ...]) -> Result:
     return Result("python", OK, shown)
 
 
-def check_sqlite(version: tuple[int, ...], probe: Callable[[], str | None] | None = None
-                 ) -> Result:
+def sqlite_floor(sql: str) -> tuple[tuple[int, int, int], str]:
+    """The oldest SQLite that runs `sql`, and the feature that decides it."""
+    found = [(version, name) for version, pattern, name in SQLITE_FEATURES
+             if re.search(pattern, sql, re.IGNORECASE)]
+    return max(found, default=((3, 8, 3), "WAL and partial indexes"))
+
+
+def store_sql() -> str:
+    """The text of the store's queries and migrations."""
+    from importlib import resources
+
+    folder = resources.files("dagd.store")
+    parts = [folder.joinpath("queries.sql").read_text("utf-8")]
+    parts += [m.read_text("utf-8") for m in folder.joinpath("migrations").iterdir()
+              if m.name.endswith(".sql")]
+    return "\n".join(parts)
+
+
+def check_sqlite(version: tuple[int, ...], *, sql: str | None = None,
+                 probe: Callable[[], str | None] | None = None) -> Result:
     shown = ".".join(map(str, version))
-    need = ".".join(map(str, MIN_SQLITE))
-    if tuple(version) < MIN_SQLITE:
-        return Result("sqlite", FAIL, f"{shown}: dagd needs {need} or newer (upsert)",
+    floor, feature = sqlite_floor(store_sql() if sql is None else sql)
+    need = ".".join(map(str, floor))
+    if tuple(version) < floor:
+        return Result("sqlite", FAIL, f"{shown}: dagd needs {need} or newer ({feature})",
                       "a Python built with a newer SQLite (python.org or your distribution's "
                       "python3 of a newer release)")
     missing = (probe or sqlite_missing)()
     if missing:
         return Result("sqlite", FAIL, f"{shown}: {missing}", "a Python whose SQLite has "
                       "JSON1 (every SQLite from 3.38 does)")
-    return Result("sqlite", OK, f"{shown} (dagd needs {need}; JSON1 present)")
+    return Result("sqlite", OK, f"{shown} (dagd needs {need}, for {feature}; JSON1 present)")
 
 
 def sqlite_missing() -> str | None:

@@ -25,6 +25,7 @@ from dagd.doctor import (
     mount_of,
     parse_mounts,
     space_status,
+    sqlite_floor,
 )
 from dagd.doctor_dags import smtp_used
 from dagd.lock import Holder
@@ -135,12 +136,28 @@ def test_no_systemctl_is_a_warning() -> None:
     assert "no systemctl" in result.detail
 
 
+@pytest.mark.parametrize(("sql", "floor"), [
+    ("INSERT INTO t VALUES (1) ON CONFLICT (a) DO UPDATE SET b = 2;", ((3, 24, 0), "upsert")),
+    ("UPDATE t SET a = 1 WHERE b = 2\nRETURNING id;", ((3, 35, 0), "RETURNING")),
+    ("SELECT 1; UPDATE t SET a = 1 RETURNING id; INSERT INTO t VALUES (1) ON CONFLICT DO "
+     "NOTHING;", ((3, 35, 0), "RETURNING")),
+    ("SELECT data ->> '$.a' FROM t;", ((3, 38, 0), "->> and unixepoch()")),
+    ("SELECT 1;", ((3, 8, 3), "WAL and partial indexes")),
+])
+def test_the_oldest_sqlite_follows_what_the_sql_uses(
+        sql: str, floor: tuple[tuple[int, int, int], str]) -> None:
+    assert sqlite_floor(sql) == floor
+
+
 def test_python_and_sqlite_floors() -> None:
     assert check_python((3, 10, 12)).status == FAIL
     assert check_python((3, 11, 0)).status == OK
-    assert check_sqlite((3, 22, 0), probe=lambda: None).status == FAIL
-    assert check_sqlite((3, 40, 1), probe=lambda: None).status == OK
-    missing = check_sqlite((3, 37, 2), probe=lambda: "no JSON1 (json_each): no such table")
+    returning = "UPDATE t SET a = 1 RETURNING id;"
+    old = check_sqlite((3, 34, 1), sql=returning, probe=lambda: None)
+    assert (old.status, old.detail) == (FAIL, "3.34.1: dagd needs 3.35.0 or newer (RETURNING)")
+    assert check_sqlite((3, 40, 1), sql=returning, probe=lambda: None).status == OK
+    missing = check_sqlite((3, 37, 2), sql=returning,
+                           probe=lambda: "no JSON1 (json_each): no such table")
     assert missing.status == FAIL
     assert "JSON1" in missing.detail
 
