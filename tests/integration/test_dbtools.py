@@ -50,6 +50,15 @@ def test_check_reports_integrity_tables_and_logs(data: Settings) -> None:
     assert (report.logs.files, report.logs.bytes) == (2, 2 * len("run 1 said hello\n"))
 
 
+def test_check_reports_a_corrupted_database(data: Settings) -> None:
+    with open(data.db_path, "r+b") as f:
+        f.seek(4096 * 2)
+        f.write(b"\x5a" * 4096 * 4)
+    report = dbtools.check(data)
+    assert not report.ok
+    assert report.problems and report.tables == []
+
+
 def test_backup_is_a_checked_private_copy(data: Settings, tmp_path: Path) -> None:
     target = tmp_path / "backups" / "dagd-1.db"
     target.parent.mkdir()
