@@ -31,6 +31,8 @@ from rich.tree import Tree
 from dagd import check, client, testrun
 from dagd import cli_auth as auth_commands
 from dagd import cli_config as config_commands
+from dagd import cli_db as db_commands
+from dagd import cli_doctor as doctor_command
 from dagd import cli_mail as notify_commands
 from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
@@ -574,6 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     notify_commands.add_parsers(sub, whole)
     auth_commands.add_parsers(sub)
     config_commands.add_parsers(sub)
+    db_commands.add_parsers(sub)
+    doctor_command.add_parser(sub)
     return p
 
 
@@ -599,6 +603,7 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("email", "test"): lambda s, a: notify_commands.cmd_email_test(s, a, console),
     **auth_commands.commands(console),
     **config_commands.commands(console),
+    **db_commands.commands(console),
 }
 
 
@@ -611,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
             "host": getattr(args, "host", None),
             "port": getattr(args, "port", None),
         }
+        if args.command == "doctor":  # a config it cannot load is one of its checks
+            return doctor_command.run(args, overrides, console)
         settings = load_settings(args.config, overrides=overrides)
         # DAG files may import plugins (`from dagd.plugins import ...`): say where they are.
         os.environ.setdefault("DAGD_PLUGINS_FOLDER", str(settings.plugins_folder.resolve()))
