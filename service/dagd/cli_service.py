@@ -93,7 +93,8 @@ def installation_dagd() -> Path:
 class Plan:
     paths: UnitPaths
     text: str
-    warnings: list[str]
+    warnings: list[str]  # worth knowing
+    hidden: list[str]  # what the system unit cannot reach: it would not start
 
 
 def plan(settings: Settings, *, user: bool, workdir: Path | None) -> Plan:
@@ -104,18 +105,24 @@ def plan(settings: Settings, *, user: bool, workdir: Path | None) -> Plan:
     config = settings.config_file.resolve()
     work = (workdir or (Path.cwd() if user else Path(service_unit.STATE_DIR))).absolute()
     data_dir = work / settings.data_dir  # relative paths start at WorkingDirectory
-    dags = work / settings.dags_folder
     exec_path = installation_dagd()
     warnings: list[str] = []
+    hidden: list[str] = []
     writable: tuple[PurePosixPath, ...] = ()
     if not user:
-        for what, path in (("dagd", exec_path), ("the config file", config)):
+        # The venv's Python too: a venv made with a pyenv or home-built Python runs it
+        # from the home folder it was built in.
+        python = Path(sys.executable).resolve()
+        for what, path in (("dagd", exec_path), ("the venv's Python", python),
+                           ("the config file", config)):
             if service_unit.outside_reach(PurePosixPath(path)):
-                raise ConfigError(
+                hidden.append(
                     f"{what} {path} is under /home, /root or /run/user, which the system "
-                    "unit hides (ProtectHome=yes): install dagd and its config elsewhere "
-                    "(/opt/dagd, /etc/dagd), or use --user")
-        for what, path in (("data directory", data_dir), ("DAGs folder", dags)):
+                    "unit hides (ProtectHome=yes): install dagd in a venv of the system's "
+                    "Python (/usr/bin/python3 -m venv /opt/dagd/.venv) and its config in "
+                    "/etc/dagd, or use --user")
+        for what, path in (("data directory", data_dir),
+                           ("DAGs folder", work / settings.dags_folder)):
             if service_unit.outside_reach(PurePosixPath(path)):
                 warnings.append(f"the {what} {path} is hidden from the system unit "
                                 "(ProtectHome=yes): move it under /var/lib/dagd or /srv")
@@ -124,7 +131,7 @@ def plan(settings: Settings, *, user: bool, workdir: Path | None) -> Plan:
     paths = UnitPaths(PurePosixPath(exec_path), PurePosixPath(config),
                       PurePosixPath(work), writable)
     text = service_unit.user_unit(paths) if user else service_unit.system_unit(paths)
-    return Plan(paths, text, warnings)
+    return Plan(paths, text, warnings, hidden)
 
 
 def write_unit(target: Path, text: str, *, force: bool) -> bool:
@@ -176,21 +183,29 @@ def daemon_reload(*, user: bool) -> str | None:
 def _install(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     user = bool(args.user)
     chosen = plan(settings, user=user, workdir=args.workdir)
-    if args.print_only:
-        sys.stdout.write(chosen.text)
-        return 0
     folder = args.unit_dir or unit_dir(user=user)
     target = folder / UNIT
-    if not user and args.unit_dir is None and os.geteuid() != 0:
+    # Into this machine's systemd: refused when the unit could not start here. Printed
+    # or written for packaging, it may be meant for another machine: warnings.
+    installing = not user and args.unit_dir is None and not args.print_only
+    if installing and os.geteuid() != 0:
         raise ConfigError(f"writing {target} needs root: sudo {chosen.paths.exec_path} "
                           f"--config {chosen.paths.config} service install "
                           "(or --user for a unit of your own)")
+    if installing and chosen.hidden:
+        raise ConfigError(chosen.hidden[0])
+    warnings = [*chosen.hidden, *chosen.warnings]
+    if args.print_only:
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        sys.stdout.write(chosen.text)
+        return 0
     changed = write_unit(target, chosen.text, force=bool(args.force))
     say = functools.partial(console.print, highlight=False, soft_wrap=True)
     say(f"{'wrote' if changed else 'unchanged:'} {escape(str(target))} (ExecStart "
         f"{escape(str(chosen.paths.exec_path))}, DAGD_CONFIG "
         f"{escape(str(chosen.paths.config))})")
-    for warning in chosen.warnings:
+    for warning in warnings:
         say(f"[yellow]warning:[/] {escape(warning)}")
     ctl = "systemctl --user" if user else "sudo systemctl"
     journal = "journalctl --user" if user else "journalctl"

@@ -52,9 +52,9 @@ def notify(text: str, environ: Mapping[str, str] | None = None) -> bool:
     return True
 
 
-def status(text: str) -> bool:
+def status(text: str) -> None:
     """What the daemon does now, for `systemctl status` (STATUS=)."""
-    return notify(message(STATUS=text))
+    notify(message(STATUS=text))
 
 
 def ready(status_text: str) -> bool:

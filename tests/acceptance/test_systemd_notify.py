@@ -220,6 +220,10 @@ def test_sighup_says_reloading_with_its_monotonic_time_then_ready_and_sigterm_st
     write_dag("long.py", LONG_DAG)
     daemon = spawn(dagd, notify)
     ready = wait_ready(dagd, notify, daemon)
+    # A DAG file added while it serves: the status line follows.
+    write_dag("hog.py", HOG_DAG.format(out="/dev/null"))
+    dagd.wait(lambda: notify.index(lambda m: m.fields.get("STATUS", "").endswith(
+        "(2 DAGs)"), ready) + 1, timeout=STARTUP, what="STATUS=serving ... (2 DAGs)")
 
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     daemon.signal(signal.SIGHUP)

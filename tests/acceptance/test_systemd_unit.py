@@ -11,11 +11,12 @@ test verifies the checked-in text with that one path replaced by this venv's `da
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -163,3 +164,35 @@ def test_the_system_unit_needs_root(tmp_path: Path) -> None:
     assert done.returncode == 1, done
     assert "error: writing /etc/systemd/system/dagd.service needs root: sudo " in done.stderr
     assert "--user" in done.stderr and "Traceback" not in done.stderr
+
+
+PYTHON = Path(sys.executable).resolve()
+HIDDEN_PYTHON = service_unit.outside_reach(PurePosixPath(PYTHON))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HIDDEN_PYTHON, reason="this venv's Python is outside /home and /root")
+def test_a_python_under_home_or_root_is_refused_for_the_system_unit(dagd: Dagd) -> None:
+    """A venv of a pyenv Python runs it from /root or /home, which ProtectHome=yes hides:
+    the unit would fail at its start. Installed into /etc/systemd/system (a tmpfs in a
+    mount namespace of its own, so this machine's is never touched): refused; printed:
+    a warning."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a private /etc/systemd/system")
+    argv = " ".join(shlex.quote(a) for a in dagd.argv("service", "install"))
+    done = subprocess.run(
+        ["unshare", "--mount", "sh", "-c",
+         f"mount -t tmpfs dagd-test /etc/systemd/system || exit 99; {argv}; code=$?; "
+         "ls -A /etc/systemd/system; exit $code"],
+        capture_output=True, text=True, timeout=30, cwd=dagd.root, env=dagd.env(),
+        check=False)
+    if done.returncode == 99:
+        pytest.skip(f"no private mount here: {done.stderr.strip()}")
+    assert done.returncode == 1, done
+    assert f"error: the venv's Python {PYTHON} is under /home, /root or /run/user" in (
+        done.stderr)
+    assert done.stdout == ""  # nothing written into /etc/systemd/system
+    printed = dagd.cli("service", "install", "--print")
+    assert printed.code == 0, printed
+    assert f"warning: the venv's Python {PYTHON} is under" in printed.stderr
+    assert printed.stdout.startswith("# dagd as a system service")
