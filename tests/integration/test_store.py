@@ -14,6 +14,7 @@ import pytest
 from dagd.errors import StateError
 from dagd.states import RunState, TaskState
 from dagd.store import Store
+from dagd.store.refusals import DETAILS, OTHER
 
 pytestmark = pytest.mark.anyio
 
@@ -189,3 +190,66 @@ async def test_a_database_dagd_makes_is_readable_by_its_owner_alone(tmp_path: Pa
         await store.close()
     assert modes["dagd.db"] == 0o600
     assert all(mode & 0o077 == 0 for mode in modes.values()), modes
+
+
+async def test_a_version_4_ledger_is_migrated_and_refusals_are_counted_from_then_on(
+    tmp_path: Path,
+) -> None:
+    files = migration_files()
+    path = tmp_path / "dagd.db"
+
+    def version_4(path: Path) -> None:
+        db = sqlite3.connect(path)
+        try:
+            for _, sql in [f for f in files if f[0] < "0005"]:
+                db.executescript(sql)
+            db.executescript("""
+                PRAGMA user_version = 4;
+                INSERT INTO event (id, kind, source, dag_id, outcome, detail, created_at)
+                VALUES (1, 'webhook', 'webhook:h', 'd', 'unauthorized', 'bad signature', 60),
+                       (2, 'webhook', 'webhook:h', 'd', 'unauthorized', 'bad signature', 61);
+            """)
+        finally:
+            db.close()
+
+    await anyio.to_thread.run_sync(version_4, path)
+    store = await Store.open(path)
+    try:
+        assert (await anyio.to_thread.run_sync(schema, path))[0] == len(files)
+        old = await store.list_events()
+        assert [(e.id, e.count, e.last_at) for e in old] == [(2, 1, None), (1, 1, None)]
+        # Refused from now on: one row per minute (and detail), counted.
+        ids = {await store.record_refusal(
+            kind="webhook", source="webhook:h", dag_id="d", outcome="unauthorized",
+            detail="bad signature", payload={}, run_id=None, at=120.0 + i / 10)
+            for i in range(100)}
+        ids.add(await store.record_refusal(
+            kind="webhook", source="webhook:h", dag_id="d", outcome="unauthorized",
+            detail="bad signature", payload={}, run_id=None, at=180.0))
+        assert len(ids) == 2
+        rows = {e.id: e for e in await store.list_events()}
+        first, second = sorted(ids)
+        assert (rows[first].count, rows[first].created_at, rows[first].last_at) == (
+            100, 120.0, 120.0 + 99 / 10)
+        assert rows[second].count == 1
+        assert set(rows) == {1, 2, first, second}
+    finally:
+        await store.close()
+
+
+async def test_refusals_of_many_kinds_in_a_minute_keep_a_few_details_apart(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "dagd.db")
+    try:
+        for i in range(1000):
+            await store.record_refusal(
+                kind="webhook", source="webhook:h", dag_id=None, outcome="rejected",
+                detail=f"body is not valid JSON at char {i % 50}", payload={}, run_id=None,
+                at=600.0)
+        rows = await store.list_events(limit=1000)
+        assert len(rows) == DETAILS + 1
+        assert sum(r.count for r in rows) == 1000
+        assert [r.detail for r in rows if r.count > 100] == [OTHER]
+    finally:
+        await store.close()

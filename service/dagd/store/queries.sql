@@ -183,7 +183,7 @@ FROM task_instance WHERE updated_at >= :since ORDER BY id;
 -- name: list_events
 -- The ledger, newest first, filtered; `before` is the keyset cursor (an event id).
 SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at,
-       digest
+       digest, count, last_at
 FROM event
 WHERE (:dag_id IS NULL OR dag_id = :dag_id) AND id < :before
   AND (:kind IS NULL OR kind = :kind) AND (:outcome IS NULL OR outcome = :outcome)
@@ -191,13 +191,13 @@ ORDER BY id DESC LIMIT :limit;
 
 -- name: get_event
 SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at,
-       digest
+       digest, count, last_at
 FROM event WHERE id = :id;
 
 -- name: find_event
 -- The first event of this delivery for this DAG: the one that acted on it.
 SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at,
-       digest
+       digest, count, last_at
 FROM event
 WHERE kind = :kind AND source = :source AND coalesce(dag_id, '') = coalesce(:dag_id, '')
   AND dedup_key = :dedup_key
@@ -291,7 +291,7 @@ FROM attempt WHERE started_at >= :since OR ended_at >= :since ORDER BY id;
 -- name: events_since
 -- Events recorded at or after a time, oldest first.
 SELECT id, kind, source, dag_id, payload, dedup_key, outcome, detail, run_id, created_at,
-       digest
+       digest, count, last_at
 FROM event WHERE created_at >= :since ORDER BY id;
 
 -- name: runs_by_ids
@@ -323,3 +323,168 @@ SELECT count(*) AS n FROM notification WHERE state = 'pending';
 -- name: import_error_count
 -- DAG files that did not import.
 SELECT count(*) AS n FROM import_error;
+
+-- ---- the refused deliveries, counted per minute ----------------------------------------
+
+-- name: count_refusal
+-- One more refusal on its minute's row with the same detail (found by event_refusal).
+UPDATE event SET count = count + 1, last_at = :at, payload = :payload
+WHERE minute = :minute AND kind = :kind AND source = :source
+  AND coalesce(dag_id, '') = coalesce(:dag_id, '') AND outcome = :outcome
+  AND coalesce(run_id, 0) = coalesce(:run_id, 0) AND detail = :detail
+RETURNING id;
+
+-- name: refusal_details
+-- How many rows (details) a minute's refusals of one source, DAG, outcome and run have.
+SELECT count(*) FROM event
+WHERE minute = :minute AND kind = :kind AND source = :source
+  AND coalesce(dag_id, '') = coalesce(:dag_id, '') AND outcome = :outcome
+  AND coalesce(run_id, 0) = coalesce(:run_id, 0);
+
+-- name: insert_refusal
+-- The first refusal of its minute with this detail.
+INSERT INTO event (id, kind, source, dag_id, payload, outcome, detail, run_id, created_at,
+                   last_at, minute)
+VALUES (:id, :kind, :source, :dag_id, :payload, :outcome, :detail, :run_id, :at, :at,
+        :minute);
+
+-- ---- retention: what is pruned, and pruning it -----------------------------------------
+-- A candidate run comes with `rows`: itself and every row that goes with it.
+-- A run holding the newest run, task instance or attempt id is never a candidate: the
+-- ids carry on from the largest in each table, so they are never handed out twice.
+
+-- name: retention_old_runs
+-- Finished runs that ended before the cutoff, oldest first, after a run id; none that
+-- still owes a notification.
+SELECT r.id, r.dag_id, r.state, coalesce(r.ended_at, r.created_at) AS ended_at,
+       1 + (SELECT count(*) FROM task_instance t WHERE t.run_id = r.id)
+         + (SELECT count(*) FROM attempt a JOIN task_instance t ON t.id = a.ti_id
+            WHERE t.run_id = r.id)
+         + (SELECT count(*) FROM xcom x JOIN task_instance t ON t.id = x.ti_id
+            WHERE t.run_id = r.id)
+         + (SELECT count(*) FROM state_history h WHERE h.run_id = r.id) AS rows
+FROM run r
+WHERE r.id > :after AND coalesce(r.ended_at, r.created_at) < :cutoff
+  AND r.state IN (SELECT value FROM json_each(:terminal))
+  AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.run_id = r.id AND n.state = 'pending')
+  AND r.id NOT IN (
+      SELECT max(id) FROM run
+      UNION ALL SELECT run_id FROM task_instance
+          WHERE id = (SELECT max(id) FROM task_instance)
+      UNION ALL SELECT t.run_id FROM attempt a JOIN task_instance t ON t.id = a.ti_id
+          WHERE a.id = (SELECT max(id) FROM attempt))
+ORDER BY r.id LIMIT :limit;
+
+-- name: retention_crowded_dags
+-- DAGs with more runs than are kept of each.
+SELECT dag_id FROM run GROUP BY dag_id HAVING count(*) > :keep ORDER BY dag_id;
+
+-- name: retention_extra_runs
+-- A DAG's finished runs older than its newest `keep` runs, oldest first, after a run id;
+-- none that still owes a notification.
+SELECT r.id, r.dag_id, r.state, coalesce(r.ended_at, r.created_at) AS ended_at,
+       1 + (SELECT count(*) FROM task_instance t WHERE t.run_id = r.id)
+         + (SELECT count(*) FROM attempt a JOIN task_instance t ON t.id = a.ti_id
+            WHERE t.run_id = r.id)
+         + (SELECT count(*) FROM xcom x JOIN task_instance t ON t.id = x.ti_id
+            WHERE t.run_id = r.id)
+         + (SELECT count(*) FROM state_history h WHERE h.run_id = r.id) AS rows
+FROM run r
+WHERE r.dag_id = :dag_id AND r.id > :after
+  AND r.id <= coalesce((SELECT id FROM run WHERE dag_id = :dag_id
+                        ORDER BY id DESC LIMIT 1 OFFSET :keep), -1)
+  AND r.state IN (SELECT value FROM json_each(:terminal))
+  AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.run_id = r.id AND n.state = 'pending')
+  AND r.id NOT IN (
+      SELECT max(id) FROM run
+      UNION ALL SELECT run_id FROM task_instance
+          WHERE id = (SELECT max(id) FROM task_instance)
+      UNION ALL SELECT t.run_id FROM attempt a JOIN task_instance t ON t.id = a.ti_id
+          WHERE a.id = (SELECT max(id) FROM attempt))
+ORDER BY r.id LIMIT :limit;
+
+-- name: retention_still_prunable
+-- Of the runs chosen (a JSON array of ids), those still finished and owing nothing, read
+-- again inside the pruning transaction.
+SELECT r.id, r.dag_id FROM run r
+WHERE r.id IN (SELECT value FROM json_each(:ids))
+  AND r.state IN (SELECT value FROM json_each(:terminal))
+  AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.run_id = r.id AND n.state = 'pending');
+
+-- name: retention_newest_change
+-- The newest time any row of these runs records (a live stream's catch-up from before it
+-- cannot be rebuilt once they are gone).
+SELECT max(coalesce((SELECT max(ended_at) FROM run WHERE id IN (SELECT value FROM json_each(:ids))), 0),
+           coalesce((SELECT max(t.updated_at) FROM task_instance t
+                     WHERE t.run_id IN (SELECT value FROM json_each(:ids))), 0),
+           coalesce((SELECT max(coalesce(a.ended_at, a.started_at)) FROM attempt a
+                     JOIN task_instance t ON t.id = a.ti_id
+                     WHERE t.run_id IN (SELECT value FROM json_each(:ids))), 0),
+           coalesce((SELECT max(h.at) FROM state_history h
+                     WHERE h.run_id IN (SELECT value FROM json_each(:ids))), 0));
+
+-- name: retention_log_paths
+-- The log files of these runs' attempts (deleted once their rows are).
+SELECT a.log_path FROM attempt a JOIN task_instance t ON t.id = a.ti_id
+WHERE t.run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: retention_delete_xcoms
+-- These runs' XComs.
+DELETE FROM xcom WHERE ti_id IN (
+    SELECT id FROM task_instance WHERE run_id IN (SELECT value FROM json_each(:ids)));
+
+-- name: retention_delete_attempts
+-- These runs' attempts.
+DELETE FROM attempt WHERE ti_id IN (
+    SELECT id FROM task_instance WHERE run_id IN (SELECT value FROM json_each(:ids)));
+
+-- name: retention_delete_history
+-- These runs' state history.
+DELETE FROM state_history WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: retention_delete_run_notifications
+-- These runs' notifications, sent or given up (a run that owes one is not pruned).
+DELETE FROM notification
+WHERE run_id IN (SELECT value FROM json_each(:ids)) AND state != 'pending';
+
+-- name: retention_delete_tis
+-- These runs' task instances.
+DELETE FROM task_instance WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: retention_delete_runs
+-- The runs themselves, last (their children refer to them).
+DELETE FROM run WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: retention_old_events
+-- Ledger rows older than the cutoff (by their last time), after an event id, that no run
+-- kept refers to, whose run is gone, and whose dedup key nothing may ask about again:
+-- none, or one of a kind in :forgettable that is not its trigger's newest (a timer
+-- resumes from that). The newest event is kept (ids carry on from it).
+SELECT e.id, coalesce(e.last_at, e.created_at) AS at FROM event e
+WHERE e.id > :after AND coalesce(e.last_at, e.created_at) < :cutoff
+  AND e.id < (SELECT max(id) FROM event)
+  AND NOT EXISTS (SELECT 1 FROM run r WHERE r.event_id = e.id)
+  AND (e.run_id IS NULL OR NOT EXISTS (SELECT 1 FROM run r WHERE r.id = e.run_id))
+  AND (e.dedup_key IS NULL
+       OR (e.kind IN (SELECT value FROM json_each(:forgettable))
+           AND e.dedup_key < (SELECT max(l.dedup_key) FROM event l
+                              WHERE l.kind = e.kind AND l.source = e.source
+                                AND l.dag_id = e.dag_id)))
+ORDER BY e.id LIMIT :limit;
+
+-- name: retention_delete_events
+-- Of the events chosen (a JSON array of ids), those no run refers to (read again in the
+-- pruning transaction).
+DELETE FROM event
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND NOT EXISTS (SELECT 1 FROM run r WHERE r.event_id = event.id)
+  AND (run_id IS NULL OR NOT EXISTS (SELECT 1 FROM run r WHERE r.id = event.run_id));
+
+-- name: retention_old_notifications
+-- Sent notifications older than the cutoff, after a notification id.
+SELECT id FROM notification
+WHERE id > :after AND state = 'sent' AND sent_at < :cutoff ORDER BY id LIMIT :limit;
+
+-- name: retention_delete_notifications
+-- Of the notifications chosen (a JSON array of ids), those sent.
+DELETE FROM notification WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'sent';

@@ -127,6 +127,10 @@ class EventRow(Row):
     run_id: int | None
     created_at: float
     digest: str | None = None
+    # A refusal's row counts the refusals of its minute (see `Store.record_refusal`):
+    # how many, and the last one's time (None on every other event).
+    count: int = 1
+    last_at: float | None = None
 
 
 @dataclass(frozen=True)

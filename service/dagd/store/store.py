@@ -26,6 +26,7 @@ import orjson
 from dagd.errors import DagdError, NotFound, StateError, StorageUnavailable
 from dagd.store.batch import CAS, ORDER, Batch, IdCounter
 from dagd.store.history import complete as complete_history
+from dagd.store.refusals import record as count_refusal
 from dagd.store.rows import (
     AttemptRow,
     DagRow,
@@ -140,6 +141,23 @@ class Store:
 
     async def _write(self, statements: list[tuple[str, Any]]) -> None:
         await self._run(_write, self._need_writer(), statements)
+
+    async def record_refusal(
+        self, *, kind: str, source: str, dag_id: str | None, outcome: str, detail: str,
+        payload: Any, run_id: int | None, at: float,
+    ) -> int:
+        """A delivery that started nothing, counted on its minute's row (see
+        `refusals`): a flood adds a few rows a minute, not a row each. Its row's id."""
+        params = {"id": self.ids.next("event"), "kind": kind, "source": source,
+                  "dag_id": dag_id, "payload": orjson.dumps(payload).decode(),
+                  "outcome": outcome, "detail": detail, "run_id": run_id, "at": at,
+                  "minute": int(at // 60)}
+        return int(await self._run(count_refusal, self._need_writer(), params))
+
+    async def on_writer(self, fn: Any, *args: Any) -> Any:
+        """`fn(db, *args)` on the writer's thread, alone: the transactions of the store's
+        own modules (dagd.store.retention)."""
+        return await self._run(fn, self._need_writer(), *args)
 
     async def sync_dags(
         self,
@@ -480,6 +498,7 @@ def _rollback(db: sqlite3.Connection) -> None:
     # would fail and hide the real error.
     if db.in_transaction:
         db.execute("ROLLBACK")
+
 
 
 def _write(db: sqlite3.Connection, statements: list[tuple[str, Any]]) -> None:
