@@ -309,13 +309,22 @@ def signed(data: bytes, auth: str) -> bytes:
 
 
 def counts(inst: Install) -> tuple[int, int, int]:
-    """(runs, accepted events, refusals in the ledger)."""
+    """(runs, accepted events, refusals in the ledger). Refusals are counted on a row per
+    minute and detail: their rows are not accepted events, their counts the refusals."""
     runs = inst.scalar("SELECT count(*) FROM run") or 0
     marks = ", ".join("?" * len(REFUSALS))
-    refused = inst.scalar(f"SELECT count(*) FROM event WHERE outcome IN ({marks})",
-                          REFUSALS) or 0
+    refusal_rows = inst.scalar(f"SELECT count(*) FROM event WHERE outcome IN ({marks})",
+                               REFUSALS) or 0
+    refused = inst.scalar(f"SELECT coalesce(sum(count), 0) FROM event WHERE outcome IN "
+                          f"({marks})", REFUSALS) or 0
     events = inst.scalar("SELECT count(*) FROM event") or 0
-    return runs, events - refused, refused
+    return runs, events - refusal_rows, refused
+
+
+def counts_rows(inst: Install) -> int:
+    marks = ", ".join("?" * len(REFUSALS))
+    return inst.scalar(f"SELECT count(*) FROM event WHERE outcome IN ({marks})",
+                       REFUSALS) or 0
 
 
 def run(ctx: Context) -> Result:
@@ -366,6 +375,7 @@ def run(ctx: Context) -> Result:
     f["runs created by refused requests"] = created["runs"]
     f["events created by refused requests"] = created["events"]
     f["refusals ledgered (expected)"] = created["refusals"]
+    f["ledger rows of refusals"] = counts_rows(inst)
     f["runs created by accepted requests"] = created["accepted runs"]
     health = daemon.health()
     f["health at the end"] = health.status if health is not None else "no answer"

@@ -192,6 +192,10 @@ SCHEMAS: dict[str, Schema] = {
         "outcome": {"type": "string"}, "detail": _nullable("string"),
         "run_id": _nullable("integer"), "created_at": {"type": "number"},
         "digest": _nullable("string"),
+        "count": {"type": "integer", "description": "How many deliveries the row counts: "
+                  "a refusal's row counts those of its minute with the same source, DAG, "
+                  "outcome, run and detail; every other event is 1"},
+        "last_at": {**_nullable("number"), "description": "A refusal row's last one"},
     }},
     "ImportError": _obj({"file": {"type": "string"}, "line": _nullable("integer"),
                          "message": {"type": "string"}, "traceback": {"type": "string"},
