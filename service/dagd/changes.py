@@ -6,14 +6,15 @@ A subscriber (the file mover today; the UI's live stream, metrics and notificati
 next) takes them from its own `Subscription`, never by holding the engine. Publishing
 never waits: a subscriber that falls more than `limit` changes behind is dropped, and
 its next read raises `Dropped`, telling it to re-read the rows it cares about.
-Changes are built only for the kinds some subscriber asked for.
+Changes are built only for the kinds some subscriber asked for. `pruned` says what
+retention deleted (a subscriber re-reading rows from before it finds them gone).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -92,12 +93,24 @@ class Subscription:
         self.close()
 
 
+@dataclass
+class Pruned:
+    """What retention ([retention]) deleted since the daemon started: rows by table, and
+    the newest change time among them. The rows of a change at or before `through` may
+    be gone, so a catch-up from a cursor before it cannot be rebuilt exactly."""
+
+    through: float = 0.0
+    rows: dict[str, int] = field(default_factory=dict)
+    passes: int = 0
+
+
 class Changes:
     """The hub: the scheduler publishes, subscribers read at their own pace."""
 
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
         self.wanted: frozenset[str] = frozenset()  # the kinds some subscriber wants
+        self.pruned = Pruned()
 
     def subscribe(self, kinds: Iterable[str] = KINDS, *, limit: int = 10_000) -> Subscription:
         chosen = frozenset(kinds)

@@ -18,6 +18,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from dagd.scheduler.pruner import Pruner
 from dagd.store import Store
 from dagd.web import stream as stream_module
 from dagd.web.app import create_app
@@ -522,3 +523,25 @@ async def test_following_ended_logs_takes_no_place_from_a_running_ones_tail(
                 sse(server, f"?log={live}") as follower:
             assert follower.response.status == 200
         await h.engine.mark_run(running, "failed")
+
+
+async def test_a_resume_from_before_rows_were_pruned_gets_reload(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("pair.py", DAGS)
+    async with start_engine() as h, serve(h) as server:
+        async with sse(server) as partial:
+            first, _ = await h.run("pair")
+            await partial.until(ended(first))
+            cursor = partial.last_id
+        second, _ = await h.run("pair")
+        # [retention] max_runs_per_dag = 1: the first run's rows go.
+        pruner = Pruner(h.store, dataclasses.replace(h.settings, retention_max_runs_per_dag=1),
+                        holds=h.engine.holds, changes=h.engine.changes)
+        report = await pruner.prune()
+        assert report.rows["runs"] == 1
+        assert [r.id for r in await h.store.list_runs("pair")] == [second]
+        async with sse(server, last_id=cursor) as resumed:
+            event = await resumed.next()
+    assert event is not None and event.event == "reload"
+    assert "pruned" in event.data["reason"]

@@ -33,6 +33,7 @@ from dagd.executors.pool import PoolLimits
 from dagd.retry import RetryPolicy
 from dagd.scheduler import commands, recovery
 from dagd.scheduler.intake import Intake, Pending
+from dagd.scheduler.retention import Holds
 from dagd.scheduler.runs import Runs
 from dagd.store import Batch, Store
 from dagd.store.rows import RunRow
@@ -114,6 +115,8 @@ class Engine:
         self._inflight: asyncio.Task[None] | None = None
         # The events port: every trigger delivers through it.
         self.intake = Intake(self)
+        # Runs a person's action works on, and runs being pruned ([retention]).
+        self.holds = Holds()
         self.serving = False
         # Why the database cannot be written now (a full disk), or None: while set, new
         # events are refused (503) and /api/v1/health answers 503 with it.
@@ -207,19 +210,20 @@ class Engine:
         if not self.serving or self._stopping:
             raise StateError("the scheduler is not running (the daemon is starting or "
                              "stopping): try again")
-        for _ in range(ACT_TRIES):
-            rows = await self._rows(run_id)
-            action = _Action(lambda batch, rows=rows: apply(batch, rows))  # type: ignore[misc]
-            self._actions.append(action)
-            self.wake()
-            await action.done.wait()
-            if isinstance(action.error, commands.Again):  # the run moved on: read again
-                if self.runs.knows(run_id):
-                    await self.wait_for_run(run_id)
-                continue
-            if action.error is not None:
-                raise action.error
-            return action.result
+        with self.holds.acting_on(run_id):  # not pruned while this works on it
+            for _ in range(ACT_TRIES):
+                rows = await self._rows(run_id)
+                action = _Action(lambda batch, rows=rows: apply(batch, rows))  # type: ignore[misc]
+                self._actions.append(action)
+                self.wake()
+                await action.done.wait()
+                if isinstance(action.error, commands.Again):  # the run moved on: read again
+                    if self.runs.knows(run_id):
+                        await self.wait_for_run(run_id)
+                    continue
+                if action.error is not None:
+                    raise action.error
+                return action.result
         raise StateError(f"run {run_id} kept changing while this was asked: try again")
 
     async def _rows(self, run_id: int) -> commands.Rows:

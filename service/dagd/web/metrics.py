@@ -2,10 +2,11 @@
 
 Counts of rows (runs and task instances by DAG and state, the outbox's pending
 notifications, import errors) are read from the store at each scrape with grouped
-queries; the engine's working copy answers the live figures (ready task instances,
-running attempts, active and queued runs, pool workers); histograms (task durations,
-event-to-start lag) are fed by the changes port, and commit times by the engine's
-commit hook. Every app has its own registry, so nothing is shared between apps.
+queries, what retention pruned from the changes port's totals; the engine's working
+copy answers the live figures (ready task instances, running attempts, active and
+queued runs, pool workers); histograms (task durations, event-to-start lag) are fed by
+the changes port, and commit times by the engine's commit hook. Every app has its own
+registry, so nothing is shared between apps.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dagd.changes import ATTEMPT, EVENT, RUN, Change, Dropped
@@ -84,6 +85,16 @@ class _Rows(Collector):
                      pool.size if pool is not None else 0)
         yield _gauge("dagd_pool_workers_idle", "Warm worker processes waiting for a task.",
                      pool.idle if pool is not None else 0)
+        pruned = self.engine.changes.pruned
+        rows = CounterMetricFamily("dagd_retention_pruned",
+                                   "Rows (and log files) pruned by [retention] since the "
+                                   "daemon started, by table.", labels=["table"])
+        for table, n in sorted(pruned.rows.items()):
+            rows.add_metric([table], n)
+        yield rows
+        yield CounterMetricFamily("dagd_retention_passes",
+                                  "Retention passes since the daemon started.",
+                                  value=pruned.passes)
 
 
 def _one(rows: list[tuple[Any, ...]] | None) -> float:

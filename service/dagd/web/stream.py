@@ -155,6 +155,9 @@ class _Client:
     # -- catching up -----------------------------------------------------------------------
     async def catch_up(self, cursor: Cursor) -> None:
         """What a reconnecting client missed since its cursor, from the rows."""
+        if cursor.at <= self.engine.changes.pruned.through:
+            await self.reload("changes since then were pruned ([retention])")
+            return
         reader = self.request.app[READER]
         history, tis, attempts, events, runs = await reader.changes_since(
             cursor.at, limit=REPLAY_LIMIT + 1)
