@@ -138,6 +138,18 @@ class StorageUnavailable(DagdError):
     retry_after = 5
 
 
+class Draining(DagdError):
+    """The daemon is stopping: no new work is taken; send it again after `retry_after`
+    seconds (to the restarted daemon)."""
+
+    status = 503
+    code = "draining"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unauthorized(DagdError):
     """A request to the UI or the API with no valid login or token."""
 

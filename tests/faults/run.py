@@ -45,7 +45,7 @@ SCENARIOS: dict[str, tuple[Callable[[Context], Result], str]] = {
     "fuzz": (fuzz.run, "hostile requests against the API and the webhooks"),
     "injection": (injection.run, "shell metacharacters in a webhook body"),
     "containment": (containment.run, "runaway tasks: output, segfault, children, memory"),
-    "sigterm": (sigterm.run, "SIGTERM with a long task running"),
+    "sigterm": (sigterm.run, "SIGTERM with long tasks running: the drain, the exit"),
     "disk": (disk.run, "the data directory on a full disk"),
 }
 

@@ -8,12 +8,17 @@ same for every descendant that left the group (`setsid`, a double fork), found b
 parentage (`dagd.executors.proctree`) before the first signal. Its output is
 pumped into the attempt's log until the pipe closes; past the log's cap the pump keeps
 reading, so that the child never blocks on a full pipe.
+
+While the daemon stops (`STOPPING.until`, set once its grace period is over), every wait
+here ends by that deadline: each attempt has had the whole grace period already, and
+the daemon must exit within it plus two seconds, whatever a task does with SIGTERM.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -24,6 +29,23 @@ from dagd.executors.proctree import Proc, alive, descendants, kill_trees, signal
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 REAP_WAIT = 5.0  # seconds to wait for the process to exit after SIGKILL
+
+
+class StopDeadline:
+    """The daemon's stop: the monotonic time by which a stopped process must be gone
+    (None while the daemon serves)."""
+
+    def __init__(self) -> None:
+        self.until: float | None = None
+
+    def bound(self, seconds: float) -> float:
+        """`seconds`, cut to what is left before the deadline."""
+        if self.until is None:
+            return seconds
+        return max(0.0, min(seconds, self.until - time.monotonic()))
+
+
+STOPPING = StopDeadline()
 
 
 def signal_group(pgid: int, sig: int) -> None:
@@ -62,7 +84,7 @@ async def stop_pid(
         escaped = await anyio.to_thread.run_sync(descendants, pgid)
     signal_group(pgid, signal.SIGTERM)
     signal_all(escaped, signal.SIGTERM)
-    with anyio.move_on_after(grace):
+    with anyio.move_on_after(STOPPING.bound(grace)):
         await wait()
         if members:
             await _group_gone(pgid)
@@ -72,7 +94,8 @@ async def stop_pid(
         roots = ([root] if root is not None else []) + escaped
         await anyio.to_thread.run_sync(kill_trees, roots)
     signal_group(pgid, signal.SIGKILL)  # also anything the process left in its group
-    with anyio.move_on_after(REAP_WAIT):
+    # At the stop, at least a moment: a process SIGKILLed is gone within milliseconds.
+    with anyio.move_on_after(max(STOPPING.bound(REAP_WAIT), 0.1)):
         await wait()
 
 

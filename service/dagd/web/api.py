@@ -12,7 +12,7 @@ from aiohttp import web
 
 from dagd.errors import InvalidInput
 from dagd.version import __version__
-from dagd.web import api_config, api_dags, api_logs, api_runs, openapi
+from dagd.web import api_config, api_dags, api_logs, api_runs, drain, openapi
 from dagd.web.api_input import body_object, int_param, json_body, limit_param, naming, text_param
 from dagd.web.api_secrets import mask_value, secrets
 from dagd.web.base import ENGINE, READER, SUPERVISOR, Handler, json_response
@@ -21,11 +21,18 @@ from dagd.web.base import ENGINE, READER, SUPERVISOR, Handler, json_response
 async def health(request: web.Request) -> web.Response:
     """"ok", or "degraded" while a side task (a trigger, a file watcher) keeps failing;
     `tasks` lists each with its state, failures in a row and last error. 503
-    "unavailable", with the reason, while the database cannot be written."""
+    "unavailable", with the reason, while the database cannot be written; 503
+    "draining" while the daemon stops."""
     supervisor = request.app.get(SUPERVISOR)
     tasks = supervisor.describe() if supervisor is not None else []
     failing = any(t["state"] == "backing_off" for t in tasks)
     unhealthy = request.app[ENGINE].unhealthy
+    retry = drain.draining(request.app)
+    if retry is not None:  # stopping: a load balancer sends new work elsewhere
+        response = json_response({"status": "draining", "version": __version__,
+                                  "tasks": tasks}, status=503)
+        response.headers["Retry-After"] = str(retry)
+        return response
     if unhealthy is not None:  # nothing can be recorded: a load balancer should know
         response = json_response({"status": "unavailable", "reason": unhealthy,
                                   "version": __version__, "tasks": tasks}, status=503)

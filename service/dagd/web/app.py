@@ -14,7 +14,7 @@ from dagd.errors import DagdError
 from dagd.scheduler.loop import Engine
 from dagd.store import Store
 from dagd.supervise import Supervisor
-from dagd.web import api, auth, hooks, metrics, stream, ui
+from dagd.web import api, auth, drain, hooks, metrics, stream, ui
 from dagd.web.base import ENGINE, EVENTS, READER, SETTINGS, SUPERVISOR, Handler, json_response
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def create_app(engine: Engine, reader: Store, *,
                supervisor: Supervisor | None = None) -> web.Application:
     logging.getLogger("aiohttp.server").addFilter(CLIENT_FAULTS)  # once, however many apps
-    app = web.Application(middlewares=[errors], client_max_size=1024 * 1024)
+    # The drain's refusals (503 + Retry-After) come before authentication: a sender
+    # told to retry later is told so whoever it is.
+    app = web.Application(middlewares=[errors, drain.middleware],
+                          client_max_size=1024 * 1024)
     app[ENGINE] = engine
     app[EVENTS] = engine.intake
     app[READER] = reader
