@@ -107,7 +107,10 @@ async def boot(store: Store, runs: Runs, *,
         if error != RESTARTED:
             assert ti is not None
             log.warning("%s.%s[run %d #%d]: %s", dag_of.get(ti.run_id), ti.task_id,
-                        ti.run_id, attempt.try_number, error)
+                        ti.run_id, attempt.try_number, error,
+                        extra={"dag_id": dag_of.get(ti.run_id), "run_id": ti.run_id,
+                               "task_id": ti.task_id, "try_number": attempt.try_number,
+                               "attempt_id": attempt.id})
         batch.finish_attempt(attempt.id, success=False, error=error)
     xcoms = await store.active_xcoms()
     for run in active:
