@@ -360,9 +360,11 @@ def _run_paths() -> dict[str, Schema]:
 def _other_paths() -> dict[str, Schema]:
     return {
         "/api/v1/health": {"get": op(
-            "ok, degraded (a side task keeps failing) or unavailable (503)", tag="daemon",
+            "ok, degraded (a side task keeps failing), unavailable (503) or draining "
+            "(503: the daemon is stopping)", tag="daemon",
             errors=("503",), answer=_json(_obj({
-                "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]},
+                "status": {"type": "string",
+                           "enum": ["ok", "degraded", "unavailable", "draining"]},
                 "version": {"type": "string"}, "tasks": {"type": "array"},
                 "reason": {"type": "string"}}, ["status", "version", "tasks"]), "Health"))},
         "/api/v1/config": {"get": op(

@@ -248,10 +248,13 @@ class _Client:
             if not tail.ended and (await reader.get_attempt(attempt_id)).state != "running":
                 tail.end()
 
-    def close(self) -> None:
-        self.sub.close()
+    def close_tails(self) -> None:
         for tail in self.tails.values():
             tail.close()
+
+    def close(self) -> None:
+        self.sub.close()
+        self.close_tails()
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -300,8 +303,14 @@ async def _serve(client: _Client, raw_cursor: str | None, stop: anyio.Event) -> 
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on, stop, tg.cancel_scope)
-            await _open(client, raw_cursor, tg)
-            await client.follow()
+            try:
+                await _open(client, raw_cursor, tg)
+                await client.follow()
+            finally:
+                # Before the group waits for its tails: a log watcher's thread cannot be
+                # cancelled, only told to return (else it would at its 60 s timeout, and
+                # hold the server's shutdown that long).
+                client.close_tails()
     except* _Gone:
         pass
     except* Exception:  # the response has begun: end it, never answer twice
