@@ -76,6 +76,7 @@ class DAG:
         email: str | Iterable[str] | None = None,
         notify_on: Iterable[str] | None = None,
         dagrun_timeout: float | timedelta | None = None,
+        executor: str | None = None,
     ) -> None:
         self.fileloc, self.lineno = caller_location()
         self.dag_id = check_id(
@@ -99,6 +100,8 @@ class DAG:
         self.end_date = _check_end_date(end_date, dag_id)
         self.notifiers = _check_notifiers(list(notifiers), dag_id)
         self.default_args = dict(default_args or {})
+        if executor is not None:  # where its tasks run unless they (or default_args) say
+            self.default_args.setdefault("executor", executor)
         unknown = set(self.default_args) - TASK_DEFAULT_KEYS
         if unknown:
             raise DagDefinitionError(
@@ -147,6 +150,11 @@ class DAG:
                 line=task.lineno,
             )
         self.tasks[task.task_id] = task
+
+    @property
+    def tasks_on_dask(self) -> bool:
+        """Does any of its tasks run on a Dask cluster (executor="dask")?"""
+        return any(task.executor == "dask" for task in self.tasks.values())
 
     def get_task(self, task_id: str) -> BaseTask:
         try:

@@ -237,7 +237,7 @@ class Worker:
             try:
                 if spec.get("memory_limit"):
                     _limit_memory(spec["memory_limit"])
-                value = task.call_sync(ctx)
+                value = _in_loop(task, ctx) if task.runs_in_loop else task.call_sync(ctx)
             finally:
                 reset_current_context(token)
             return {"ok": True, "xcom": encode_xcom(value, spec["xcom_max_bytes"])}
@@ -255,6 +255,24 @@ class Worker:
         os.dup2(self.devnull, 2)
         if not self.state.restore():
             self.retire = True
+
+
+def _in_loop(task: Any, ctx: Any) -> Any:
+    """A task that runs in the daemon's loop there (an async function, a shell command),
+    sent to a worker all the same (a Dask worker's pool, `dagd.executors.dask_worker`):
+    run in an event loop of its own, its log notes and a command's output written to
+    fd 1, which is the attempt's log."""
+    import asyncio
+
+    from dagd.executors.logs import AttemptLog, reset_current_log, set_current_log
+
+    attempt_log = AttemptLog("/dev/stdout", 1 << 62)  # the pool's end caps the log
+    token = set_current_log(attempt_log)
+    try:
+        return asyncio.run(task.execute(ctx))
+    finally:
+        reset_current_log(token)
+        attempt_log.close()
 
 
 def _report(spec: dict[str, Any], exc: BaseException) -> dict[str, Any]:

@@ -84,6 +84,7 @@ class ShellTask(BaseTask):
     a program and its arguments, run directly."""
 
     kind = "shell"
+    runs_on_dask = True
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ ORDER = (
     "set_max_tries",
     "insert_attempt",
     "set_attempt_pid",
+    "set_attempt_worker",
     "finish_attempt",
     "delete_xcom",
     "put_xcom",
@@ -321,6 +322,10 @@ class Batch:
 
     def set_attempt_pid(self, attempt_id: int, pid: int) -> None:
         self.rows["set_attempt_pid"].append({"id": attempt_id, "pid": pid})
+
+    def set_attempt_worker(self, attempt_id: int, worker: str) -> None:
+        """Where the attempt runs off this machine (a Dask worker's address)."""
+        self.rows["set_attempt_worker"].append({"id": attempt_id, "worker": worker})
 
     def queue_notification(
         self, *, dag_id: str, run_id: int | None, ti_id: int | None, notifier: str,

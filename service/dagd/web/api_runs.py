@@ -61,7 +61,8 @@ def describe_attempt(attempt: AttemptRow, ti: TaskInstanceRow) -> dict[str, Any]
     data = asdict(attempt)
     del data["log_path"]
     data["retries_left"] = max(ti.max_tries - attempt.try_number, 0)
-    data["where"] = f"pid {attempt.pid}" if attempt.pid else "in the daemon"
+    data["where"] = (f"Dask worker {attempt.worker}" if attempt.worker else
+                     f"pid {attempt.pid}" if attempt.pid else "in the daemon")
     data["log"] = (f"/api/v1/runs/{ti.run_id}/tasks/{ti.task_id}/logs"
                    f"?try={attempt.try_number}&map_index={ti.map_index}")
     return data
