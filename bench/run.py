@@ -38,6 +38,7 @@ from dagd.store import Store
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import airflow_baseline
 import baseline
+import dask_tasks
 import sync_tasks
 import triggers
 import web
@@ -168,7 +169,7 @@ def uvloop_figures(quick: bool) -> dict[str, Any] | None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter runs")
-    parser.add_argument("--only", choices=("engine", "sync", "triggers", "web"),
+    parser.add_argument("--only", choices=("engine", "sync", "triggers", "web", "dask"),
                         help="one part only")
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -193,6 +194,9 @@ def main() -> None:
         results["triggers"] = trigger_figures(args.quick)
     if args.only in (None, "web"):
         results["web"] = web_figures(args.quick)
+    if args.only in (None, "dask") and importlib.util.find_spec("distributed") is not None:
+        results["dask"] = dask_tasks.dask_figures(args.quick, timed_runs)
+        console.print("\n".join(dask_tasks.dask_markdown(results["dask"])))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
@@ -214,6 +218,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += triggers_markdown(t)
     if results.get("web"):
         lines += web.web_markdown(results["web"])
+    if results.get("dask"):
+        lines += dask_tasks.dask_markdown(results["dask"])
     return "\n".join(lines)
 
 
