@@ -132,6 +132,8 @@ def test_tasks_spread_over_the_workers_with_xcoms_between_local_and_dask(
     assert body["attempts"][0]["where"] == f"Dask worker {workers['w2']}"
     status, xcom = daemon.request("GET", f"/api/v1/runs/{run_id}/tasks/train/xcom")
     assert status == 200 and xcom.get("value") == {"total": 30, "trained": True}, xcom
+    doctor = dagd.cli("doctor")
+    assert re.search(r"dask .*answers \(for spread\), with 2 worker\(s\)", doctor.stdout), doctor
     shown = dagd.cli("dags", "show", "spread")
     assert shown.code == 0, shown
     assert re.search(r"train .*dask GPU=1 .*" + re.escape(workers["w2"]), shown.stdout)
@@ -272,6 +274,8 @@ def test_the_scheduler_stopped_and_started_again_loses_no_run(
     dagd.wait(lambda: "wait queued" in daemon.log(), timeout=RUN_TIMEOUT,
               what="the daemon saying Dask tasks wait")
     assert dagd.ti_state(second, "remote") == "queued"
+    doctor = dagd.cli("doctor")
+    assert re.search(r"dask .*cannot be reached", doctor.stdout), doctor
     cluster.start_scheduler()
     cluster.start_worker("w1")
     cluster.start_worker("w2", resources="GPU=1")

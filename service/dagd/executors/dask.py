@@ -187,12 +187,8 @@ class DaskExecutor:
     def _reached(self) -> None:
         client = self.client
         client.subscribe_topic(TOPIC, self._on_event)
-        try:
-            workers = len(client.scheduler_info()["workers"])
-        except (KeyError, TypeError, AttributeError):
-            workers = 0
-        log.info("Dask scheduler reached at %s (%d worker(s)); tasks with executor=\"dask\" "
-                 "run there", client.scheduler.address, workers)
+        log.info("Dask scheduler reached at %s: tasks with executor=\"dask\" run there",
+                 client.scheduler.address)
         self.problem = None
         self._ready.set()
         if self._stale:
