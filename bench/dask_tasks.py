@@ -8,6 +8,7 @@ apart. Not a test: `python bench/run.py --only dask`.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import tempfile
 import textwrap
@@ -20,6 +21,7 @@ import anyio
 from dagd.authoring.loader import load_folder
 from dagd.config import Settings
 
+ROOT = Path(__file__).resolve().parent.parent
 TASKS = 200
 
 DAGS = textwrap.dedent(f'''
@@ -66,7 +68,37 @@ def dask_figures(quick: bool, timed_runs: Any) -> dict[str, Any]:
                               f"{executor}_fan_out_{TASKS}", reps + 1)
             out[executor] = {**figure(times[1:], TASKS + 1), "first_s": times[0]}
         out["dask_over_local"] = out["dask"]["median_s"] / out["local"]["median_s"]
+        out["ml_training"] = ml_figures(Path(tmp), quick, timed_runs, workers)
         return out
+
+
+def ml_figures(tmp: Path, quick: bool, timed_runs: Any, workers: int) -> dict[str, Any]:
+    """examples/ml_training.py, its three candidates trained in the local pool, and the
+    same file with `train` sent to the LocalCluster (executor="dask"): the shipped
+    dataset, the files on this machine's disk, which the workers share here."""
+    source = (ROOT / "examples" / "ml_training.py").read_text()
+    local_line = '@task(isolation="process", execution_timeout=900)'
+    if local_line not in source:
+        return {"skipped": "examples/ml_training.py no longer has its train decorator"}
+    out: dict[str, Any] = {}
+    for executor in ("local", "dask"):
+        folder = tmp / f"ml-{executor}"
+        (folder / "data" / "samples").mkdir(parents=True)
+        shutil.copy(ROOT / "examples" / "data" / "samples" / "wine.csv",
+                    folder / "data" / "samples" / "wine.csv")
+        text = source if executor == "local" else source.replace(
+            local_line, '@task(executor="dask", execution_timeout=900)')
+        (folder / "ml_training.py").write_text(text)
+        bag = load_folder(folder)
+        if bag.errors:
+            raise RuntimeError(f"the ML example failed to load: {bag.errors}")
+        settings = Settings(dags_folder=folder, data_dir=tmp / f"data-ml-{executor}")
+        if executor == "dask":
+            settings = replace(settings, dask_address="local", dask_n_workers=workers,
+                               dask_threads_per_worker=1)
+        times = anyio.run(timed_runs, settings, bag.dags, "ml_training", (2 if quick else 3) + 1)
+        out[executor] = {"median_s": statistics.median(times[1:]), "first_s": times[0]}
+    return out
 
 
 def dask_markdown(d: dict[str, Any]) -> list[str]:
@@ -80,5 +112,13 @@ def dask_markdown(d: dict[str, Any]) -> list[str]:
         f"{dask['median_s'] * 1000:,.0f} ms | {dask['tasks_per_s']:,.0f} | "
         f"{dask['per_task_ms']:.2f} ms |",
         "", f"The first Dask run, which also starts the LocalCluster, took "
-        f"{dask['first_s']:.1f} s.", "",
+        f"{dask['first_s']:.1f} s.", "", *ml_markdown(d.get("ml_training") or {}),
     ]
+
+
+def ml_markdown(ml: dict[str, Any]) -> list[str]:
+    if "local" not in ml:
+        return [f"ML example: {ml.get('skipped', 'not measured')}", ""]
+    return [f"`examples/ml_training.py` (three candidates trained at once), trigger -> "
+            f"`success`: {ml['local']['median_s']:.2f} s with `train` on the local pool, "
+            f"{ml['dask']['median_s']:.2f} s with it on the LocalCluster (median).", ""]

@@ -147,3 +147,10 @@ def test_dask_tasks_wait_queued_while_the_cluster_cannot_be_reached(tmp_path: Pa
     assert list(runs.ready["mixed"]) == [here] and runs.parked == [there]
     runs.park_dask(False)
     assert list(runs.ready["mixed"]) == [there, here] and runs.parked == []
+
+
+def test_a_dag_default_of_thread_isolation_means_a_process_on_dask() -> None:
+    with DAG("io", default_args={"isolation": "thread"}):
+        fit = PythonTask(task_id="fit", python_callable=noop, executor="dask")
+        here = PythonTask(task_id="here", python_callable=noop)
+    assert fit.executor == "dask" and here.isolation == "thread"
