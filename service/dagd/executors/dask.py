@@ -316,9 +316,10 @@ class DaskExecutor:
         with anyio.move_on_after(10.0):
             try:
                 await client.cancel([flight.future], force=True, reason="stopped by dagd")
-                if workers:
-                    await client.run(stop_attempts, [flight.spec.attempt_id],
-                                     workers=workers, on_error="ignore")
+                # Not started yet: every worker is told, so that it never starts there
+                # (the scheduler may have sent it to one a moment ago).
+                await client.run(stop_attempts, [flight.spec.attempt_id],
+                                 workers=workers or None, on_error="ignore")
             except Exception as exc:
                 log.warning("%s: could not stop it on the Dask cluster: %s", flight.spec.ref,
                             exc, extra=flight.spec.log_extra)
