@@ -13,7 +13,6 @@ runs in pre-commit hooks, and must start fast.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
@@ -34,6 +33,7 @@ from dagd import cli_config as config_commands
 from dagd import cli_db as db_commands
 from dagd import cli_doctor as doctor_command
 from dagd import cli_mail as notify_commands
+from dagd import cli_service as service_commands
 from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
 from dagd.executors.logs import mask, secret_values
@@ -115,18 +115,11 @@ def _loaded_rows(dags: dict[str, DAG], stored: dict[str, DagRow]) -> list[DagRow
 
 # -- commands -------------------------------------------------------------------------
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from dagd import logformat
     from dagd.daemon import Daemon
 
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per change otherwise
-    from dagd.executors.logs import LOG_SECRETS
-
-    for handler in logging.getLogger().handlers:  # a secret in an error is masked here too
-        handler.addFilter(LOG_SECRETS)
+    # stderr, one line per record ([core] log_format: text or json), secrets masked.
+    logformat.configure(settings.log_level, settings.log_format)
     anyio.run(Daemon(settings, exit_holding_lock=True).run)
     return 0
 
@@ -431,7 +424,8 @@ async def cmd_events_list(settings: Settings, args: argparse.Namespace) -> int:
         Column("kind", [e.kind for e in events], drop=2),
         Column("source", [e.source for e in events], drop=4),
         Column("dag", [e.dag_id or "" for e in events]),
-        Column("outcome", [e.outcome for e in events]),
+        Column("outcome", [e.outcome + (f" x{e.count}" if e.count > 1 else "")  # counted
+                           for e in events]),
         Column("run", [str(e.run_id or "") for e in events]),
         Column("detail", [escape(e.detail or "") for e in events], wrap=True, drop=1),
     ]
@@ -575,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--conf", help="JSON object passed to the run as its conf")
     notify_commands.add_parsers(sub, whole)
     auth_commands.add_parsers(sub)
+    service_commands.add_parsers(sub)
     config_commands.add_parsers(sub)
     db_commands.add_parsers(sub)
     doctor_command.add_parser(sub)
@@ -602,6 +597,7 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("notifications", "retry"): lambda s, a: notify_commands.cmd_retry(s, a, console),
     ("email", "test"): lambda s, a: notify_commands.cmd_email_test(s, a, console),
     **auth_commands.commands(console),
+    **service_commands.commands(console),
     **config_commands.commands(console),
     **db_commands.commands(console),
 }

@@ -3,8 +3,11 @@
 Start: lock the data directory, open the store (migrations), load the DAGs, recover
 what a previous daemon left, start the web server, then say ready.
 SIGTERM/SIGINT stop gracefully (a second one forces); SIGHUP reloads the DAGs.
-Shutdown: web server, grace period for running attempts, cancel the rest (recorded
-as interrupted, retried at the next start), close the store, release the lock.
+Shutdown (the drain): triggers, then the grace period for running attempts with the
+web server still up (new work answered 503 + Retry-After: dagd.web.drain), cancel the
+rest (recorded as interrupted, retried at the next start), close the web server, the
+callbacks and the outbox in what is left, close the store, release the lock: within
+the grace period + 2 s (AFTER_GRACE and the engine's STOP_KILL/STOP_ABANDON).
 
 A thread task still running then (abandoned at its timeout or at the stop: a thread
 cannot be killed) must neither keep the process alive past the grace period nor run
@@ -32,7 +35,7 @@ from watchfiles import awatch
 import dagd
 from dagd import plugins, systemd
 from dagd.authoring.loader import DagBag, load_folder
-from dagd.config import Settings, load_settings
+from dagd.config import Settings
 from dagd.errors import ConfigError, DagdError
 from dagd.executors.logs import LOG_SECRETS, configured_secrets, install_capture, mask_text
 from dagd.executors.watchdog import LoopWatchdog
@@ -40,8 +43,10 @@ from dagd.kinds.connections import set_connections
 from dagd.lock import DataDirLock
 from dagd.notify import email
 from dagd.notify.outbox import Outbox
+from dagd.reload import reload_config
 from dagd.scheduler.callbacks import Callbacks
 from dagd.scheduler.loop import Engine
+from dagd.scheduler.pruner import Pruner
 from dagd.scheduler.recovery import crash_report_path
 from dagd.store import Store
 from dagd.supervise import Supervisor
@@ -50,6 +55,13 @@ from dagd.web import auth
 from dagd.web.app import create_app
 
 log = logging.getLogger(__name__)
+
+# At a stop, past the grace period: seconds for the rest (attempts stopped and recorded,
+# the web server closed, callbacks and the outbox), so that the exit comes within the
+# grace period plus two seconds. WEB_CLOSE: what an open request gets at the server's
+# close (aiohttp waits up to twice that, by default 60 s each).
+AFTER_GRACE = 1.5
+WEB_CLOSE = 0.25
 
 
 async def sync_dags(store: Store, bag: DagBag, known: set[str],
@@ -83,6 +95,11 @@ def _keep_private(data_dir: Path) -> None:
         log.warning("cannot make %s private to its owner: %s", data_dir, exc)
 
 
+def set_connections_of(settings: Settings) -> None:
+    set_connections(settings.connections)
+    log.info("connections: %s", ", ".join(sorted(settings.connections)) or "none")
+
+
 def keep_last_good(old: DagBag | None, new: DagBag) -> DagBag:
     """A file that fails to import keeps the DAGs it defined in its last good version."""
     if old is None:
@@ -110,6 +127,10 @@ class DagFolder:
         self.on_load: list[Callable[[], None]] = []  # told once new DAGs are handed over
         self._lock = anyio.Lock()
         self.stop_watching = anyio.Event()
+
+    def configure(self, settings: Settings) -> None:
+        """Reloaded settings: the secrets to mask (SMTP, connections) at the next load."""
+        self.settings = settings
 
     async def load(self) -> DagBag:
         async with self._lock:
@@ -156,6 +177,8 @@ class DagFolder:
 class Daemon:
     def __init__(self, settings: Settings, *, exit_holding_lock: bool = False) -> None:
         self.settings = settings
+        # Keys changed on disk that only a restart applies: field -> the value there.
+        self.pending: dict[str, object] = {}
         # `dagd run`: after a stop, end the process still holding the lock, so that no
         # other daemon can take the data directory while this one still exists.
         self.exit_holding_lock = exit_holding_lock
@@ -163,6 +186,9 @@ class Daemon:
         self._stop = anyio.Event()
         self._force = False
         self._engine: Engine | None = None
+        # What takes reloaded settings (SIGHUP), each told the new running ones.
+        self._configurables: list[Callable[[Settings], None]] = [
+            set_connections_of, email.configure]
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -193,11 +219,17 @@ class Daemon:
         their timeout or at the stop): Python cannot stop them, and they must neither
         hold the exit up nor run on once another daemon may have the data directory."""
         running = list(self._engine.executor.threads.values()) if self._engine else []
-        if not running:
+        # Async tasks that ignored their cancellation at the stop: the same way out.
+        ignoring = self._engine.abandoned_attempts if self._engine else []
+        if not running and not ignoring:
             return
-        log.warning("exiting with %d thread task(s) still running, abandoned (a thread "
-                    "cannot be stopped; it ends with the process): %s", len(running),
-                    ", ".join(spec.ref for spec in running))
+        if running:
+            log.warning("exiting with %d thread task(s) still running, abandoned (a thread "
+                        "cannot be stopped; it ends with the process): %s", len(running),
+                        ", ".join(spec.ref for spec in running))
+        if ignoring:
+            log.warning("exiting with %d task(s) that ignored their cancellation, "
+                        "abandoned: %s", len(ignoring), ", ".join(ignoring))
         _exit_now(code)
 
     async def _run(self, lock: DataDirLock, on_ready: Callable[[Daemon], None] | None) -> None:
@@ -226,8 +258,9 @@ class Daemon:
             supervisor = Supervisor()
             triggers = TriggerService(engine.intake, engine.changes, supervisor=supervisor)
             folder = DagFolder(settings, store, engine, triggers)
+            systemd.status("loading DAGs")
             await folder.load()
-            await engine.boot()
+            await engine.boot(on_found=lambda n: systemd.status(f"recovering {n} attempts"))
             crash_report = self._report_crashes()
             reader = await Store.open(settings.db_path, readonly=True)
             # Subscribed now, before the engine serves: a recovered run may end at once.
@@ -235,8 +268,10 @@ class Daemon:
             callbacks = Callbacks(callbacks_reader, engine.changes, lambda: engine.dags,
                                   timeout=settings.callback_timeout)
             folder.on_load.append(callbacks.update)
+            self._configurables += [engine.configure, outbox.configure, folder.configure,
+                                    callbacks.configure]
             app = create_app(engine, reader, supervisor=supervisor)
-            runner = web.AppRunner(app, access_log=None)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=WEB_CLOSE)
             await runner.setup()
             site = web.TCPSite(runner, settings.host, settings.port)
             try:
@@ -268,33 +303,46 @@ class Daemon:
                 callbacks_scope = anyio.CancelScope()
                 tg.start_soon(_scoped, callbacks_scope,
                               lambda: keep("callbacks", callbacks.run), name="callbacks")
+                # [retention]: pruned in short transactions; stopped with the triggers.
+                pruner = Pruner(store, settings, holds=engine.holds, changes=engine.changes)
+                self._configurables.append(pruner.configure)
+                retention_scope = anyio.CancelScope()
+                tg.start_soon(_scoped, retention_scope, lambda: keep("retention", pruner.run),
+                              name="retention")
                 # Triggers stop first at shutdown: no new event once stopping has begun.
                 trigger_scopes = (anyio.CancelScope(), anyio.CancelScope())
                 tg.start_soon(_scoped, trigger_scopes[0], triggers.run, name="triggers")
                 tg.start_soon(_scoped, trigger_scopes[1],
                               lambda: keep("DAG folder watcher", folder.watch),
                               name="DAG folder watcher")
-                systemd.notify("READY=1")
+                await triggers.armed.wait()  # READY=1 only once the triggers are armed
+                systemd.ready(self._serving())
+                tg.start_soon(systemd.keep_watchdog, name="systemd watchdog")
+                folder.on_load.append(lambda: systemd.status(self._serving()))  # DAG count
                 log.info("dagd ready: http://%s:%d", settings.host, self.port)
                 if on_ready is not None:
                     on_ready(self)
                 await self._stop.wait()
-                systemd.notify("STOPPING=1")
+                systemd.stopping(f"draining: {engine.runs.running_total} attempts running")
                 folder.stop_watching.set()
                 triggers.stop_watching()
-                for scope in trigger_scopes:
+                for scope in (*trigger_scopes, retention_scope):
                     scope.cancel()
-                log.info("stopping: web server, then up to %.0fs for running tasks",
-                         settings.shutdown_grace_period)
-                await runner.cleanup()
+                grace = 0.0 if self._force else settings.shutdown_grace_period
+                exit_by = anyio.current_time() + grace + AFTER_GRACE
+                log.info("stopping: up to %gs for running tasks; new work (webhooks, "
+                         "manual runs) is answered 503 with Retry-After", grace)
+                # The web server stays up while the attempts finish: what would start
+                # work gets 503 + Retry-After (dagd.web.drain), a sender retries.
+                await engine.stop(grace)
+                await runner.cleanup()  # its shutdown_timeout bounds open requests
                 runner = None
-                await engine.stop(0.0 if self._force else settings.shutdown_grace_period)
-                # The callbacks of the runs' last changes, for a moment.
-                await callbacks.drain(0.0 if self._force else min(settings.callback_timeout,
-                                                                   5.0))
+                # The callbacks of the runs' last changes, the outbox: what time is left.
+                await callbacks.drain(min(settings.callback_timeout,
+                                          _time_left(exit_by, self._force)))
                 callbacks_scope.cancel()
                 outbox_scope.cancel()
-                await outbox.flush(0.0 if self._force else 5.0)
+                await outbox.flush(_time_left(exit_by, self._force))
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -314,6 +362,11 @@ class Daemon:
                 crash_report.close()
                 crash_report_path(settings.data_dir).unlink(missing_ok=True)
             log.info("dagd stopped")
+
+    def _serving(self) -> str:
+        """systemd's STATUS= line while the daemon serves."""
+        dags = len(self._engine.dags) if self._engine is not None else 0
+        return f"serving on http://{self.settings.host}:{self.port} ({dags} DAGs)"
 
     def _announce_auth(self, app: web.Application) -> None:
         """With auth off on a reachable address, a warning; with no user yet, the
@@ -343,15 +396,15 @@ class Daemon:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    systemd.notify("RELOADING=1")
+                    systemd.reloading()
                     log.info("SIGHUP: reloading the connections and the DAGs")
-                    await self._reload_connections()
+                    await self._reload_config()
                     try:
                         await folder.load()
                     except DagdError as exc:  # a full disk, say: keep what is loaded
                         log.error("SIGHUP: reloading the DAGs failed: %s; keeping the "
                                   "loaded ones", exc)
-                    systemd.notify("READY=1")
+                    systemd.ready(self._serving())
                 elif not self._stop.is_set():
                     log.info("%s: graceful stop (send again to force)",
                              signal.Signals(signum).name)
@@ -362,18 +415,22 @@ class Daemon:
                     engine.interrupt()
 
 
-    async def _reload_connections(self) -> None:
-        """The config file's [connections] again; a broken file keeps the loaded ones."""
-        path = self.settings.config_file
-        if path is None:
-            return
-        try:
-            fresh = await anyio.to_thread.run_sync(load_settings, path)
-        except DagdError as exc:
-            log.error("SIGHUP: %s; keeping the connections loaded before", exc)
-            return
-        set_connections(fresh.connections)
-        log.info("connections: %s", ", ".join(sorted(fresh.connections)) or "none")
+    async def _reload_config(self) -> None:
+        """The configuration again (file and environment); a bad edit keeps the running
+        one. Keys only a restart changes are named in the log (dagd.reload)."""
+        outcome = await reload_config(self.settings, self._configure)
+        if outcome is not None:
+            self.settings = outcome.running
+            self.pending = outcome.pending
+
+    def _configure(self, settings: Settings) -> None:
+        for configure in self._configurables:
+            configure(settings)
+
+
+def _time_left(until: float, forced: bool) -> float:
+    """Seconds left of the stop's budget (none once a second signal forced it)."""
+    return 0.0 if forced else max(until - anyio.current_time(), 0.0)
 
 
 async def _scoped(scope: anyio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:

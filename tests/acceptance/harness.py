@@ -254,8 +254,9 @@ class Dagd:
         return proc
 
     # -- the daemon -------------------------------------------------------------------
-    def spawn(self, *, data_dir: Path | None = None) -> Daemon:
-        """Start `dagd run` on port 0 without waiting for it."""
+    def spawn(self, *, data_dir: Path | None = None,
+              env: dict[str, str] | None = None) -> Daemon:
+        """Start `dagd run` on port 0 without waiting for it; `env`: extra variables."""
         n = len(self.daemons) + 1
         stderr_path = self.root / f"daemon-{n}.stderr"
         stderr_file = open(stderr_path, "wb")  # closed by Daemon.close
@@ -265,7 +266,7 @@ class Dagd:
             stdout=subprocess.DEVNULL,
             stderr=stderr_file,
             cwd=self.root,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             start_new_session=True,
         )
         daemon = Daemon(proc, stderr_path, stderr_file, data_dir=data_dir or self.data_dir)

@@ -4,6 +4,7 @@ keeps the running configuration with the error, file and line."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import textwrap
@@ -57,11 +58,11 @@ def shown(dagd: Dagd) -> dict[str, dict[str, object]]:
 
 def overlapping(daemon: Daemon) -> int:
     """How many pairs of the last run's attempts ran at the same time."""
-    status, runs = daemon.request("GET", "/api/v1/dags/parallel/runs")
+    _, runs = daemon.request("GET", "/api/v1/dags/parallel/runs")
     run = runs["runs"][0]
-    status, detail = daemon.request("GET", f"/api/v1/runs/{run['id']}")
+    _, detail = daemon.request("GET", f"/api/v1/runs/{run['id']}")
     spans = sorted((t["started_at"], t["ended_at"]) for t in detail["task_instances"])
-    return sum(1 for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1])
+    return sum(1 for a, b in itertools.pairwise(spans) if b[0] < a[1])
 
 
 def run_once(dagd: Dagd, daemon: Daemon) -> None:

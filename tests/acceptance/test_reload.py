@@ -94,7 +94,8 @@ def test_sighup_reloads_the_connections_and_a_broken_file_keeps_them(
 
     dagd.config.write_text("[connections.api]\nbase_url = 42\n")  # broken: not a URL
     daemon.signal(signal.SIGHUP)
-    wait_until(lambda: "the configuration is refused, the running one stays" in daemon.log(), timeout=20,
+    wait_until(lambda: "the configuration is refused, the running one stays" in daemon.log(),
+               timeout=20,
                what="the refused reload")
     assert run_ping(daemon) == "success"
     assert second.hits == ["/ping", "/ping"]  # still the connection that worked

@@ -111,7 +111,7 @@ def test_the_short_names_are_the_same_keys_and_must_agree() -> None:
     assert load_settings(None, environ={"DAGD_DATA_DIR": "/d"}).data_dir == Path("/d")
     same = {"DAGD_DATA_DIR": "/d", "DAGD_CORE__DATA_DIR": "/d"}
     assert load_settings(None, environ=same).data_dir == Path("/d")
-    with pytest.raises(ConfigError, match="both set core.data_dir, differently"):
+    with pytest.raises(ConfigError, match=r"both set core\.data_dir, differently"):
         load_settings(None, environ={"DAGD_DATA_DIR": "/d", "DAGD_CORE__DATA_DIR": "/e"})
 
 

@@ -15,12 +15,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "service" / "dagd"
 
-GROUND = {"errors", "version", "config", "config_sources", "config_connections",
+GROUND = {"errors", "version", "config", "config_sources", "config_connections", "config_dask",
           "config_view", "dburl", "lock", "systemd", "states", "retry", "events", "changes",
-          "supervise", "accounts"}
+          "supervise", "accounts", "service_unit"}
 FACE = {"__init__", "cli", "cli_mail", "cli_auth", "cli_config", "daemon", "reload",
         "client", "testrun", "plugins", "check", "tables", "cli_db", "dbtools", "cli_doctor",
-        "doctor", "doctor_dags"}
+        "doctor", "doctor_dags", "cli_service", "logformat", "cli_places", "doctor_dask"}
 FOLDERS = {"authoring", "kinds", "triggers", "scheduler", "executors", "store", "notify",
            "web", "compat"}
 ASYNC_LIBRARIES = {"anyio", "asyncio", "aiohttp", "aiosqlite", "aiosmtplib", "asyncpg",

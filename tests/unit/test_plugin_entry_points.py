@@ -35,6 +35,9 @@ def test_an_installed_plugin_is_found_and_a_broken_one_reported(
     """)
     install(tmp_path, "dagd_broken_pkg", "raise RuntimeError('cannot reach the licence server')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    # The process's plugin state is global: this test's broken plugin stays its own.
+    monkeypatch.setattr(plugins, "errors", [])
+    monkeypatch.setattr(plugins, "_loaded", set())
     failures = plugins.load_entry_points()
     assert [f.message for f in failures] == [
         "plugin failed to load: RuntimeError: cannot reach the licence server"

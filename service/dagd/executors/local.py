@@ -29,6 +29,7 @@ from dagd.executors.base import AttemptResult, AttemptSpec, XComError, encode_xc
 from dagd.executors.failure import format_failure
 from dagd.executors.logs import AttemptLog, reset_current_log, set_current_log
 from dagd.executors.pool import PoolLimits, WorkerPool
+from dagd.executors.procgroup import STOPPING
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,12 @@ class LocalExecutor:
 
     async def aclose(self) -> None:
         await self.pool.aclose()
+
+    def stop_by(self, deadline: float | None) -> None:
+        """The daemon stops: the processes of the attempts it cancels (workers, shell
+        commands) get until `deadline` (monotonic) between SIGTERM and SIGKILL, rather
+        than `KILL_GRACE`; None when it serves again (an engine in a test)."""
+        STOPPING.until = deadline
 
     def recycle(self) -> None:
         """The DAGs were reloaded: workers that ran an attempt are replaced."""

@@ -41,6 +41,11 @@ from dagd.store.rows import RunRow
 log = logging.getLogger(__name__)
 
 ACT_TRIES = 5  # a person's action, read again at most this often while its run moves on
+# At the stop, once the grace period is over: seconds an attempt's processes get between
+# SIGTERM and SIGKILL, and then until an attempt that still runs (an async task that
+# ignores its cancellation) is abandoned, recorded as interrupted.
+STOP_KILL = 0.75
+STOP_ABANDON = 0.25
 
 
 @dataclass
@@ -109,7 +114,14 @@ class Engine:
         self._stop_deadline: float | None = None
         self._abandoned = False  # stopped with a tick that could not be committed
         self._stopped = anyio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], AttemptSpec] = {}
+        # At the stop: when the work still running is abandoned (see `_await_attempts`),
+        # and the attempts that were (refs): the daemon names them and exits anyway.
+        self._abandon_at: float | None = None
+        self.abandoned_attempts: list[str] = []
+        # Once stopping (see `stop`): when its grace period ends. The web side refuses
+        # new work from then on (dagd.web.drain), until the server is closed.
+        self.drain_until: float | None = None
         # The last tick's commit and what it then starts and tells, while the next tick
         # is planned (see `tick`).
         self._inflight: asyncio.Task[None] | None = None
@@ -144,6 +156,13 @@ class Engine:
         self.runs.dags = dict(dags)
         self.runs.paused = set(paused)
         settle_heap()
+        self.wake()
+
+    def configure(self, settings: Settings) -> None:
+        """Settings reloaded (SIGHUP): the limits and defaults hold from the next tick.
+        What the worker pool and the logs were built with waits for a restart."""
+        self.settings = self.runs.settings = settings
+        self.executor.default_memory_limit = settings.default_memory_limit
         self.wake()
 
     def wake(self) -> None:
@@ -236,9 +255,10 @@ class Engine:
                 xcoms[ti.id] = value
         return commands.Rows(run, tis, xcoms)
 
-    async def boot(self) -> None:
-        """Settle what a dead daemon left running and load the active runs. Before ready."""
-        await recovery.boot(self.store, self.runs)
+    async def boot(self, *, on_found: Callable[[int], object] | None = None) -> None:
+        """Settle what a dead daemon left running and load the active runs. Before ready.
+        `on_found`: told how many attempts were left running (for systemd's STATUS)."""
+        await recovery.boot(self.store, self.runs, on_found=on_found)
 
     # -- the loop --------------------------------------------------------------------
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -249,22 +269,45 @@ class Engine:
         self.executor.start()  # the worker pool, in the background
         task_status.started()
         try:
-            while not (self._stopping and (self.runs.running_total == 0 or self._abandoned)):
+            # Stopping, the loop ends once nothing runs, or once what runs is interrupted:
+            # the end below waits for it (bounded) and records it in one last tick.
+            while not (self._stopping and (self.runs.running_total == 0 or self._abandoned
+                                           or self._abandon_at is not None)):
                 await self._sleep()
                 await self.tick()
         finally:
             with anyio.CancelScope(shield=True):
                 # Cancelled from outside: stop what still runs and record it.
                 self.interrupt()
-                while self._tasks:
-                    # Again each second: a task may have swallowed one cancellation.
-                    await asyncio.wait(set(self._tasks), timeout=1.0)
-                    self.interrupt()
+                await self._await_attempts()
                 self.serving = False  # from now on the intake commits deliveries itself
                 self._stopping = True  # the last tick records; it starts nothing
                 await self.tick()
                 await self.executor.aclose()
+                self.executor.stop_by(None)
                 self._stopped.set()
+
+    async def _await_attempts(self) -> None:
+        """Wait for the interrupted attempts to end, up to `_abandon_at`; one still
+        running then is abandoned (recorded as interrupted, named in `abandoned_attempts`)."""
+        while self._tasks:
+            left = (self._abandon_at or 0.0) - time.monotonic()
+            if left <= 0:
+                for task, spec in list(self._tasks.items()):
+                    log.warning("%s: still running %.1fs after its cancellation; abandoned "
+                                "(it ends with the process)", spec.ref,
+                                STOP_KILL + STOP_ABANDON, extra=spec.log_extra)
+                    self.abandoned_attempts.append(spec.ref)
+                    self._results.append(AttemptResult.failure(
+                        spec, error="interrupted: the daemon stopped", reason="daemon stopped"))
+                    task.remove_done_callback(self._tasks.pop)
+                self._tasks.clear()
+                self._in_loop.clear()
+                self._scopes.clear()
+                return
+            # Again and again: a task may have swallowed one cancellation.
+            await asyncio.wait(set(self._tasks), timeout=min(left, 0.25))
+            self.interrupt()
 
     def _spawn(self, spec: AttemptSpec) -> None:
         # A plain asyncio task, not a task-group child: starting one costs ~7 us against
@@ -275,8 +318,8 @@ class Engine:
         in_loop = spec.task.runs_in_loop
         task = asyncio.get_running_loop().create_task(
             self._execute_in_loop(spec) if in_loop else self._execute(spec))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = spec
+        task.add_done_callback(self._tasks.pop)
         if in_loop:
             self._in_loop[spec.attempt_id] = task
 
@@ -296,16 +339,24 @@ class Engine:
     async def stop(self, grace: float) -> None:
         """Start no new attempts; give running ones `grace` seconds, then cancel them."""
         self._stopping = True
-        self._stop_deadline = time.monotonic() + grace
+        self._stop_deadline = self.drain_until = time.monotonic() + grace
         self.wake()
         with anyio.move_on_after(grace):
             await self._stopped.wait()
-        self.interrupt()
+        if not self._stopped.is_set():
+            self.interrupt()
         with anyio.CancelScope(shield=True):
             await self._stopped.wait()
 
     def interrupt(self) -> None:
-        """Cancel every running attempt now; each is recorded as interrupted."""
+        """Cancel every running attempt now; each is recorded as interrupted. Their
+        processes get STOP_KILL seconds from SIGTERM to SIGKILL, and what still runs
+        STOP_ABANDON seconds later is abandoned: the stop's end is bounded."""
+        if self._abandon_at is None:
+            kill_by = time.monotonic() + STOP_KILL
+            self.executor.stop_by(kill_by)
+            self._abandon_at = kill_by + STOP_ABANDON
+            self.wake()
         for scope in list(self._scopes.values()):
             scope.cancel()
         for task in list(self._in_loop.values()):
