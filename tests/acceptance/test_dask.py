@@ -5,8 +5,9 @@ processes on 127.0.0.1 (one offering a GPU resource), and a LocalCluster for
 Tasks spread over both workers (each attempt records its worker), local and Dask tasks
 pass XComs to each other, a timeout on Dask stops the work, GPU tasks go only to the
 GPU worker, a worker killed with -9 mid-task costs one attempt and the retry runs on the
-other, the scheduler stopped and started again costs nothing, and a daemon killed with
-an attempt on the cluster settles it at its restart and stops it there.
+other, the scheduler stopped and started again costs nothing, a daemon killed with an
+attempt on the cluster settles it at its restart and stops it there, and a task marked
+by a person is stopped on its worker.
 """
 
 from __future__ import annotations
@@ -331,6 +332,24 @@ def test_a_daemon_killed_with_an_attempt_on_dask_settles_and_stops_it_at_restart
     dagd.wait(lambda: process_gone(first), timeout=15, what="the stale attempt stopped")
     dagd.wait(lambda: "released 1 attempt key(s)" in again.log(), timeout=15,
               what="the stale key released")
+
+
+def test_a_task_marked_by_a_person_is_stopped_on_its_worker(
+        cluster: Cluster, dagd: Dagd, write_dag: Any) -> None:
+    cluster.workers(2)
+    configure(dagd, cluster.address)
+    out = dagd.root / "work.pid"
+    write_dag("left.py", LEFT.replace("{out}", str(out)))
+    daemon = dagd.start()
+    run_id = trigger(dagd, "left")
+    started(dagd, run_id, "work")
+    dagd.wait(out.exists, timeout=RUN_TIMEOUT, what="the attempt running")
+    status, body = daemon.request("POST", f"/api/v1/runs/{run_id}/tasks/work/mark",
+                                  {"state": "failed"})
+    assert status == 200, body
+    dagd.wait_runs({run_id: "failed"}, timeout=RUN_TIMEOUT)
+    pid = int(out.read_text())
+    dagd.wait(lambda: process_gone(pid), timeout=15, what="the marked attempt stopped")
 
 
 LOCAL = """
