@@ -29,8 +29,10 @@ Faults, each said in the attempt's log or the daemon's:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,9 +73,15 @@ def _distributed() -> Any:
 
 
 def namespace(settings: Settings) -> str:
-    """A short name for this daemon's database, the same across restarts."""
-    where = f"{socket.gethostname()}:{settings.db_path.resolve()}"
-    return hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
+    """A short name for this daemon's database, the same across restarts: its machine,
+    path and file (a database made anew at the same path counts its attempts from 1
+    again, and must not meet the keys of the one before)."""
+    path = settings.db_path.resolve()
+    where = f"{socket.gethostname()}:{path}"
+    with contextlib.suppress(OSError):
+        found = os.stat(path)
+        where += f":{found.st_dev}:{found.st_ino}"
+    return hashlib.blake2b(where.encode(), digest_size=6).hexdigest()
 
 
 @dataclass(eq=False)
@@ -153,8 +161,6 @@ class DaskExecutor:
                                         name=f"dagd-{self.ns}")
 
     async def _local_cluster(self, distributed: Any) -> Any:
-        import os
-
         import dask
 
         s = self.settings
@@ -237,7 +243,8 @@ class DaskExecutor:
             return
         distributed = _distributed()
         try:
-            stopped = await client.run(stop_attempts, ids, on_error="ignore")
+            stopped = await client.run(stop_attempts, [self.key(i) for i in ids],
+                                       on_error="ignore")
             futures = [distributed.Future(self.key(i), client) for i in ids]
             await client.cancel(futures, force=True, reason="dagd restarted")
         except Exception as exc:
@@ -318,8 +325,8 @@ class DaskExecutor:
                 await client.cancel([flight.future], force=True, reason="stopped by dagd")
                 # Not started yet: every worker is told, so that it never starts there
                 # (the scheduler may have sent it to one a moment ago).
-                await client.run(stop_attempts, [flight.spec.attempt_id],
-                                 workers=workers or None, on_error="ignore")
+                await client.run(stop_attempts, [flight.key], workers=workers or None,
+                                 on_error="ignore")
             except Exception as exc:
                 log.warning("%s: could not stop it on the Dask cluster: %s", flight.spec.ref,
                             exc, extra=flight.spec.log_extra)

@@ -59,7 +59,7 @@ class _Runner:
     def __init__(self, size: int) -> None:
         self.size = size
         self.loop = asyncio.new_event_loop()
-        self.tasks: dict[int, asyncio.Task[Any]] = {}
+        self.tasks: dict[str, asyncio.Task[Any]] = {}  # by key
         self.pool: WorkerPool | None = None
         started = threading.Event()
         self.thread = threading.Thread(target=self._serve, args=(started,), daemon=True,
@@ -80,15 +80,16 @@ class _Runner:
         # The daemon's caps, as each attempt brings them (read as the attempt starts).
         pool.log_max_bytes = int(payload["log_max_bytes"])
         pool.xcom_max_bytes = int(payload["xcom_max_bytes"])
-        if spec.attempt_id in _STOPPED:  # stopped before it began here
+        key = str(payload["key"])
+        if key in _STOPPED:  # stopped before it began here
             raise asyncio.CancelledError
         task = asyncio.current_task()
         assert task is not None
-        self.tasks[spec.attempt_id] = task
+        self.tasks[key] = task
         try:
             result = await pool.execute(spec, memory_limit=payload.get("memory_limit"))
         finally:
-            self.tasks.pop(spec.attempt_id, None)
+            self.tasks.pop(key, None)
         return {"ok": result.ok, "xcom": result.xcom, "error": result.error,
                 "error_names": result.error_names, "reason": result.reason,
                 "retry_after": result.retry_after}
@@ -101,26 +102,27 @@ class _Runner:
             return {"ok": False, "error": "stopped: the daemon no longer wanted this attempt",
                     "error_names": [], "reason": "stopped"}
 
-    def stop(self, attempt_ids: list[int]) -> int:
+    def stop(self, keys: list[str]) -> int:
         """Cancel these attempts in the pool's loop (where they register as they
         start: in the loop, an attempt is either registered or yet to see _STOPPED)."""
-        running = sum(1 for attempt_id in attempt_ids if attempt_id in self.tasks)
-        self.loop.call_soon_threadsafe(self._cancel, attempt_ids)
+        running = sum(1 for key in keys if key in self.tasks)
+        self.loop.call_soon_threadsafe(self._cancel, keys)
         return running
 
-    def _cancel(self, attempt_ids: list[int]) -> None:
-        for attempt_id in attempt_ids:
-            task = self.tasks.get(attempt_id)
+    def _cancel(self, keys: list[str]) -> None:
+        for key in keys:
+            task = self.tasks.get(key)
             if task is not None:
                 task.cancel()
 
 
 _RUNNER: _Runner | None = None
 _LOCK = threading.Lock()
-# Attempts the daemon stopped, the latest few thousand: one stopped before it began on
-# this worker (Dask may start it a moment after the stop) never begins.
-_STOPPED: set[int] = set()
-_STOPPED_ORDER: deque[int] = deque()
+# The keys of attempts a daemon stopped, the latest few thousand: one stopped before it
+# began on this worker (Dask may start it a moment after the stop) never begins. Keys,
+# not attempt ids: several daemons (databases) may share the cluster.
+_STOPPED: set[str] = set()
+_STOPPED_ORDER: deque[str] = deque()
 STOPPED_KEPT = 10_000
 
 
@@ -169,15 +171,16 @@ def run_attempt(payload: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def stop_attempts(attempt_ids: list[int]) -> int:
-    """Stop these attempts if this worker runs them (their processes are killed); how
-    many it ran. Called on the workers by the daemon through `Client.run`."""
+def stop_attempts(keys: list[str]) -> int:
+    """Stop the attempts of these keys if this worker runs them (their processes are
+    killed), and never start them here; how many it ran. Called on the workers by the
+    daemon through `Client.run`."""
     with _LOCK:
-        for attempt_id in attempt_ids:
-            if attempt_id not in _STOPPED:
-                _STOPPED.add(attempt_id)
-                _STOPPED_ORDER.append(attempt_id)
+        for key in keys:
+            if key not in _STOPPED:
+                _STOPPED.add(key)
+                _STOPPED_ORDER.append(key)
         while len(_STOPPED_ORDER) > STOPPED_KEPT:
             _STOPPED.discard(_STOPPED_ORDER.popleft())
         runner = _RUNNER
-    return runner.stop(list(attempt_ids)) if runner is not None else 0
+    return runner.stop(list(keys)) if runner is not None else 0
