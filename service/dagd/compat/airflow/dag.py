@@ -59,9 +59,15 @@ def _dagd_schedule(schedule: Any, start_date: datetime | None) -> Any:
     raise unsupported(f"schedule {type(schedule).__name__}")
 
 
+# default_args keys that dagd's tasks take but that mean Airflow's own things in an
+# Airflow DAG file (its executor's name, its Resources object): ignored, as Airflow's.
+AIRFLOW_MEANINGS = frozenset({"executor", "resources"})
+
+
 def _split_default_args(default_args: dict[str, Any]) -> dict[str, Any]:
     """The default_args dagd applies to each task; the rest stay Airflow's (ignored)."""
-    given = {k: v for k, v in default_args.items() if k in TASK_DEFAULT_KEYS}
+    given = {k: v for k, v in default_args.items()
+             if k in TASK_DEFAULT_KEYS and k not in AIRFLOW_MEANINGS}
     if "trigger_rule" in given:
         given["trigger_rule"] = dagd_rule(given["trigger_rule"])
     return given
