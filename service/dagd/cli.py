@@ -34,6 +34,7 @@ from dagd import cli_db as db_commands
 from dagd import cli_doctor as doctor_command
 from dagd import cli_mail as notify_commands
 from dagd import cli_service as service_commands
+from dagd.cli_places import executor_of, last_ran_on
 from dagd.config import Settings, load_settings
 from dagd.errors import DagdError, InvalidInput, NotFound
 from dagd.executors.logs import mask, secret_values
@@ -214,6 +215,7 @@ async def cmd_dags_show(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await store.close()
     spec = row.spec
+    last_run, places = await last_ran_on(settings, row.dag_id)
     console.print(_graph(spec))
     tasks = spec.get("tasks", [])
     title = Text(f"{row.dag_id}: {row.description}" if row.description else row.dag_id)
@@ -226,6 +228,9 @@ async def cmd_dags_show(settings: Settings, args: argparse.Namespace) -> int:
         Column("timeout", [f"{t['execution_timeout']:g}s" if t.get("execution_timeout") else ""
                            for t in tasks], drop=4),
         Column("line", [str(t.get("line") or "") for t in tasks], drop=5),
+        Column("executor", [executor_of(t) for t in tasks], drop=6),
+        Column(f"ran on (run {last_run})" if last_run else "ran on",
+               [places.get(t["task_id"], "") for t in tasks], drop=7),
     ], console.width)
     console.print(table)
     console.print(f"file: {row.fileloc}   paused: {'yes' if row.is_paused else 'no'}")

@@ -20,7 +20,7 @@ import anyio
 from rich.console import Console
 from rich.markup import escape
 
-from dagd import doctor, doctor_dags
+from dagd import doctor, doctor_dags, doctor_dask
 from dagd.config import Settings
 from dagd.errors import DagdError
 from dagd.lock import Holder, daemon_running
@@ -83,6 +83,7 @@ def checks(config: str | None, overrides: Mapping[str, Any], console: Console,
     holder, unknown = _holder(settings)
     add(unknown, doctor.check_port(settings.host, settings.port, holder))
     add(anyio.run(doctor_dags.check_smtp, settings, doctor_dags.smtp_used(settings, loaded)))
+    add(anyio.run(doctor_dask.check_dask, settings, loaded))
     add(doctor.check_service(), doctor.check_python(tuple(sys.version_info[:3])),
         doctor.check_sqlite(sqlite3.sqlite_version_info))
     return results

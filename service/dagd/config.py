@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dagd.config_connections import read_connections
+from dagd.config_dask import dask_checks
 from dagd.config_sources import environment_keys, key_lines, line_of, parse_text
 from dagd.errors import ConfigError
 
@@ -80,6 +81,17 @@ class Settings:
     workers_idle_timeout: float = 60.0
     workers_max_tasks: int = 1000
     workers_max_memory: int | None = 512_000_000
+    # A Dask cluster for tasks with executor="dask" ([executors.dask]): a scheduler's
+    # address ("tcp://host:8786", "tls://..."), or "local" for a LocalCluster the daemon
+    # starts and stops (n_workers: 0 is the number of cores; memory_limit per worker,
+    # None: Dask's own); "" (the default): none. TLS: the CA and client certificate.
+    dask_address: str = ""
+    dask_n_workers: int = 0
+    dask_threads_per_worker: int = 1
+    dask_memory_limit: int | None = None
+    dask_ca_file: str = ""
+    dask_cert: str = ""
+    dask_key: str = ""
     # Retention ([retention]): finished runs (their task instances, attempts, logs,
     # XComs), events and sent notifications older than max_age_days, and each DAG's
     # finished runs past its newest max_runs_per_dag, are pruned every `interval`
@@ -191,6 +203,13 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("workers", "idle_timeout"): ("workers_idle_timeout", float),
     ("workers", "max_tasks_per_worker"): ("workers_max_tasks", int),
     ("workers", "max_memory_per_worker"): ("workers_max_memory", Size),
+    ("executors.dask", "address"): ("dask_address", str),
+    ("executors.dask", "n_workers"): ("dask_n_workers", int),
+    ("executors.dask", "threads_per_worker"): ("dask_threads_per_worker", int),
+    ("executors.dask", "memory_limit"): ("dask_memory_limit", Size),
+    ("executors.dask", "ca_file"): ("dask_ca_file", str),
+    ("executors.dask", "cert"): ("dask_cert", str),
+    ("executors.dask", "key"): ("dask_key", str),
     ("logs", "max_bytes"): ("log_max_bytes", int),
     ("xcom", "max_bytes"): ("xcom_max_bytes", int),
     ("database", "synchronous"): ("synchronous", str),
@@ -344,7 +363,7 @@ def _read_file(path: Path, found: _Found) -> dict[str, Any]:
         return {"file": str(path), "line": line_of(lines, key)}
 
     connections: dict[str, Any] = {}
-    for section, table in raw.items():
+    for section, table in _nested(raw).items():
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table", **place(section), field=section)
         if section == "connections":
@@ -367,6 +386,18 @@ def _read_file(path: Path, found: _Found) -> dict[str, Any]:
                 raise ConfigError(exc.message, **place(f"{section}.{key}"),
                                   field=f"{section}.{key}") from None
     return connections
+
+
+def _nested(raw: dict[str, Any]) -> dict[str, Any]:
+    """The file's tables by section; `[executors.dask]`, which TOML nests in
+    `executors`, is the section "executors.dask"."""
+    tables: dict[str, Any] = {}
+    for section, table in raw.items():
+        if section == "executors" and isinstance(table, dict):
+            tables.update({f"executors.{name}": sub for name, sub in table.items()})
+        else:
+            tables[section] = table
+    return tables
 
 
 def _spec(section: str, key: str, place: dict[str, Any]) -> tuple[str, type]:
@@ -407,6 +438,8 @@ def _read_environment(env: Mapping[str, str], found: _Found,
             found.sources["connections"] = ", ".join(
                 filter(None, (found.sources.get("connections"), variable)))
             continue
+        if section == "executors":  # DAGD_EXECUTORS__DASK__ADDRESS: [executors.dask]
+            section, _, key = full.rpartition(".")
         name, kind = _spec(section, key, place)
         try:
             found.note(name, full, _coerce(_typed(env[variable], kind), kind, full), place)
@@ -482,6 +515,7 @@ def _validate(s: Settings, found: _Found) -> None:
         (s.retention_interval > 0, "retention.interval", "must be more than 0 seconds"),
         (1 <= s.retention_batch_size <= 100_000, "retention.batch_size",
          "must be between 1 and 100000"),
+        *dask_checks(s),
     ]
     for ok, key, message in checks:
         if not ok:

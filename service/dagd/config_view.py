@@ -24,7 +24,7 @@ _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 RESTART_ONLY = frozenset({
     "dags_folder", "plugins_folder", "data_dir", "host", "port", "max_body",
     "max_backfill_runs", "synchronous", "log_format", "log_max_bytes", "xcom_max_bytes",
-    *(f.name for f in fields(Settings) if f.name.startswith(("workers_", "auth_"))),
+    *(f.name for f in fields(Settings) if f.name.startswith(("workers_", "auth_", "dask_"))),
 })
 
 

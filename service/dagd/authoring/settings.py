@@ -33,6 +33,7 @@ TRIGGER_RULES = frozenset(
     }
 )
 ISOLATIONS = frozenset({"process", "fresh", "thread"})
+EXECUTORS = ("local", "dask")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,249}$")
 
 # Settings a DAG's default_args may give to each of its tasks.
@@ -49,6 +50,8 @@ TASK_DEFAULT_KEYS = frozenset(
         "isolation",
         "inherit_env",
         "memory_limit",
+        "executor",
+        "resources",
         "on_failure_callback",
         "on_success_callback",
         "on_retry_callback",
@@ -152,6 +155,71 @@ def check_memory_limit(value: Any, **where: Any) -> int | None:
         return parse_bytes(value)
     except ValueError as exc:
         raise DagDefinitionError(f"memory_limit {exc}", field="memory_limit", **where) from None
+
+
+def check_executor(value: Any, **where: Any) -> str:
+    """Where the task runs: "local" (this machine, the default) or "dask" (a cluster)."""
+    executor = "local" if value is None else value
+    if executor not in EXECUTORS:
+        raise DagDefinitionError(f"executor must be 'local' or 'dask', got {value!r}",
+                                 field="executor", **where)
+    return str(executor)
+
+
+def check_resources(value: Any, **where: Any) -> dict[str, float]:
+    """Dask worker resources a task needs, `{"GPU": 1, "memory": "8GB"}`: each a number
+    more than 0, or a size in bytes as a string (a worker started with
+    `--resources "memory=8e9"` offers that many)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DagDefinitionError(f"resources must be a dict such as {{'GPU': 1}}, got "
+                                 f"{value!r}", field="resources", **where)
+    found: dict[str, float] = {}
+    for name, amount in value.items():
+        if not isinstance(name, str) or not name or "=" in name or "," in name:
+            raise DagDefinitionError(f"resources: {name!r} is not a resource name",
+                                     field="resources", **where)
+        try:
+            number = float(parse_bytes(amount)) if isinstance(amount, str) else amount
+        except ValueError as exc:
+            raise DagDefinitionError(f"resources[{name!r}] {exc}", field="resources",
+                                     **where) from None
+        if isinstance(number, bool) or not isinstance(number, int | float) or not number > 0:
+            raise DagDefinitionError(f"resources[{name!r}] must be a number more than 0, "
+                                     f"got {amount!r}", field="resources", **where)
+        found[name] = float(number)
+    return found
+
+
+def check_on_dask(task: Any, executor: Any, resources: dict[str, float], *,
+                  isolation: Any = None, **where: Any) -> tuple[str, dict[str, float]]:
+    """A task's executor and resources, checked together: only a kind that needs
+    nothing of the daemon's but the DAG file's text runs on Dask, not when the task
+    itself asks for a thread (`isolation`, as the task gave it: a DAG's default of
+    "thread" means a process there), and only with `distributed` installed."""
+    executor = check_executor(executor, **where)
+    if executor == "local":
+        if resources:
+            raise DagDefinitionError("resources= are Dask worker resources: set "
+                                     "executor=\"dask\" too", field="resources", **where)
+        return executor, resources
+    if not type(task).runs_on_dask:
+        raise DagDefinitionError(
+            f"executor=\"dask\" runs Python functions and shell commands; a {task.kind} task "
+            "runs in the daemon (it uses the daemon's connections and their secrets)",
+            field="executor", **where)
+    if isolation == "thread":
+        raise DagDefinitionError(
+            "executor=\"dask\" runs the task in a process on a Dask worker: drop "
+            "isolation=\"thread\"", field="isolation", **where)
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise DagDefinitionError(
+            "executor=\"dask\" needs Dask's distributed package, which is not installed: "
+            "pip install 'dagd[dask]'", field="executor", **where)
+    return executor, resources
 
 
 def check_callbacks(value: Any, field: str, **where: Any) -> tuple[Callable[..., Any], ...]:

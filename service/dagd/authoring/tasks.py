@@ -36,6 +36,8 @@ from dagd.authoring.settings import (
     check_inherit_env,
     check_isolation,
     check_memory_limit,
+    check_on_dask,
+    check_resources,
     check_timeout,
     check_trigger_rule,
     with_defaults,
@@ -108,6 +110,9 @@ class BaseTask(Linkable):
     # its direct upstream tasks. An Airflow task, which may pull from any task before it,
     # has all its ancestors here (dagd.compat.airflow.dag).
     xcom_sources: tuple[str, ...] | None = None
+    # May run on a Dask worker (executor="dask"): a kind that needs nothing of the
+    # daemon's but the DAG file's text (a Python function, a shell command).
+    runs_on_dask: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -125,6 +130,8 @@ class BaseTask(Linkable):
         isolation: str | None = None,
         inherit_env: bool | None = None,
         memory_limit: int | str | None = None,
+        executor: str | None = None,
+        resources: dict[str, float | int | str] | None = None,
         doc: str | None = None,
         on_execute_callback: Callback | None = None,
         on_success_callback: Callback | None = None,
@@ -155,6 +162,8 @@ class BaseTask(Linkable):
             isolation=isolation,
             inherit_env=inherit_env,
             memory_limit=memory_limit,
+            executor=executor,
+            resources=resources,
             on_execute_callback=on_execute_callback,
             on_success_callback=on_success_callback,
             on_failure_callback=on_failure_callback,
@@ -188,6 +197,11 @@ class BaseTask(Linkable):
                 "memory_limit is enforced only in a worker process (a thread shares the "
                 "daemon's memory): drop it or use isolation=\"process\"",
                 field="memory_limit", **where)
+        # "local" (this machine) or "dask" (a Dask cluster), and the Dask worker
+        # resources each attempt needs there.
+        self.executor, self.resources = check_on_dask(
+            self, settings["executor"], check_resources(settings["resources"], **where),
+            isolation=isolation, **where)
         self.upstream_ids: set[str] = set()
         self.downstream_ids: set[str] = set()
         self._register()
@@ -274,6 +288,8 @@ class BaseTask(Linkable):
             "execution_timeout": self.execution_timeout,
             "isolation": self.isolation,
             "memory_limit": self.memory_limit,
+            **({"executor": "dask", "resources": self.resources}
+               if self.executor == "dask" else {}),
             "email": list(self.email),
             "doc": self.doc,
             "line": self.lineno,
@@ -370,6 +386,7 @@ class PythonTask(BaseTask):
     in a worker process by default (`isolation="thread"` runs them in a thread)."""
 
     kind = "python"
+    runs_on_dask = True
 
     def __init__(
         self,

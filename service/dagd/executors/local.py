@@ -10,7 +10,8 @@
   (`dagd.executors.pool`), with a clean environment (`dagd.executors.env`), killed with
   its whole process tree at the timeout; `isolation="fresh"`, a memory limit or
   `inherit_env=True` get a newly forked worker of their own. A crash, a hang or a flood
-  of output never reaches the daemon, and nothing it started outlives the attempt.
+  of output never reaches the daemon, and nothing it started outlives the attempt;
+- not here at all (`executor="dask"`): handed to the Dask cluster (`dagd.executors.dask`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import anyio
 
 from dagd.authoring.context import reset_current_context, set_current_context
 from dagd.executors.base import AttemptResult, AttemptSpec, XComError, encode_xcom
+from dagd.executors.dask import DaskExecutor
 from dagd.executors.failure import format_failure
 from dagd.executors.logs import AttemptLog, reset_current_log, set_current_log
 from dagd.executors.pool import PoolLimits, WorkerPool
@@ -56,8 +58,12 @@ class LocalExecutor:
         # The warm worker processes of sync tasks (isolation "process" and "fresh").
         self.pool = WorkerPool(limits or PoolLimits(), log_max_bytes=log_max_bytes,
                                xcom_max_bytes=xcom_max_bytes)
+        # Where executor="dask" tasks go ([executors.dask]); None: no cluster configured.
+        self.dask: DaskExecutor | None = None
 
     async def execute(self, spec: AttemptSpec) -> AttemptResult:
+        if spec.task.executor == "dask":
+            return await self._on_dask(spec)
         if spec.task.runs_in_loop:
             return await self._in_loop(spec)
         if spec.isolation == "thread":
@@ -165,9 +171,26 @@ class LocalExecutor:
     def start(self) -> None:
         """Start the worker pool in the background: ready before the first sync task."""
         self.pool.start()
+        if self.dask is not None:
+            self.dask.start()
 
     async def aclose(self) -> None:
         await self.pool.aclose()
+        if self.dask is not None:
+            await self.dask.aclose()
+
+    @property
+    def dask_problem(self) -> str | None:
+        """Why tasks for Dask cannot be sent now (they wait queued); None if they can."""
+        return self.dask.problem if self.dask is not None else None
+
+    async def _on_dask(self, spec: AttemptSpec) -> AttemptResult:
+        if self.dask is not None:
+            return await self.dask.execute(spec)
+        error = ("executor=\"dask\", but no Dask cluster is configured: set [executors.dask] "
+                 "address (\"tcp://scheduler:8786\", or \"local\") in the config")
+        AttemptLog(spec.log_path, self.log_max_bytes).write(f"[dagd] {spec.ref}: {error}\n")
+        return AttemptResult.failure(spec, error=error, reason="no executor")
 
     def stop_by(self, deadline: float | None) -> None:
         """The daemon stops: the processes of the attempts it cancels (workers, shell

@@ -27,6 +27,7 @@ from dagd.changes import Changes
 from dagd.config import Settings
 from dagd.errors import DagdError, StateError, StorageUnavailable
 from dagd.executors.base import AttemptResult, AttemptSpec
+from dagd.executors.dask import DaskExecutor
 from dagd.executors.local import LocalExecutor
 from dagd.executors.logs import configured_secrets, mask_text
 from dagd.executors.pool import PoolLimits
@@ -99,6 +100,9 @@ class Engine:
         )
         if executor is None:  # the config's memory limit, for tasks that set none
             self.executor.default_memory_limit = settings.default_memory_limit
+        if executor is None and settings.dask_address:  # [executors.dask]
+            self.executor.dask = DaskExecutor(settings, on_worker=self._record_worker,
+                                              on_change=self.wake)
         self.rand = rand
         self.clock = clock
         self.runs = Runs(settings, rand=rand, clock=clock, wake=self.wake)
@@ -106,6 +110,7 @@ class Engine:
         self.changes = Changes()
         self._results: list[AttemptResult] = []
         self._pids: list[tuple[int, int]] = []
+        self._workers: list[tuple[int, str]] = []  # (attempt id, Dask worker address)
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._in_loop: dict[int, asyncio.Task[None]] = {}  # attempt id -> its task
         self._waiters: dict[int, anyio.Event] = {}
@@ -258,6 +263,9 @@ class Engine:
     async def boot(self, *, on_found: Callable[[int], object] | None = None) -> None:
         """Settle what a dead daemon left running and load the active runs. Before ready.
         `on_found`: told how many attempts were left running (for systemd's STATUS)."""
+        if self.executor.dask is not None:  # what they left on the cluster is released
+            left = await self.store.running_attempts()
+            self.executor.dask.release([a.id for a in left])
         await recovery.boot(self.store, self.runs, on_found=on_found)
 
     # -- the loop --------------------------------------------------------------------
@@ -324,7 +332,7 @@ class Engine:
             self._in_loop[spec.attempt_id] = task
 
     async def _sleep(self) -> None:
-        if self._results or self.runs.pending or self._pids or self._inbox:
+        if self._results or self.runs.pending or self._pids or self._workers or self._inbox:
             return
         if self.runs.more_ready and not self._stopping:
             return
@@ -382,9 +390,7 @@ class Engine:
         results, self._results = self._results, []
         for result in self._masked(results):
             runs.apply_result(batch, result)
-        for attempt_id, pid in self._pids:
-            batch.set_attempt_pid(attempt_id, pid)
-        self._pids = []
+        self._record_places(batch)
         actions, self._actions = self._actions, []
         self._act_and_expire(batch, actions)
         runs.release_retries(batch)
@@ -392,6 +398,8 @@ class Engine:
             runs.start_runs(batch)
         runs.plan(batch)
         if not self._stopping:
+            # While the Dask cluster cannot be reached, its tasks wait queued.
+            runs.park_dask(self.executor.dask_problem is not None)
             runs.fill_slots(batch, dispatch)
         runs.finish_runs(batch)
         ended = runs.take_ended()
@@ -518,6 +526,19 @@ class Engine:
     def _record_pid(self, spec: AttemptSpec, pid: int) -> None:
         self._pids.append((spec.attempt_id, pid))
         self.wake()
+
+    def _record_worker(self, attempt_id: int, worker: str) -> None:
+        """An attempt runs on this Dask worker: recorded by the next tick."""
+        self._workers.append((attempt_id, worker))
+        self.wake()
+
+    def _record_places(self, batch: Batch) -> None:
+        """A tick's step: where the attempts started since the last one run (pid, worker)."""
+        for attempt_id, pid in self._pids:
+            batch.set_attempt_pid(attempt_id, pid)
+        for attempt_id, worker in self._workers:
+            batch.set_attempt_worker(attempt_id, worker)
+        self._pids, self._workers = [], []
 
     async def _execute_in_loop(self, spec: AttemptSpec) -> None:
         """An attempt that runs in the loop (an async task). It needs no cancel scope of

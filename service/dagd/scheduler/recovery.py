@@ -61,11 +61,14 @@ def _read_crash_report(data_dir: Path) -> str:
 
 
 def _isolation(runs: Runs, dag_id: str | None, task_id: str) -> str:
-    """Where the task runs: "loop", "thread" or "process" ("" if no longer defined)."""
+    """Where the task runs: "loop", "thread", "process" or "dask" ("" if no longer
+    defined)."""
     dag = runs.dags.get(dag_id) if dag_id is not None else None
     task = dag.tasks.get(task_id) if dag is not None else None
     if task is None:
         return ""
+    if task.executor == "dask":  # on the cluster: it cannot have killed the daemon
+        return "dask"
     if task.runs_in_loop:
         return "loop"
     return task.isolation or runs.settings.default_isolation

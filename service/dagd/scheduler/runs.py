@@ -114,6 +114,9 @@ class Runs:
         self.deadlines: list[tuple[float, int]] = []  # (due, run id): dagrun_timeout
         self.logs_dir = str(settings.logs_dir)  # a str: joined once per attempt
         self._graphs: dict[str, tuple[DAG, Graph]] = {}
+        # Queued task instances of executor="dask" tasks, held out of the ready queues
+        # while the Dask cluster cannot be reached (see `park_dask`).
+        self.parked: list[TI] = []
 
     # -- what the loop asks ----------------------------------------------------------
     @property
@@ -453,6 +456,28 @@ class Runs:
                         reason=f"{failed} of {len(children)} mapped instances failed")
         else:
             self.set_ti(batch, run, parent, TaskState.SUCCESS)
+
+    def park_dask(self, hold: bool) -> None:
+        """While the Dask cluster cannot be reached (`hold`), the ready task instances
+        of executor="dask" tasks wait out of the ready queues, still queued, and local
+        ones start as ever; once it is back they are first in line again."""
+        if not hold:
+            for ti in reversed(self.parked):
+                run = self.active.get(ti.run_id)
+                if run is not None:
+                    self.ready[run.dag.dag_id].appendleft(ti)
+            self.parked = []
+            return
+        for dag_id, queue in self.ready.items():
+            dag = self.dags.get(dag_id)
+            if not queue or dag is None or not dag.tasks_on_dask:
+                continue
+            kept: deque[TI] = deque()
+            for ti in queue:
+                task = dag.tasks.get(ti.task_id)
+                (self.parked if task is not None and task.executor == "dask" else kept
+                 ).append(ti)
+            self.ready[dag_id] = kept
 
     def fill_slots(self, batch: Batch, dispatch: list[AttemptSpec]) -> None:
         slots = self.settings.parallelism - self.running_total

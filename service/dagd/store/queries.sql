@@ -74,6 +74,10 @@ WHERE id = :id AND state = 'running';
 -- name: set_attempt_pid
 UPDATE attempt SET pid = :pid WHERE id = :id;
 
+-- name: set_attempt_worker
+-- The Dask worker an attempt runs on (executor="dask"), told by the worker as it starts.
+UPDATE attempt SET worker = :worker WHERE id = :id;
+
 -- name: put_xcom
 INSERT OR REPLACE INTO xcom (ti_id, value) VALUES (:ti_id, :value);
 
@@ -152,12 +156,12 @@ SELECT value FROM xcom WHERE ti_id = :ti_id;
 
 -- name: list_attempts
 SELECT a.id, a.ti_id, a.try_number, a.state, a.started_at, a.ended_at, a.pid, a.error,
-       a.log_path
+       a.log_path, a.worker
 FROM attempt a WHERE a.ti_id = :ti_id ORDER BY a.try_number;
 
 -- name: running_attempts
 SELECT a.id, a.ti_id, a.try_number, a.state, a.started_at, a.ended_at, a.pid, a.error,
-       a.log_path
+       a.log_path, a.worker
 FROM attempt a WHERE a.state = 'running' ORDER BY a.id;
 
 -- name: get_ti
@@ -277,7 +281,7 @@ FROM task_instance WHERE run_id IN (SELECT value FROM json_each(:run_ids)) ORDER
 -- name: ui_run_attempts
 -- Every attempt of every task instance of a run, for the Gantt.
 SELECT a.id, a.ti_id, a.try_number, a.state, a.started_at, a.ended_at, a.pid, a.error,
-       a.log_path
+       a.log_path, a.worker
 FROM attempt a JOIN task_instance t ON t.id = a.ti_id
 WHERE t.run_id = :run_id ORDER BY a.ti_id, a.try_number;
 
@@ -285,7 +289,7 @@ WHERE t.run_id = :run_id ORDER BY a.ti_id, a.try_number;
 
 -- name: attempts_since
 -- Attempts started or ended at or after a time (the live stream catching a client up).
-SELECT id, ti_id, try_number, state, started_at, ended_at, pid, error, log_path
+SELECT id, ti_id, try_number, state, started_at, ended_at, pid, error, log_path, worker
 FROM attempt WHERE started_at >= :since OR ended_at >= :since ORDER BY id;
 
 -- name: events_since
@@ -302,7 +306,7 @@ FROM run WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: get_attempt
 -- One attempt, by id.
-SELECT id, ti_id, try_number, state, started_at, ended_at, pid, error, log_path
+SELECT id, ti_id, try_number, state, started_at, ended_at, pid, error, log_path, worker
 FROM attempt WHERE id = :id;
 
 -- name: runs_by_state

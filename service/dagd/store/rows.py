@@ -110,6 +110,7 @@ class AttemptRow(Row):
     pid: int | None
     error: str | None
     log_path: str
+    worker: str | None = None  # the Dask worker's address (executor="dask")
 
 
 @dataclass(frozen=True)
