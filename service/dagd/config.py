@@ -11,6 +11,7 @@ task runs (`token_env`, `password_env`, `headers_env`), never stored in the file
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -22,7 +23,7 @@ from typing import Any
 
 from dagd.config_connections import read_connections
 from dagd.config_dask import dask_checks
-from dagd.config_sources import environment_keys, key_lines, line_of, parse_text
+from dagd.config_sources import brief, environment_keys, key_lines, line_of, parse_text
 from dagd.errors import ConfigError
 
 DEFAULT_PATHS = (Path("config/dagd.toml"), Path("/etc/dagd/dagd.toml"))
@@ -134,7 +135,7 @@ class Size(int):
     """A config value in bytes: a whole number, or a string such as "512MB" or "2GiB"."""
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 
@@ -149,10 +150,13 @@ def parse_bytes(value: object) -> int:
         if match is None:
             raise ValueError(f"must be a number of bytes or a string such as \"512MB\" or "
                              f"\"2GiB\" (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), "
-                             f"got {value!r}")
-        number = int(float(match[1]) * _UNITS[(match[2] or "b").lower()])
+                             f"got {brief(value)}")
+        scaled = float(match[1]) * _UNITS[(match[2] or "b").lower()]
+        if not math.isfinite(scaled):  # 400 digits: int() would raise OverflowError
+            raise ValueError(f"must be a number of bytes below 10^300, got {brief(value)}")
+        number = int(scaled)
     if number <= 0:
-        raise ValueError(f"must be more than 0 bytes, got {value!r}")
+        raise ValueError(f"must be more than 0 bytes, got {brief(value)}")
     return number
 
 
@@ -233,7 +237,7 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
     if kind is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} must be a non-empty path string, got {value!r}")
-        return Path(value).expanduser()
+        return expand_path(value, where)
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
@@ -249,6 +253,16 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a string, got {value!r}")
     return value
+
+
+def expand_path(value: str | Path, where: str) -> Path:
+    """`value` with a leading ~ or ~user made the home folder; a ConfigError names
+    `where` when that user is unknown (pathlib's bare RuntimeError otherwise)."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        raise ConfigError(f"{where} names the home of an unknown user: {str(value)!r}"
+                          ) from None
 
 
 def find_config(
@@ -294,8 +308,8 @@ def load_settings(
         found.values["connections"] = read_connections(connections, found.locate)
     for name, value in (overrides or {}).items():
         if value is not None:
-            found.values[name] = (Path(value).expanduser() if name in ("dags_folder", "data_dir")
-                                  else value)
+            found.values[name] = (expand_path(value, OPTIONS[name])
+                                  if name in ("dags_folder", "data_dir") else value)
             found.sources[name] = OPTIONS.get(name, name)
             found.places[KEY_OF.get(name, name)] = {"file": OPTIONS.get(name, name)}
     _credential_files(found, env)
@@ -355,7 +369,7 @@ def _read_file(path: Path, found: _Found) -> dict[str, Any]:
         raise ConfigError("config file not found", file=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the config file: {exc}", file=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or a 5000-digit integer's ValueError
         raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
     lines = key_lines(text)
 

@@ -71,26 +71,34 @@ def environment_keys(environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
     return found
 
 
+def brief(text: object) -> str:
+    """`text` as repr shows it, cut to a length an error line can hold."""
+    shown = repr(text)
+    return shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown)} characters)"
+
+
 def parse_text(text: str, kind: str) -> object:
     """An environment variable's text as a value of `kind` ("int", "float", "bool",
     "str"); ValueError says what was expected."""
     value = text.strip()
     if kind == "int":
-        if not re.fullmatch(r"[+-]?\d+", value):
-            raise ValueError(f"must be a whole number, got {text!r}")
+        # [0-9], not \d: "١٢" is not a number an operator means; at most 4300 digits,
+        # past which int() raises its own ValueError.
+        if not re.fullmatch(r"[+-]?[0-9]{1,4300}", value):
+            raise ValueError(f"must be a whole number, got {brief(text)}")
         return int(value)
     if kind == "float":
         try:
             number = float(value)
         except ValueError:
-            raise ValueError(f"must be a number, got {text!r}") from None
+            raise ValueError(f"must be a number, got {brief(text)}") from None
         if not math.isfinite(number):
-            raise ValueError(f"must be a finite number, got {text!r}")
+            raise ValueError(f"must be a finite number, got {brief(text)}")
         return number
     if kind == "bool":
         if value.lower() in _TRUE:
             return True
         if value.lower() in _FALSE:
             return False
-        raise ValueError(f"must be true or false (or 1/0, yes/no, on/off), got {text!r}")
+        raise ValueError(f"must be true or false (or 1/0, yes/no, on/off), got {brief(text)}")
     return text

@@ -170,3 +170,37 @@ def test_which_keys_need_a_restart() -> None:
         "connections", "parallelism", "smtp_host", "log_level", "retention_max_age_days"))
     assert not restart_needed("sources")
     assert Settings().sources == {}
+
+
+@pytest.mark.parametrize(("variable", "text", "message"), [
+    ("DAGD_WORKERS__MAX_MEMORY_PER_WORKER", "9" * 400 + ".5",
+     "workers.max_memory_per_worker must be a number of bytes"),
+    ("DAGD_SERVER__PORT", "9" * 5000, "server.port must be a whole number"),
+    ("DAGD_CORE__PARALLELISM", "\u0661\u0662", "core.parallelism must be a whole number"),
+    ("DAGD_CORE__DATA_DIR", "~no-such-user-here/state",
+     "core.data_dir names the home of an unknown user"),
+])
+def test_an_overflowing_or_odd_variable_is_a_config_error_not_a_crash(
+        variable: str, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={variable: text})
+    assert caught.value.file == f"environment {variable}"
+    assert message in str(caught.value)
+    assert len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[server]\nport = " + "9" * 5000 + "\n", "not valid TOML"),
+    ("[workers]\nmax_memory_per_worker = '" + "9" * 400 + ".5MB'\n",
+     "workers.max_memory_per_worker must be a number of bytes"),
+    ("[core]\ndags_folder = '~no-such-user-here/dags'\n",
+     "core.dags_folder names the home of an unknown user"),
+])
+def test_an_overflowing_file_value_is_a_config_error_not_a_crash(
+        tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert caught.value.file == str(path)
+    assert message in str(caught.value)
+    assert len(str(caught.value)) < 400
