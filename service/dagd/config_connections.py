@@ -5,6 +5,7 @@ named (an environment variable), never written in the file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -46,8 +47,9 @@ def read_connections(table: dict[str, Any], locate: Callable[[str], dict[str, An
                 raise ConfigError(f"unknown key {where}.{key}{hint}",
                                   **locate(f"{where}.{key}"), field=f"{where}.{key}")
             if not _connection_value_ok(key, value):
-                # A bad URL may hold a password: never echo it back.
-                got = "" if key == "url" else f", got {value!r}"
+                # A bad URL may hold a password, a header's value a token: never echo
+                # them back, only the header names and a URL without its userinfo.
+                got = _shown_value(key, value)
                 raise ConfigError(f"{where}.{key} must be {_CONNECTION_KEYS[key]}{got}",
                                   **locate(f"{where}.{key}"), field=f"{where}.{key}")
         if "url" in conn and "base_url" in conn:
@@ -65,6 +67,22 @@ def read_connections(table: dict[str, Any], locate: Callable[[str], dict[str, An
             {k: MappingProxyType(dict(v)) if isinstance(v, dict) else v for k, v in conn.items()}
         )
     return MappingProxyType(out)
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _shown_value(key: str, value: Any) -> str:
+    """", got ..." for an error about `value`, with nothing secret in it."""
+    if key == "url":
+        return ""
+    if key in ("headers", "headers_env"):
+        if not isinstance(value, dict):
+            return f", got a {type(value).__name__}"
+        return f", got a table of {', '.join(repr(str(name)) for name in value)}"
+    if isinstance(value, str):
+        return f", got {_USERINFO.sub('***@', value)!r}"
+    return f", got {value!r}"
 
 
 def _connection_value_ok(key: str, value: Any) -> bool:

@@ -36,6 +36,11 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def _masked(value: Any) -> Any:
+    """A string with any user:password@ of a URL in it as ***@ (server.base_url too)."""
+    return _USERINFO.sub(MASK + "@", value) if isinstance(value, str) else value
+
+
 def _masked_connection(conn: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in conn.items():
@@ -56,7 +61,7 @@ def rows(settings: Settings, on_disk: Settings | None = None) -> list[dict[str, 
     for (section, key), (name, _) in _KEYS.items():
         row = _row(f"{section}.{key}", name, jsonable(getattr(settings, name)), settings)
         if on_disk is not None and getattr(on_disk, name) != getattr(settings, name):
-            row["on_disk"] = jsonable(getattr(on_disk, name))
+            row["on_disk"] = _masked(jsonable(getattr(on_disk, name)))
             row["note"] = _note(name)
         out.append(row)
     out.extend(_connection_rows(settings, on_disk))
@@ -80,7 +85,7 @@ def _connection_rows(settings: Settings, on_disk: Settings | None) -> list[dict[
 
 
 def _row(key: str, name: str, value: Any, settings: Settings) -> dict[str, Any]:
-    return {"key": key, "value": value, "source": settings.sources.get(name, "default"),
+    return {"key": key, "value": _masked(value), "source": settings.sources.get(name, "default"),
             "applies": "restart" if name in RESTART_ONLY else "reload"}
 
 
