@@ -159,6 +159,20 @@ async def test_the_pool_grows_under_load_and_shrinks_back_when_idle(
                          what=f"two of the workers {pids} to exit")
 
 
+
+async def test_a_reloaded_parallelism_lets_the_pool_grow_to_it(
+    write_dag: WriteDag, start_engine: StartEngine, settings: Settings, tmp_path: Path
+) -> None:
+    """[workers] max_size = 0 follows core.parallelism, also once SIGHUP raised it."""
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
+    write_dag("busy.py", BUSY.replace("__ARRIVED__", repr(str(arrived))))
+    async with start_engine(pool(settings, 1, 0, parallelism=2)) as h:
+        h.engine.configure(replace(h.settings, parallelism=3))
+        _, state = await h.run("busy", deadline=30)
+        assert state == "success"
+        assert h.engine.executor.pool.limits.max_size == 3
+
 # -- a timeout, a crash ---------------------------------------------------------------
 HANG = """
 import os

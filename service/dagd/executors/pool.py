@@ -405,6 +405,13 @@ class WorkerPool:
             delay = max(oldest + self.limits.idle_timeout - now, 0.01)
             self._shrink = asyncio.get_running_loop().call_later(delay, self._retire_idle)
 
+    def set_limits(self, limits: PoolLimits) -> None:
+        """New limits (core.parallelism reloaded, which max_size = 0 follows): attempts
+        waiting for a worker get one if the pool may now grow; a lower maximum takes
+        effect as workers are retired."""
+        self.limits = limits
+        self._keep_ready()
+
     def recycle(self) -> None:
         """Replace every worker that has run an attempt, idle ones now and busy ones
         after their attempt: the DAGs were reloaded, and a helper module beside the DAG

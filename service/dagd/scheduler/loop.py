@@ -92,6 +92,8 @@ class Engine:
     ) -> None:
         self.store = store
         self.settings = settings
+        # The pool's limits follow the settings (see `configure`) unless given one.
+        self._pool_of_settings = executor is None
         self.executor = executor or LocalExecutor(
             log_max_bytes=settings.log_max_bytes,
             xcom_max_bytes=settings.xcom_max_bytes,
@@ -165,9 +167,12 @@ class Engine:
 
     def configure(self, settings: Settings) -> None:
         """Settings reloaded (SIGHUP): the limits and defaults hold from the next tick.
-        What the worker pool and the logs were built with waits for a restart."""
+        The pool follows a new parallelism (when [workers] max_size is 0); the rest
+        of what the worker pool and the logs were built with waits for a restart."""
         self.settings = self.runs.settings = settings
         self.executor.default_memory_limit = settings.default_memory_limit
+        if self._pool_of_settings:  # [workers] max_size = 0 is core.parallelism, now
+            self.executor.pool.set_limits(PoolLimits.from_settings(settings))
         self.wake()
 
     def wake(self) -> None:
