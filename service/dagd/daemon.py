@@ -328,7 +328,10 @@ class Daemon:
                 triggers.stop_watching()
                 for scope in (*trigger_scopes, retention_scope):
                     scope.cancel()
-                grace = 0.0 if self._force else settings.shutdown_grace_period
+                # The settings now running: SIGHUP may have changed the grace period
+                # and the callbacks' timeout since the start.
+                running = self.settings
+                grace = 0.0 if self._force else running.shutdown_grace_period
                 exit_by = anyio.current_time() + grace + AFTER_GRACE
                 log.info("stopping: up to %gs for running tasks; new work (webhooks, "
                          "manual runs) is answered 503 with Retry-After", grace)
@@ -338,7 +341,7 @@ class Daemon:
                 await runner.cleanup()  # its shutdown_timeout bounds open requests
                 runner = None
                 # The callbacks of the runs' last changes, the outbox: what time is left.
-                await callbacks.drain(min(settings.callback_timeout,
+                await callbacks.drain(min(running.callback_timeout,
                                           _time_left(exit_by, self._force)))
                 callbacks_scope.cancel()
                 outbox_scope.cancel()

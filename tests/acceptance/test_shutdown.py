@@ -210,3 +210,25 @@ def test_sigterm_with_nothing_running_exits_at_once(
         idle.close()
     # Nothing to wait for: not the 30 s grace period (a generous bound, not a timing).
     assert took < 10, f"exited {took:.2f}s after SIGTERM"
+
+
+def test_a_grace_period_changed_by_sighup_is_the_one_the_stop_gives(
+    dagd: Dagd, write_dag: Callable[..., Path]
+) -> None:
+    dagd.write_config(grace=60.0)
+    write_dag("long.py", dag_text("process"))
+    daemon = dagd.start()
+    status, body = daemon.request("POST", "/api/v1/dags/long/runs", {"conf": {}})
+    assert status == 201, body
+    dagd.wait(lambda: all(started(dagd, f"t{i}", 1) for i in range(TASKS)), timeout=30,
+              what=f"the {TASKS} long attempts running")
+    dagd.write_config(grace=GRACE)
+    daemon.signal(signal.SIGHUP)
+    dagd.wait(lambda: "core.shutdown_grace_period (60.0 -> 2.0)" in daemon.log(),
+              timeout=20, what="the reload")
+    sent = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(BOUND + 30) == 0, daemon.log()
+    took = time.monotonic() - sent
+    assert "up to 2s for running tasks" in daemon.log()
+    assert took <= BOUND, f"exited {took:.2f}s after SIGTERM (bound {BOUND:g}s)\n{daemon.log()}"
