@@ -49,7 +49,20 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return orjson.dumps(line, default=str).decode()
+        try:
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # a lone surrogate (a file name os decoded), an int past 64 bits
+            return orjson.dumps({key: _plain(value) for key, value in line.items()}).decode()
+
+
+def _plain(value: object) -> object:
+    """`value` as orjson takes it whatever it is: text with any lone surrogate as its
+    \\udcxx escape, a number past 64 bits as its digits."""
+    if isinstance(value, bool | float) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def formatter(log_format: str) -> logging.Formatter:

@@ -111,3 +111,23 @@ def test_configure_replaces_the_root_handlers() -> None:
             root.addHandler(handler)
         root.setLevel(level)
         logging.captureWarnings(False)
+
+
+def test_undecodable_text_and_a_huge_number_still_make_one_json_line(
+        logger: tuple[logging.Logger, io.StringIO], capsys: pytest.CaptureFixture[str]) -> None:
+    log, out = logger
+    log.info("loaded %s", "caf\udcff.py")  # a file name that is not UTF-8, as os gives it
+    log.info("big", extra={"run_id": 2**70})
+    found = lines(out)
+    assert [line["message"] for line in found] == ["loaded caf\\udcff.py", "big"]
+    assert found[1]["run"] == str(2**70)
+    assert "Logging error" not in capsys.readouterr().err
+
+
+def test_a_record_whose_arguments_do_not_fit_is_logged_masked_not_raised(
+        logger: tuple[logging.Logger, io.StringIO], capsys: pytest.CaptureFixture[str]) -> None:
+    log, out = logger
+    log.info("retrying %d", SECRET)  # a third-party logger's mistake: %d of a string
+    (line,) = lines(out)
+    assert "retrying %d" in str(line["message"])
+    assert SECRET not in out.getvalue() + capsys.readouterr().err

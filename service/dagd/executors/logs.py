@@ -156,7 +156,12 @@ class SecretFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
-            message = record.getMessage()
+            try:
+                message = record.getMessage()
+            except Exception:  # arguments that do not fit (a library's "%d" of a str):
+                # shown with the message, masked, rather than raised at the caller.
+                message = f"{record.msg} (arguments: {record.args!r})"
+                record.msg, record.args = message, None
             masked = mask_text(message, self.secrets)
             if masked != message:
                 record.msg, record.args = masked, None
