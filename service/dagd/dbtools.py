@@ -238,6 +238,7 @@ def backup(settings: Settings, target: Path, *, with_logs: bool = False,
     target = target.absolute()
     if target.exists() and target.resolve() == source.resolve():
         raise InvalidInput("the backup cannot replace the database itself", file=str(target))
+    _refuse_daemons_place(settings, target)
     logs_target = target.with_name(target.name + ".logs")
     _refuse_existing(target, force)
     if with_logs:
@@ -264,6 +265,19 @@ def backup(settings: Settings, target: Path, *, with_logs: bool = False,
     return BackupResult(path=target, bytes=_size(target), runs=runs, schema_version=version,
                         seconds=time.perf_counter() - start,
                         logs=logs_target if with_logs else None, log_files=files)
+
+
+def _refuse_daemons_place(settings: Settings, target: Path) -> None:
+    """The top of the data directory (the database's -wal and -shm, the lock, the CLI
+    token) and its logs folder are the daemon's: a backup there (with --force, over the
+    -wal or the lock) would corrupt the database or let a second daemon start on it. A
+    folder of its own inside the data directory is fine."""
+    where = target.parent.resolve()
+    data, logs = settings.data_dir.resolve(), settings.logs_dir.resolve()
+    if where == data or where == logs or logs in where.parents:
+        raise InvalidInput("is in the data directory, whose files are the daemon's: write "
+                           "the backup elsewhere (or in a folder of its own there)",
+                           file=str(target))
 
 
 def _copy_logs(logs: Path, tmp: Path) -> int:

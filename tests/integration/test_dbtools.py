@@ -95,6 +95,25 @@ def test_backup_with_logs_copies_the_logs_folder(data: Settings, tmp_path: Path)
     assert not target.exists()
 
 
+@pytest.mark.parametrize("name", ["dagd.db-wal", "dagd.db-shm", "dagd.lock", "cli-token",
+                                  "backup.db", "logs/backup.db"])
+def test_backup_refuses_the_daemons_own_files_and_folders(data: Settings, name: str) -> None:
+    """--force over the -wal or the lock would corrupt the database or let a second
+    daemon take it; the data directory's top and its logs are the daemon's."""
+    target = data.data_dir / name
+    if name != "backup.db" and not name.startswith("logs/"):
+        target.write_bytes(b"the daemon's")
+    with pytest.raises(InvalidInput, match="data directory"):
+        dbtools.backup(data, target, force=True, with_logs=True)
+    assert not target.exists() or target.read_bytes() == b"the daemon's"
+    link = data.data_dir.parent / "elsewhere"
+    link.symlink_to(data.data_dir)  # the same folder by another name
+    with pytest.raises(InvalidInput, match="data directory"):
+        dbtools.backup(data, link / name, force=True)
+    inside = data.data_dir / "backups"
+    inside.mkdir()
+    assert runs_in(dbtools.backup(data, inside / "dagd-1.db").path) == 20
+
 def test_a_failed_backup_leaves_nothing(data: Settings, tmp_path: Path) -> None:
     with open(data.db_path, "r+b") as f:  # garbage over the pages after the first two
         size = f.seek(0, 2)
