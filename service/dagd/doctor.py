@@ -93,7 +93,7 @@ def _salvage(path: Path | None, base: Settings) -> Settings:
         return base
     try:
         raw = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError):  # TOMLDecodeError, 5000 digits
         return base
     found: dict[str, Any] = {}
     for section, key, kind in (("core", "data_dir", Path), ("core", "dags_folder", Path),
@@ -101,13 +101,22 @@ def _salvage(path: Path | None, base: Settings) -> Settings:
                                ("server", "port", int)):
         value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
         if isinstance(value, str) and value and kind is Path:
-            found[key] = Path(value).expanduser()
+            found[key] = _expanded(value)
         elif isinstance(value, kind) and not isinstance(value, bool) and kind is not Path:
             found[key] = value
     return replace(base, **found)
 
 
 _PATHS = ("dags_folder", "data_dir", "plugins_folder")
+
+
+def _expanded(value: str | Path) -> Path:
+    """`value` with ~ made the home folder; as written when that user is unknown (the
+    config check has said so)."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        return Path(value)
 
 
 def check_config(
@@ -123,10 +132,10 @@ def check_config(
         found: dict[str, Any] = {}
         for key, var in (("dags_folder", "DAGD_DAGS_FOLDER"), ("data_dir", "DAGD_DATA_DIR")):
             if env.get(var):
-                found[key] = Path(env[var]).expanduser()
+                found[key] = _expanded(env[var])
         for key, value in overrides.items():  # the command line's win, as they would
             if value is not None:
-                found[key] = Path(value).expanduser() if key in _PATHS else value
+                found[key] = _expanded(value) if key in _PATHS else value
         settings = replace(_salvage(find_config(config, env), Settings()), **found)
         return Result("config", FAIL, str(exc), "correct it (config/dagd.toml lists every "
                       "key with its type); the checks below use the defaults for the "

@@ -56,6 +56,20 @@ def test_a_wrong_type_fails_too_and_the_command_line_still_wins(tmp_path: Path) 
     assert settings.data_dir == tmp_path
 
 
+@pytest.mark.parametrize("text", [
+    '[core]\ndata_dir = "~no-such-user-here/data"\n',
+    "[server]\nport = " + "9" * 5000 + "\n",
+])
+def test_a_config_load_settings_refuses_oddly_fails_without_a_traceback(
+        tmp_path: Path, text: str) -> None:
+    config = tmp_path / "dagd.toml"
+    config.write_text(text)
+    result, settings = check_config(config, {**NO_OVERRIDES, "dags_folder": "~nobody-x/d"},
+                                    environ={"DAGD_DATA_DIR": "~no-such-user-here/x"})
+    assert result.status == FAIL
+    assert str(config) in result.detail
+    assert settings.dags_folder == Path("~nobody-x/d")  # as written: no home to expand
+
 def test_a_good_config_names_its_file(tmp_path: Path) -> None:
     config = tmp_path / "dagd.toml"
     config.write_text("[core]\nparallelism = 4\n")
