@@ -55,6 +55,15 @@ def _env(name: str, path: PurePosixPath, what: str) -> str:
     return f"{name}={text}"
 
 
+def _list_word(prefix: str, path: PurePosixPath, what: str) -> str:
+    """One entry of a space-separated list (ReadWritePaths=): quoted whole, its
+    prefix inside, when the path has a space or a quote (else it would be split)."""
+    text = prefix + _checked(path, what)
+    if any(c in text for c in " \t\"'\\"):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
 SYSTEM_UNIT = """\
 # dagd as a system service: Type=notify with a watchdog, SIGHUP reload, graceful stop,
 # hardened (`systemd-analyze security` exposure 1.5, checked by
@@ -211,7 +220,7 @@ def system_unit(paths: UnitPaths) -> str:
         exec_start=_word(paths.exec_path, "ExecStart"),
         config_env=_env("DAGD_CONFIG", paths.config, "the config file"),
         workdir=_checked(paths.workdir, "WorkingDirectory"),
-        writable="\n".join(f"ReadWritePaths=-{_checked(p, 'ReadWritePaths')}"
+        writable="\n".join(f"ReadWritePaths={_list_word('-', p, 'ReadWritePaths')}"
                            for p in writable),
     )
 

@@ -56,6 +56,14 @@ def test_paths_are_escaped_as_systemd_reads_them() -> None:
     assert lines(text, "WorkingDirectory") == ["/srv/a%%b"]
 
 
+
+def test_a_writable_path_with_a_space_stays_one_path() -> None:
+    """ReadWritePaths= is a list split at spaces: a path with one is quoted whole."""
+    text = service_unit.system_unit(UnitPaths(
+        P("/opt/dagd/.venv/bin/dagd"), P("/etc/dagd/dagd.toml"), P("/var/lib/dagd"),
+        (P('/data/my "dagd" 100%'),)))
+    assert lines(text, "ReadWritePaths") == ["-/srv/dagd", '"-/data/my \\"dagd\\" 100%%"']
+
 @pytest.mark.parametrize("bad", [P("relative/dagd"), P("/opt/da\ngd")])
 def test_a_path_that_cannot_go_into_a_unit_is_refused(bad: PurePosixPath) -> None:
     with pytest.raises(InvalidInput, match="absolute path on one line"):
