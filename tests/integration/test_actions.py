@@ -133,6 +133,14 @@ async def test_mark_success_stops_the_running_attempt_and_the_run_goes_on(
         attempts = await h.attempts(run_id, "wait_forever")
         await h.engine.mark_task(run_id, "sleep_in_worker", "failed")
         assert await h.wait(run_id) == "failed"
+
+        async def worker_stopped() -> bool:
+            # The TI is failed at once; its killed worker's attempt is recorded when the
+            # worker's end is seen, which may come a moment after the run has ended.
+            return all(a.state != "running" for a in await h.attempts(run_id,
+                                                                       "sleep_in_worker"))
+
+        await wait_until(worker_stopped, what="the marked task's attempt recorded")
         worker_attempts = await h.attempts(run_id, "sleep_in_worker")
         states = await h.states(run_id)
     assert [(a.state, a.error) for a in attempts] == [
