@@ -261,6 +261,37 @@ async def test_xcom_any_key_and_skipping_subclasses(airflow_folder: Settings,
             await h.attempts(run_id, "skip_1"))[0].error
 
 
+async def test_bash_pushes_from_its_template_and_pulls_through_an_xcomarg(
+        airflow_folder: Settings, start_engine: StartEngine) -> None:
+    async with start_engine(airflow_folder) as h:
+        run_id, state = await h.run("bash_xcom_v2")
+        assert state == S
+        assert await h.xcom(run_id, "bash_push") == {"__airflow_xcom__": {
+            "manually_pushed_value": "manually_pushed_value",
+            "return_value": "value_by_return"}}
+        assert await h.xcom(run_id, "bash_pull") == (
+            "manual=manually_pushed_value returned=value_by_return")
+        assert await h.xcom(run_id, "pull_value_from_bash_push") == {
+            "returned": "value_by_return", "manual": "manually_pushed_value",
+            "quiet": [None, "kept"]}  # do_xcom_push=False drops the output, not the key
+        log = await log_of(h, run_id, "bash_pull")
+        assert "task_instance.xcom_pull" not in log  # rendered, not echoed
+        assert await h.xcom(run_id, "from_context") == "run_type=manual"
+
+
+async def test_a_base_branch_operator_subclass_chooses_the_path(
+        airflow_folder: Settings, start_engine: StartEngine) -> None:
+    async with start_engine(airflow_folder) as h:
+        run_id, state = await h.run("branch_class_v3", {"fast": True})
+        assert state == S
+        assert await own_states(h, run_id) == {
+            "pick": S, "fast": S, "slow_1": K, "slow_2": K, "join": S}
+        run_id, state = await h.run("branch_class_v3", {})
+        assert state == S
+        assert await own_states(h, run_id) == {
+            "pick": S, "fast": K, "slow_1": S, "slow_2": S, "join": S}
+
+
 TEST_MODE = """
     from airflow.sdk import DAG
     from airflow.providers.standard.operators.bash import BashOperator

@@ -382,3 +382,14 @@ def test_each_task_is_handed_the_xcoms_of_all_tasks_before_it(write_dag: WriteDa
 def test_dagrun_timeout_bounds_the_run_as_in_airflow(write_dag: WriteDag) -> None:
     d = one_dag(write_dag, "schedule=None, dagrun_timeout=timedelta(minutes=5)")
     assert d.dagrun_timeout == 300.0
+
+
+def test_an_xcomarg_as_text_is_airflows_pull_template(write_dag: WriteDag) -> None:
+    d = load(write_dag, (
+        "from airflow.models.xcom_arg import XComArg\n"
+        "with DAG('d') as d:\n"
+        "    a = EmptyOperator(task_id='a')\n"
+        "    d.texts = [str(a.output), f'{XComArg(a, key=\"k\")}', str(a.output['x'])]\n"))
+    pull = "task_instance.xcom_pull(task_ids='a', dag_id='d', key="
+    assert d.texts == ["{{ " + pull + "'return_value') }}", "{{ " + pull + "'k') }}",
+                       "{{ (" + pull + "'return_value'))['x'] }}"]

@@ -49,6 +49,11 @@ def test_a_scheduled_runs_context() -> None:
     assert ctx["task_instance_key_str"] == "d__t__20240301"
     assert ctx["ti"].try_number == 2 and ctx["ti"] is ctx["task_instance"]
     assert (ctx["yesterday_ds"], ctx["tomorrow_ds"]) == ("2024-02-29", "2024-03-02")
+    assert (ctx["yesterday_ds_nodash"], ctx["tomorrow_ds_nodash"]) == ("20240229", "20240302")
+    # Airflow 2's deprecated next_* names: the end of the data interval
+    assert (ctx["next_ds"], ctx["next_ds_nodash"]) == (
+        FIRE.strftime("%Y-%m-%d"), FIRE.strftime("%Y%m%d"))
+    assert ctx["next_execution_date"] == FIRE
 
 
 def test_a_manual_runs_context() -> None:

@@ -21,11 +21,10 @@ import anyio
 
 from dagd.authoring.context import Context as DagdContext
 from dagd.authoring.tasks import _find_xcom_args, resolve_args
-from dagd.compat.airflow.context import build
+from dagd.compat.airflow.context import build, running
 from dagd.compat.airflow.exceptions import AirflowSkipException
 from dagd.compat.airflow.operators import OperatorMixin, context_kwargs, task_args
 from dagd.compat.airflow.templates import Renderer, is_template_file, names, read_template
-from dagd.compat.hook import airflow_imports
 from dagd.kinds.shell import ShellCommandFailed, ShellTask
 from dagd.templating import render_shell
 
@@ -33,6 +32,10 @@ BASH = shutil.which("bash") or "/bin/bash"
 # The command of the attempt running in this asyncio task (@task.bash computes it).
 _command: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "dagd_airflow_bash_command", default=None)
+# The Airflow context of that attempt: one for the command, cwd and env, so what a
+# template pushes (`{{ ti.xcom_push(key=..., value=...) }}`) is kept with the XCom.
+_airflow_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "dagd_airflow_bash_context", default=None)
 
 
 class BashOperator(OperatorMixin, ShellTask):
@@ -66,8 +69,13 @@ class BashOperator(OperatorMixin, ShellTask):
                 "dag_id": self.dag.dag_id, "task_id": self.task_id, "field": "bash_command"})
         return text
 
+    def airflow_context(self, context: DagdContext) -> dict[str, Any]:
+        """The Airflow context of the attempt running now (made once per attempt)."""
+        current = _airflow_context.get()
+        return current if current is not None else build(context, self)
+
     def airflow_names(self, context: DagdContext) -> dict[str, Any]:
-        return names(build(context, self), self.dag)
+        return names(self.airflow_context(context), self.dag)
 
     def argv(self, context: DagdContext) -> tuple[list[str], dict[str, str]]:
         rendered = render_shell(self.command_source(context), context, field="bash_command",
@@ -77,7 +85,8 @@ class BashOperator(OperatorMixin, ShellTask):
     def directory(self, context: DagdContext) -> str | None:
         if self.cwd is None:
             return None
-        return str(Renderer(self, build(context, self), context).render(self.cwd, "cwd"))
+        return str(Renderer(self, self.airflow_context(context), context).render(
+            self.cwd, "cwd"))
 
     def environment(self, context: DagdContext) -> dict[str, str]:
         saved, self.env = self.env, {}
@@ -85,11 +94,16 @@ class BashOperator(OperatorMixin, ShellTask):
             base = super().environment(context)
         finally:
             self.env = saved
-        renderer = Renderer(self, build(context, self), context)
+        renderer = Renderer(self, self.airflow_context(context), context)
         base.update({k: str(v) for k, v in renderer.render(self.env, "env").items()})
         return base
 
-    async def execute(self, context: DagdContext) -> str | None:
+    async def execute(self, context: DagdContext) -> Any:
+        airflow_context = _airflow_context.get()
+        token = None
+        if airflow_context is None:
+            airflow_context = build(context, self)
+            token = _airflow_context.set(airflow_context)
         try:
             out = await super().execute(context)
         except ShellCommandFailed as exc:
@@ -97,7 +111,10 @@ class BashOperator(OperatorMixin, ShellTask):
                 raise AirflowSkipException(
                     f"bash command returned exit code {exc.returncode}: skipping") from None
             raise
-        return out if self.do_xcom_push else None
+        finally:
+            if token is not None:
+                _airflow_context.reset(token)
+        return self.result(out, airflow_context["ti"].pushed)
 
 
 class BashDecorated(BashOperator):
@@ -116,21 +133,24 @@ class BashDecorated(BashOperator):
         for arg in _find_xcom_args([self.op_args, self.op_kwargs]):
             self.set_upstream(arg.task)
 
-    def _call(self, context: DagdContext) -> str:
+    def _call(self, context: DagdContext, airflow_context: dict[str, Any]) -> str:
         args = resolve_args(self.op_args, context.upstream)
         kwargs = resolve_args(self.op_kwargs, context.upstream)
-        with airflow_imports():
-            kwargs = context_kwargs(self.python_callable, args, kwargs, build(context, self))
+        with running(context, self, airflow_context):
+            kwargs = context_kwargs(self.python_callable, args, kwargs, airflow_context)
             command = self.python_callable(*args, **kwargs)
         if not isinstance(command, str) or not command.strip():
             raise TypeError(f"@task.bash function {self.python_callable.__name__}() must "
                             f"return a non-empty command string, got {command!r}")
         return command
 
-    async def execute(self, context: DagdContext) -> str | None:
-        command = await anyio.to_thread.run_sync(self._call, context)
+    async def execute(self, context: DagdContext) -> Any:
+        airflow_context = build(context, self)
+        command = await anyio.to_thread.run_sync(self._call, context, airflow_context)
         token = _command.set(command)
+        held = _airflow_context.set(airflow_context)
         try:
             return await super().execute(context)
         finally:
+            _airflow_context.reset(held)
             _command.reset(token)

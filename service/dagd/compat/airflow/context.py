@@ -180,7 +180,13 @@ def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
         "ts_nodash": logical.strftime("%Y%m%dT%H%M%S"),
         "ts_nodash_with_tz": ts.replace("-", "").replace(":", ""),
         "yesterday_ds": ds_add(ds, -1),
+        "yesterday_ds_nodash": ds_add(ds, -1).replace("-", ""),
         "tomorrow_ds": ds_add(ds, 1),
+        "tomorrow_ds_nodash": ds_add(ds, 1).replace("-", ""),
+        # Airflow 2's deprecated names for the end of the data interval.
+        "next_ds": dates["data_interval_end"].strftime("%Y-%m-%d"),
+        "next_ds_nodash": dates["data_interval_end"].strftime("%Y%m%d"),
+        "next_execution_date": dates["data_interval_end"],
         **dates,
         "execution_date": logical,
         "prev_data_interval_start_success": None,
@@ -207,10 +213,12 @@ def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def running(ctx: DagdContext, task: Any) -> Iterator[dict[str, Any]]:
-    """For the time of an attempt: its Airflow context, `get_current_context()` and
-    `import airflow` (a task body may import from it)."""
-    context = build(ctx, task)
+def running(ctx: DagdContext, task: Any,
+            context: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """For the time of an attempt: its Airflow context (`context`, if it is made
+    already), `get_current_context()` and `import airflow` (a task body may import from
+    it)."""
+    context = build(ctx, task) if context is None else context
     token = _current.set(context)
     try:
         with airflow_imports():

@@ -59,6 +59,7 @@ MODULES: dict[str, dict[str, str]] = {
     "airflow.operators.dummy": {"DummyOperator": "operators:EmptyOperator",
                                 "EmptyOperator": "operators:EmptyOperator"},
     "airflow.operators.dummy_operator": {"DummyOperator": "operators:EmptyOperator"},
+    "airflow.operators.branch": {"BaseBranchOperator": "operators:BaseBranchOperator"},
     "airflow.operators.latest_only": {"LatestOnlyOperator": "operators:LatestOnlyOperator"},
     "airflow.operators.latest_only_operator": {
         "LatestOnlyOperator": "operators:LatestOnlyOperator"},
@@ -92,6 +93,8 @@ MODULES: dict[str, dict[str, str]] = {
     "airflow.providers.standard.operators.bash": {"BashOperator": "bash:BashOperator"},
     "airflow.providers.standard.operators.python": _PYTHON,
     "airflow.providers.standard.operators.empty": {"EmptyOperator": "operators:EmptyOperator"},
+    "airflow.providers.standard.operators.branch": {
+        "BaseBranchOperator": "operators:BaseBranchOperator"},
     "airflow.providers.standard.operators.latest_only": {
         "LatestOnlyOperator": "operators:LatestOnlyOperator"},
     "airflow.providers.standard.utils": {},

@@ -1,7 +1,8 @@
 """Airflow's operators as dagd tasks: `BaseOperator` (a user's subclass with
-`execute(self, context)` and `template_fields`), `PythonOperator`,
-`BranchPythonOperator`, `ShortCircuitOperator`, `EmptyOperator` (`DummyOperator`) and
-`LatestOnlyOperator`; `BashOperator` is in `bash`.
+`execute(self, context)` and `template_fields`), `BaseBranchOperator` (a subclass with
+`choose_branch(self, context)`), `PythonOperator`, `BranchPythonOperator`,
+`ShortCircuitOperator`, `EmptyOperator` (`DummyOperator`) and `LatestOnlyOperator`;
+`BashOperator` is in `bash`.
 
 An operator's Airflow arguments are sorted by `task_args`: dagd's own settings (retries,
 retry_delay, execution_timeout, trigger_rule, callbacks, email...) are honoured, the rest
@@ -188,6 +189,21 @@ class BaseOperator(OperatorMixin, BaseTask):
         data = super().describe()
         data["operator"] = type(self).__name__
         return data
+
+
+class BaseBranchOperator(BaseOperator):
+    """Airflow's BaseBranchOperator: subclass it and write `choose_branch(self,
+    context)`, which returns the task id(s) to follow; the other direct downstream tasks
+    are skipped, as a BranchPythonOperator's."""
+
+    mode = "branch"
+
+    def choose_branch(self, context: Any) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define choose_branch(self, context)")
+
+    def execute(self, context: Any) -> Any:
+        return self.choose_branch(context)
 
 
 def call_operator(task: Any, context: DagdContext, execute: Callable[[Any], Any]) -> Any:

@@ -93,5 +93,17 @@ class XComArg(SetupTeardownScope, Linking, DagdXComArg):
         Linking.as_setup(self)
         return self
 
+    def __str__(self) -> str:
+        """As Airflow's: the template that pulls this value, for a templated field
+        (`bash_command=f"echo {task.output}"`)."""
+        args = [f"task_ids='{self.task.task_id}'"]
+        dag = getattr(self.task, "dag", None)
+        if dag is not None:
+            args.append(f"dag_id='{dag.dag_id}'")
+        args.append(f"key='{self.key}'")
+        steps = "".join(f"[{step!r}]" for step in self.path)
+        pulled = f"task_instance.xcom_pull({', '.join(args)})"
+        return "{{ " + (f"({pulled}){steps}" if steps else pulled) + " }}"
+
     def __repr__(self) -> str:
         return f"XComArg({self.task.task_id}, key={self.key!r})"
