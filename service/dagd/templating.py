@@ -180,17 +180,28 @@ def _from_string(env: _Environment, source: str, names: dict[str, Any], context:
                                   task_id=context.task_id, field=field) from None
 
 
+def modes_with(filters: Mapping[str, Any]) -> _Environment:
+    """The environment of the modes (shell, words, SQL, URL) with more filters (an
+    Airflow DAG's date filters and user_defined_filters); made once by its caller."""
+    env = _modes.overlay()
+    env.filters = {**_modes.filters, **filters, "raw": _raw}  # overlay shares the dict
+    return env
+
+
 def _tokens(source: str, context: Context, field: str,
-            names: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+            names: dict[str, Any] | None = None,
+            env: _Environment | None = None) -> tuple[list[str], list[str]]:
     """The rendered text split at its values: [text, value, text, value, ..., text].
-    `names`: the names the template sees, instead of `template_context(context)`."""
+    `names`: the names the template sees, instead of `template_context(context)`;
+    `env`: an environment from `modes_with`, instead of the plain one."""
     if "{{" not in source and "{%" not in source:
         return [source], []
     collected = _Collected()
     reset = _collecting.set(collected)
     try:
-        text = _from_string(_modes, source, template_context(context) if names is None
-                            else names, context, field)
+        text = _from_string(_modes if env is None else env, source,
+                            template_context(context) if names is None else names,
+                            context, field)
     finally:
         _collecting.reset(reset)
     parts = collected.pattern.split(text)
@@ -210,10 +221,12 @@ class ShellText:
 
 
 def render_shell(source: str, context: Context, *, field: str,
-                 names: dict[str, Any] | None = None) -> ShellText:
+                 names: dict[str, Any] | None = None,
+                 jinja: _Environment | None = None) -> ShellText:
     """Render a command for `sh -c`: values by reference, `| raw` values as shell text.
-    `names`: what the template sees, if not dagd's names (an Airflow task's context)."""
-    texts, values = _tokens(source, context, field, names)
+    `names`: what the template sees, if not dagd's names (an Airflow task's context);
+    `jinja`: an environment from `modes_with`, for more filters."""
+    texts, values = _tokens(source, context, field, names, jinja)
     scan = _ShellQuotes()
     out = [texts[0]]
     scan.feed(texts[0])

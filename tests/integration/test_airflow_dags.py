@@ -277,6 +277,10 @@ async def test_bash_pushes_from_its_template_and_pulls_through_an_xcomarg(
         log = await log_of(h, run_id, "bash_pull")
         assert "task_instance.xcom_pull" not in log  # rendered, not echoed
         assert await h.xcom(run_id, "from_context") == "run_type=manual"
+        left, _, shout = (await h.xcom(run_id, "filters")).partition(" ")
+        day, _, ds_nodash = left.partition("=")
+        assert day == ds_nodash and len(day) == 8  # Airflow's | ds_nodash filter
+        assert shout == "A; B"  # user_defined_filters; the value is still one word
 
 
 async def test_a_base_branch_operator_subclass_chooses_the_path(

@@ -13,6 +13,7 @@ import pytest
 from dagd.authoring.context import Context
 from dagd.templating import (
     TemplateRenderError,
+    modes_with,
     render,
     render_shell,
     render_sql,
@@ -186,3 +187,13 @@ def test_a_task_keeps_the_proxy_settings_it_needs_and_none_of_the_secrets() -> N
                             "NO_PROXY": "localhost", "WAREHOUSE_PASSWORD": "pw"})
     assert env == {"PATH": "/bin", "https_proxy": "http://proxy:3128",
                    "NO_PROXY": "localhost"}
+
+
+def test_more_filters_keep_a_value_by_reference_and_stay_in_their_environment() -> None:
+    jinja = modes_with({"shout": lambda v: str(v).upper()})
+    rendered = render_shell("echo {{ conf.v | shout }} {{ conf.v | raw }}", context(v="a;b"),
+                            field="command", jinja=jinja)
+    assert rendered.text == 'echo "${DAGD_ARG_1}" a;b'  # still `| raw` only is text
+    assert rendered.env == {"DAGD_ARG_1": "A;B"}
+    with pytest.raises(TemplateRenderError, match="shout"):  # not added to the plain one
+        render_shell("echo {{ conf.v | shout }}", context(v="x"), field="command")

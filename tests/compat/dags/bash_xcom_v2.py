@@ -2,7 +2,8 @@
 bash_command (`{{ ti.xcom_push(...) }}`), kept beside the last line of output, and an
 XComArg (`XComArg(task, key=...)`, `.output`) put in another bash_command by an f-string,
 pulled when that command is rendered; a @task.bash function that reads
-get_current_context()."""
+get_current_context(); Airflow's date filters and the DAG's user_defined_filters in a
+bash_command."""
 
 import pendulum
 from airflow.decorators import task
@@ -16,6 +17,7 @@ with DAG(
     schedule="@once",
     start_date=pendulum.datetime(2021, 1, 1, tz="UTC"),
     catchup=False,
+    user_defined_filters={"shout": lambda value: str(value).upper()},
 ) as dag:
     bash_push = BashOperator(
         task_id="bash_push",
@@ -49,4 +51,10 @@ with DAG(
     def from_context():
         return f"echo run_type={get_current_context()['dag_run'].run_type}"
 
-    [bash_pull, quiet >> pull_value_from_bash_push(), from_context()] << bash_push
+    filters = BashOperator(
+        task_id="filters",
+        bash_command='echo "{{ logical_date | ds_nodash }}={{ ds_nodash }} '
+        '{{ dag_run.conf.get(\'word\', \'a; b\') | shout }}"',
+    )
+
+    [bash_pull, quiet >> pull_value_from_bash_push(), from_context(), filters] << bash_push

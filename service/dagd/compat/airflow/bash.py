@@ -24,7 +24,13 @@ from dagd.authoring.tasks import _find_xcom_args, resolve_args
 from dagd.compat.airflow.context import build, running
 from dagd.compat.airflow.exceptions import AirflowSkipException
 from dagd.compat.airflow.operators import OperatorMixin, context_kwargs, task_args
-from dagd.compat.airflow.templates import Renderer, is_template_file, names, read_template
+from dagd.compat.airflow.templates import (
+    Renderer,
+    is_template_file,
+    names,
+    read_template,
+    shell_environment,
+)
 from dagd.kinds.shell import ShellCommandFailed, ShellTask
 from dagd.templating import render_shell
 
@@ -79,7 +85,8 @@ class BashOperator(OperatorMixin, ShellTask):
 
     def argv(self, context: DagdContext) -> tuple[list[str], dict[str, str]]:
         rendered = render_shell(self.command_source(context), context, field="bash_command",
-                                names=self.airflow_names(context))
+                                names=self.airflow_names(context),
+                                jinja=shell_environment(self.dag))
         return [BASH, "-c", rendered.text], rendered.env
 
     def directory(self, context: DagdContext) -> str | None:

@@ -143,6 +143,7 @@ class DAG(DagdDAG):
         # What a manual run's conf is checked against (dagd.authoring.params.check_conf).
         self.param_schemas = {**param_schemas(args.get("params")), **param_schemas(params)}
         self.jinja: Any = None  # the template environment, made on first use
+        self.shell_jinja: Any = None  # bash_command's, made on first use
         timer = _dagd_schedule(schedule, start_date)
         super().__init__(
             dag_id, description=description or _first_line(doc_md),

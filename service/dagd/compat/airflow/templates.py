@@ -19,7 +19,14 @@ from typing import Any
 from jinja2.nativetypes import NativeEnvironment
 
 from dagd.authoring.context import Context as DagdContext
-from dagd.templating import _OPTIONS, TemplateRenderError, _Environment, _from_string, _raw
+from dagd.templating import (
+    _OPTIONS,
+    TemplateRenderError,
+    _Environment,
+    _from_string,
+    _raw,
+    modes_with,
+)
 
 
 class _NativeSandbox(NativeEnvironment, _Environment):
@@ -52,6 +59,17 @@ def environment(dag: Any) -> _Environment:
         env.filters.update(getattr(dag, "user_defined_filters", None) or {})
         if hasattr(dag, "jinja"):
             dag.jinja = env
+    return env
+
+
+def shell_environment(dag: Any) -> _Environment:
+    """The environment a bash_command renders in (dagd's shell rules), with the same
+    filters as the DAG's other templates (made once per DAG)."""
+    env = getattr(dag, "shell_jinja", None)
+    if env is None:
+        env = modes_with({**FILTERS, **(getattr(dag, "user_defined_filters", None) or {})})
+        if hasattr(dag, "shell_jinja"):
+            dag.shell_jinja = env
     return env
 
 
