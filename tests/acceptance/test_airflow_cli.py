@@ -6,6 +6,7 @@ does."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -143,3 +144,71 @@ def test_dagd_test_refuses_a_conf_its_params_do_not_accept(dagd: Dagd) -> None:
     assert "Traceback" not in bad.stderr
     good = dagd.cli("test", "rows", "--conf", '{"rows": 100}')
     assert good.code == 0, good.stdout + good.stderr
+
+
+CALLBACKS_DAG = '''
+import json
+from datetime import timedelta
+
+import pendulum
+from airflow import DAG
+from airflow.operators.bash import BashOperator
+from airflow.operators.python import PythonOperator
+
+
+def note(context):
+    ti = context.get("task_instance")
+    row = {
+        "run_id": context["run_id"], "ds_nodash": context["ds_nodash"],
+        "state": context["dag_run"].state, "reason": context["reason"],
+        "day": context["macros"].ds_add(context["ds"], 1),
+        "exception": str(context["exception"]) if context["exception"] else None,
+    }
+    if ti is not None:
+        row.update(task=ti.task_id, try_number=ti.try_number, ti_state=ti.state,
+                   pushed=ti.xcom_pull(task_ids="push", key="rows"),
+                   returned=ti.xcom_pull(task_ids="push"),
+                   key_str=context["task_instance_key_str"])
+    with open(context["dag_run"].conf["out"], "a") as out:
+        out.write(json.dumps(row) + "\\n")
+
+
+def push(ti):
+    ti.xcom_push(key="rows", value=3)
+    return "pushed"
+
+
+def boom():
+    raise ValueError("bad rows")
+
+
+with DAG("callbacks_v2", schedule=None, start_date=pendulum.datetime(2024, 1, 1),
+         on_failure_callback=note,
+         default_args={"retries": 1, "retry_delay": timedelta(seconds=0),
+                       "on_retry_callback": note, "on_failure_callback": note}):
+    first = PythonOperator(task_id="push", python_callable=push, on_success_callback=note)
+    second = PythonOperator(task_id="boom", python_callable=boom)
+    first >> second
+'''
+
+
+def test_an_airflow_dags_callbacks_get_airflows_context(dagd: Dagd, tmp_path: Path) -> None:
+    (dagd.dags_folder / "callbacks_v2.py").write_text(CALLBACKS_DAG)
+    out = tmp_path / "callbacks.jsonl"
+    result = dagd.cli("test", "callbacks_v2", "--conf", json.dumps({"out": str(out)}))
+    assert result.code == 1, result.stdout + result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by_kind = {(r.get("task"), r.get("ti_state")): r for r in rows}
+    assert set(by_kind) == {("push", "success"), ("boom", "up_for_retry"),
+                            ("boom", "failed"), (None, None)}, rows
+    pushed = by_kind[("push", "success")]
+    assert pushed["run_id"].startswith("manual__") and pushed["pushed"] == 3
+    assert pushed["returned"] == "pushed" and pushed["exception"] is None
+    assert pushed["key_str"] == f"callbacks_v2__push__{pushed['ds_nodash']}"
+    retry, failed = by_kind[("boom", "up_for_retry")], by_kind[("boom", "failed")]
+    assert (retry["try_number"], failed["try_number"]) == (1, 2)
+    assert "ValueError: bad rows" in failed["exception"]
+    assert failed["pushed"] == 3  # a key the upstream task pushed
+    run = by_kind[(None, None)]
+    assert run["state"] == "failed" and run["run_id"] == pushed["run_id"]
+    assert len(run["ds_nodash"]) == 8 and len(run["day"]) == 10

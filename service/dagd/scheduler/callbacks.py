@@ -154,7 +154,8 @@ def callback_context(dag: DAG, run: RunInfo, *, task: BaseTask | None = None,
             "ti_key": f"{dag.dag_id}/{run.run_id}/{ti.task_id}" + (
                 f"/{ti.map_index}" if ti.map_index >= 0 else ""),
         })
-    return context
+    adapt = getattr(dag, "adapt_callback_context", None)  # an Airflow DAG file's DAG
+    return adapt(context) if adapt is not None else context
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,49 @@ def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
     }
 
 
+class _RunOnly:
+    """What `build` reads of a task, for a DAG's own callback (it has none)."""
+
+    def __init__(self, dag: Any) -> None:
+        self.dag = dag
+        self.max_tries = 0
+
+
+def _when(seconds: float | None) -> Any:
+    return to_pendulum(dt.datetime.fromtimestamp(seconds, dt.UTC)) if seconds else None
+
+
+def callback_context(dagd: dict[str, Any]) -> dict[str, Any]:
+    """What an Airflow DAG's callback gets: dagd's callback context
+    (`dagd.scheduler.callbacks.callback_context`) with Airflow's own values over it:
+    `run_id` as Airflow's string, `dag_run` and `ti` as in a task (`ti.xcom_pull` with
+    keys), `ds_nodash`, `macros` and the other date keys."""
+    run, info, dag = dagd["dag_run"], dagd.get("ti"), dagd["dag"]
+    task = dagd.get("task")
+    ctx = DagdContext(
+        dag_id=dag.dag_id, task_id=info.task_id if info else "", run_id=run.run_id,
+        try_number=info.try_number if info else 0,
+        attempt_id=(info.attempt_id or 0) if info else 0, logical_date=run.logical_date,
+        conf=run.conf, params=dict(dag.params),
+        upstream=dict(info.xcoms) if info else {}, map_index=info.map_index if info else -1)
+    airflow = build(ctx, task if task is not None else _RunOnly(dag))
+    dag_run = airflow["dag_run"]
+    dag_run.state = run.state
+    dag_run.start_date, dag_run.end_date = _when(run.started_at), _when(run.ended_at)
+    if info is None:
+        for key in ("task", "ti", "task_instance", "task_instance_key_str"):
+            airflow.pop(key)
+    else:
+        ti = airflow["ti"]
+        ti.state, ti.max_tries = info.state, info.max_tries
+        ti.start_date, ti.end_date = _when(info.started_at), _when(info.ended_at)
+        ti.duration = (info.ended_at - info.started_at) if (
+            info.started_at and info.ended_at) else None
+        ti.attempt_id, ti.error, ti.log_path = info.attempt_id, info.error, info.log_path
+    airflow.pop("test_mode")
+    return {**dagd, **airflow, "exception": dagd["exception"]}
+
+
 @contextmanager
 def running(ctx: DagdContext, task: Any,
             context: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from dagd.authoring.dag import DAG as DagdDAG
 from dagd.authoring.settings import TASK_DEFAULT_KEYS
+from dagd.compat.airflow.context import callback_context
 from dagd.compat.airflow.dates import zone_name
 from dagd.compat.airflow.links import dagd_rule
 from dagd.compat.airflow.params import param_schemas, plain_params
@@ -209,6 +210,11 @@ class DAG(DagdDAG):
                    "--conf", json.dumps(run_conf or conf or {})]
         env = {**__import__("os").environ, "DAGD_DAGS_FOLDER": self.folder or "."}
         return subprocess.run(command, env=env, check=False).returncode
+
+    def adapt_callback_context(self, context: dict[str, Any]) -> dict[str, Any]:
+        """A callback's context with Airflow's values (`run_id` as Airflow's string,
+        `ti.xcom_pull` with keys, `ds_nodash`, `macros`...)."""
+        return callback_context(context)
 
     def describe(self) -> dict[str, Any]:
         data = super().describe()
