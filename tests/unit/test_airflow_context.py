@@ -61,9 +61,29 @@ def test_a_manual_runs_context() -> None:
     ctx = build(Context(dag_id="d", task_id="t", run_id=1, try_number=1, attempt_id=1,
                         logical_date=when, conf={"own": "from conf"}, params={}), a_task())
     assert ctx["run_id"] == "manual__2024-05-06T07:08:00+00:00"
-    assert ctx["data_interval_start"] == ctx["data_interval_end"] == when
+    # As Airflow infers it for a daily DAG run by hand: the last whole day before it.
+    assert (ctx["data_interval_start"], ctx["data_interval_end"]) == (
+        datetime(2024, 5, 5, tzinfo=UTC), datetime(2024, 5, 6, tzinfo=UTC))
+    assert ctx["logical_date"] == when and ctx["next_ds"] == "2024-05-06"
     assert ctx["dag_run"].conf == {"own": "from conf"}
     assert ctx["params"] == {"own": "from conf"}  # the conf overrides a task's param
+
+
+@pytest.mark.parametrize(("schedule", "start"), [
+    (None, datetime(2024, 5, 6, 7, 8, tzinfo=UTC)),
+    (timedelta(hours=6), datetime(2024, 5, 6, 1, 8, tzinfo=UTC)),
+    ("0 */4 * * *", datetime(2024, 5, 6, tzinfo=UTC)),
+])
+def test_a_manual_runs_data_interval_follows_the_schedule(schedule: Any,
+                                                          start: datetime) -> None:
+    when = datetime(2024, 5, 6, 7, 8, tzinfo=UTC)
+    with DAG("d", schedule=schedule, start_date=datetime(2024, 1, 1, tzinfo=UTC)):
+        task = EmptyOperator(task_id="t")
+    ctx = build(Context(dag_id="d", task_id="t", run_id=1, try_number=1, attempt_id=1,
+                        logical_date=when), task)
+    end = {None: when, "0 */4 * * *": datetime(2024, 5, 6, 4, tzinfo=UTC)}.get(
+        schedule, when)
+    assert (ctx["data_interval_start"], ctx["data_interval_end"]) == (start, end)
 
 
 def test_xcom_pull_by_key_list_and_default() -> None:

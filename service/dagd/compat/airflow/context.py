@@ -27,6 +27,7 @@ from dagd.compat.airflow.dates import to_pendulum
 from dagd.compat.airflow.exceptions import AirflowException
 from dagd.compat.airflow.xcom import RETURN, pull
 from dagd.compat.hook import airflow_imports, unsupported
+from dagd.triggers.timers import Cron, Interval, timers_of
 
 Context = dict  # `def execute(self, context: Context)`: Airflow's context is a dict
 
@@ -142,7 +143,21 @@ class TaskInstance:
         return f"<TaskInstance: {self.dag_id}.{self.task_id} {self.run_id} [running]>"
 
 
-def _dates(ctx: DagdContext) -> tuple[dict[str, Any], str]:
+def _manual_interval(logical: dt.datetime, dag: Any) -> tuple[dt.datetime, dt.datetime]:
+    """A manual run's data interval, as Airflow infers it from the DAG's schedule: for a
+    cron, the last whole interval before the run (a daily DAG run by hand at 01:00 on
+    the 25th covers the 24th); for a timedelta, the period that ends at the run; with
+    no schedule, the run's own moment."""
+    timer = next(iter(timers_of(getattr(dag, "triggers", None) or [])), None)
+    if isinstance(timer, Interval):
+        return logical - timer.period, logical
+    if isinstance(timer, Cron):
+        end = timer.prev_fire(logical + dt.timedelta(microseconds=1))
+        return timer.prev_fire(end), end
+    return logical, logical
+
+
+def _dates(ctx: DagdContext, dag: Any = None) -> tuple[dict[str, Any], str]:
     """The run's dates, and its run type: scheduled (a timer's), backfill or manual."""
     conf = ctx.conf if isinstance(ctx.conf, dict) else {}
     scheduled = all(isinstance(conf.get(k), str) for k in TIMER_KEYS)
@@ -151,7 +166,7 @@ def _dates(ctx: DagdContext) -> tuple[dict[str, Any], str]:
         start = to_pendulum(dt.datetime.fromisoformat(conf["data_interval_start"]))
         end = to_pendulum(dt.datetime.fromisoformat(conf["data_interval_end"]))
     else:
-        start = end = logical
+        start, end = map(to_pendulum, _manual_interval(logical, dag))
     run_type = ("backfill" if conf.get("backfill") is True else "scheduled") if scheduled \
         else "manual"
     return {"logical_date": logical, "data_interval_start": start,
@@ -166,7 +181,7 @@ def _params(ctx: DagdContext, task: Any, conf: dict[str, Any]) -> dict[str, Any]
 
 def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
     """The Airflow context of this attempt."""
-    dates, run_type = _dates(ctx)
+    dates, run_type = _dates(ctx, getattr(task, "dag", None))
     logical = dates["logical_date"]
     run_id = f"{run_type}__{logical.isoformat()}"
     ti = TaskInstance(ctx, task, run_id)
