@@ -54,6 +54,8 @@ def test_a_scheduled_runs_context() -> None:
     assert (ctx["next_ds"], ctx["next_ds_nodash"]) == (
         FIRE.strftime("%Y-%m-%d"), FIRE.strftime("%Y%m%d"))
     assert ctx["next_execution_date"] == FIRE
+    assert (ctx["prev_ds"], ctx["prev_execution_date"]) == (
+        "2024-02-29", datetime(2024, 2, 29, tzinfo=UTC))  # the schedule's fire before
 
 
 def test_a_manual_runs_context() -> None:
@@ -65,6 +67,7 @@ def test_a_manual_runs_context() -> None:
     assert (ctx["data_interval_start"], ctx["data_interval_end"]) == (
         datetime(2024, 5, 5, tzinfo=UTC), datetime(2024, 5, 6, tzinfo=UTC))
     assert ctx["logical_date"] == when and ctx["next_ds"] == "2024-05-06"
+    assert (ctx["prev_ds"], ctx["prev_ds_nodash"]) == ("2024-05-06", "20240506")
     assert ctx["dag_run"].conf == {"own": "from conf"}
     assert ctx["params"] == {"own": "from conf"}  # the conf overrides a task's param
 

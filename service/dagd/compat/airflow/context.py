@@ -157,6 +157,17 @@ def _manual_interval(logical: dt.datetime, dag: Any) -> tuple[dt.datetime, dt.da
     return logical, logical
 
 
+def _previous(logical: dt.datetime, dag: Any) -> dict[str, Any]:
+    """Airflow 2's prev_ds, prev_ds_nodash, prev_execution_date: the schedule's fire
+    before the logical date (None without a schedule)."""
+    timer = next(iter(timers_of(getattr(dag, "triggers", None) or [])), None)
+    prev = to_pendulum(timer.prev_fire(logical)) if timer is not None else None
+    return {"prev_execution_date": prev,
+            "prev_ds": prev.strftime("%Y-%m-%d") if prev else None,
+            "prev_ds_nodash": prev.strftime("%Y%m%d") if prev else None,
+            "prev_execution_date_success": None}
+
+
 def _dates(ctx: DagdContext, dag: Any = None) -> tuple[dict[str, Any], str]:
     """The run's dates, and its run type: scheduled (a timer's), backfill or manual."""
     conf = ctx.conf if isinstance(ctx.conf, dict) else {}
@@ -202,6 +213,7 @@ def build(ctx: DagdContext, task: Any) -> dict[str, Any]:
         "next_ds": dates["data_interval_end"].strftime("%Y-%m-%d"),
         "next_ds_nodash": dates["data_interval_end"].strftime("%Y%m%d"),
         "next_execution_date": dates["data_interval_end"],
+        **_previous(logical, getattr(task, "dag", None)),
         **dates,
         "execution_date": logical,
         "prev_data_interval_start_success": None,
