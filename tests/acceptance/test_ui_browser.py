@@ -106,6 +106,7 @@ with DAG("tails", description="Writes its log in two parts", tags=["demo"]):
         while not (HERE / "go").exists():  # the test says when to go on
             time.sleep(0.05)
         print("second part, written later", flush=True)
+        print('<img src=x onerror="window.dagdXss = 1"> shown as text', flush=True)
 
     slow_log()
 
@@ -397,6 +398,11 @@ def test_a_running_task_log_grows_on_the_page_without_a_reload(
     expect(page.locator("#log")).to_contain_text("second part, written later")
     expect(page.locator(".heading .badge")).to_have_text("success")
     expect(page.locator(".attempts tbody .badge")).to_have_text("success")  # re-read
+    # A log line with HTML in it reaches the page live as text, never as an element.
+    expect(page.locator("#log")).to_contain_text(
+        '<img src=x onerror="window.dagdXss = 1"> shown as text')
+    expect(page.locator("#log img")).to_have_count(0)
+    assert page.evaluate("window.dagdXss") is None
     text = page.locator("#log").text_content() or ""
     assert text.count("first part of the log") == 1, text
     assert page.evaluate("window.dagdMarker") == "no reload"
