@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import anyio
@@ -507,6 +508,22 @@ async def test_the_one_time_login_link_works_once(
             assert (await get(http, f"{s.base}/api/v1/dags"))[0] == 401
             status, _, _ = await get(http, f"{s.base}/login?token=made-up")
             assert status == 401
+
+
+@pytest.mark.parametrize("target", ["//evil.com", "https://evil.com", "/%5Cevil.com",
+                                    "/\\evil.com", "javascript:alert(1)"])
+async def test_the_one_time_login_link_never_redirects_off_the_site(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, target: str
+) -> None:
+    write_dag("greet.py", DAGS)
+    async with serve(start_engine) as s:
+        port = int(s.base.rsplit(":", 1)[1])
+        url = first_login_url(s.app, "127.0.0.1", port)
+        assert url is not None
+        async with s.browser() as http:
+            status, _, headers = await get(http, f"{url}&next={quote(target, safe='')}")
+            assert status == 303 and headers["Location"] == "/"
+            assert (await get(http, f"{s.base}/api/v1/dags"))[0] == 200  # logged in
 
 
 async def test_no_login_link_once_a_user_exists(site: Site) -> None:
