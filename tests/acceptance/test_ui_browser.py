@@ -7,6 +7,7 @@ errors; each test saves a screenshot in its tmp folder."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -525,3 +526,48 @@ def test_a_page_whose_session_ends_says_logged_out_and_stops_asking(
     assert [u for u in asked[count:] if "/api/v1/" in u] == [], asked[count:]
     watched.problems = [p for p in watched.problems if "status of 401" not in p]
     watched.check()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_newcomer_opens_the_printed_link_and_watches_ml_training(
+    dagd: Dagd, browser: Browser, tmp_path: Path
+) -> None:
+    """The first minutes the README promises: the shipped config and examples, no user
+    yet; the link the daemon prints logs the browser in, ml_training is triggered from
+    its form with conf and runs live, and its training log reads in the page."""
+    shutil.copytree(ROOT / "examples", dagd.dags_folder, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    dagd.config = ROOT / "config" / "dagd.toml"
+    daemon = dagd.start()
+    found = wait_until(lambda: re.search(r"log in at (http://\S+/login\?token=[\w-]+)",
+                                         daemon.log()), timeout=10, what="the login link")
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    watched = watch(page)
+    try:
+        page.goto(found[1])
+        expect(page).to_have_url(daemon.url("/"))
+        expect(page.locator(".dag-card[data-dag='ml_training']")).to_be_visible()
+        page.get_by_role("link", name="ml_training").click()
+        page.locator("summary", has_text="Trigger").click()
+        form = page.locator("form.trigger-form")
+        form.locator('input[name="min_improvement"]').fill("0.01")
+        form.get_by_role("button", name="Trigger run").click()
+        expect(form.locator(".form-result")).to_contain_text("queued")
+        for node in page.locator("svg[data-graph] g.node").all():
+            expect(node).to_have_attribute("data-state", re.compile("^(success|skipped)$"),
+                                           timeout=120_000)
+        run_id = int(page.locator("svg[data-graph]").get_attribute("data-run") or 0)
+        status, run = daemon.request("GET", f"/api/v1/runs/{run_id}")
+        assert status == 200 and run["state"] == "success", run
+        assert run["conf"]["min_improvement"] == 0.01
+        shot(page, tmp_path, "ml_training")
+        page.goto(daemon.url(f"/runs/{run_id}/tasks/train?map_index=0"))
+        expect(page.locator("#log")).to_contain_text("f1_macro")
+        shot(page, tmp_path, "ml_training-train")
+        watched.check()
+    finally:
+        context.close()
