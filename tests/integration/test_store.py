@@ -15,6 +15,7 @@ from dagd.errors import StateError
 from dagd.states import RunState, TaskState
 from dagd.store import Store
 from dagd.store.refusals import DETAILS, OTHER
+from dagd.store.store import MANY_ROWS
 
 pytestmark = pytest.mark.anyio
 
@@ -124,6 +125,71 @@ async def test_a_state_write_that_does_not_match_raises_and_rolls_back(
                            to=TaskState.QUEUED, try_number=0)
         await store.commit(good)
         assert (await store.get_ti(run_id, "t")).state == "queued"
+    finally:
+        await store.close()
+
+
+async def test_a_big_batch_writes_every_row_with_its_own_values(tmp_path: Path) -> None:
+    """A tick's many rows go many to a statement (inserts, and updates that share their
+    values but the id): each row still gets exactly its own values, and one stale row
+    among many refuses the whole batch."""
+    store = await Store.open(tmp_path / "dagd.db")
+    try:
+        tasks = MANY_ROWS * 2 + 7  # over a statement's worth of inserted rows
+        batch = store.batch()
+        run_id = batch.create_run(dag_id="d", run_type="manual", conf={})
+        batch.transition_run(run_id, RunState.QUEUED, RunState.RUNNING)
+        ids = [batch.create_ti(run_id=run_id, task_id=f"t{i}", max_tries=1 + i % 3)
+               for i in range(tasks)]
+        await store.commit(batch)
+        rows = {ti.task_id: ti for ti in await store.list_tis(run_id)}
+        assert len(rows) == tasks
+        assert [rows[f"t{i}"].max_tries for i in range(tasks)] == [1 + i % 3
+                                                                   for i in range(tasks)]
+
+        # Three groups of changes, and one task instance queued with a retry time.
+        first = store.batch()
+        first.now = 100.0
+        for i, ti_id in enumerate(ids):
+            first.transition_ti(run_id=run_id, ti_id=ti_id, frm=TaskState.SCHEDULED,
+                                to=TaskState.QUEUED if i % 3 else TaskState.SKIPPED,
+                                try_number=0)
+        await store.commit(first)
+        second = store.batch()
+        second.now = 200.0
+        started = [ti_id for i, ti_id in enumerate(ids) if i % 3 == 1]
+        for ti_id in started:
+            second.transition_ti(run_id=run_id, ti_id=ti_id, frm=TaskState.QUEUED,
+                                 to=TaskState.RUNNING, try_number=1)
+        attempts = [second.start_attempt(ti_id=ti_id, try_number=1, log_path=f"/l/{ti_id}")
+                    for ti_id in started]
+        await store.commit(second)
+
+        rows = {ti.id: ti for ti in await store.list_tis(run_id)}
+        for i, ti_id in enumerate(ids):
+            ti = rows[ti_id]
+            want = ("skipped", None, None) if i % 3 == 0 else \
+                ("running", 100.0, 200.0) if i % 3 == 1 else ("queued", 100.0, None)
+            assert (ti.state, ti.queued_at, ti.started_at) == want, (i, ti)
+        written = {a.ti_id: (a.id, a.log_path, a.state)
+                   for a in await store.running_attempts()}
+        assert written == {ti_id: (attempt_id, f"/l/{ti_id}", "running")
+                           for ti_id, attempt_id in zip(started, attempts, strict=True)}
+
+        # One of many ends is stale (that task instance is queued, not running).
+        stale = store.batch()
+        stale.now = 300.0
+        queued = next(ti_id for i, ti_id in enumerate(ids) if i % 3 == 2)
+        for ti_id in [*started[:20], queued]:
+            stale.transition_ti(run_id=run_id, ti_id=ti_id, frm=TaskState.RUNNING,
+                                to=TaskState.SUCCESS, try_number=1)
+        for attempt_id in attempts[:20]:
+            stale.finish_attempt(attempt_id, success=True, error=None)
+        with pytest.raises(StateError, match="transition_ti: 1 of 21 rows were not"):
+            await store.commit(stale)
+        after = {ti.id: ti for ti in await store.list_tis(run_id)}
+        assert after == rows  # nothing of it was written
+        assert len(await store.running_attempts()) == len(started)
     finally:
         await store.close()
 

@@ -57,6 +57,16 @@ UPDATE task_instance SET state = :to_state, try_number = :try_number,
     ended_at = :ended_at, updated_at = :at
 WHERE id = :id AND state = :from_state;
 
+-- name: transition_tis
+-- `transition_ti` for task instances that all make the same change at once (a tick's
+-- starts, its ends): their ids as a JSON array.
+UPDATE task_instance SET state = :to_state, try_number = :try_number,
+    next_attempt_at = :next_attempt_at,
+    queued_at = coalesce(queued_at, :queued_at),
+    started_at = coalesce(started_at, :started_at),
+    ended_at = :ended_at, updated_at = :at
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = :from_state;
+
 -- name: insert_history
 -- A transition the task instance's row cannot tell alone (see states.writes_history),
 -- and every run transition.
@@ -70,6 +80,11 @@ VALUES (:id, :ti_id, :try_number, 'running', :at, :log_path);
 -- name: finish_attempt
 UPDATE attempt SET state = :state, ended_at = :at, error = :error
 WHERE id = :id AND state = 'running';
+
+-- name: finish_attempts
+-- `finish_attempt` for attempts that all end alike at once: their ids as a JSON array.
+UPDATE attempt SET state = :state, ended_at = :at, error = :error
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'running';
 
 -- name: set_attempt_pid
 UPDATE attempt SET pid = :pid WHERE id = :id;
