@@ -123,3 +123,33 @@ async def test_max_active_runs_keeps_a_second_run_queued_until_the_first_ends(
     assert max(a.ended_at or 0.0 for a in first_attempts) <= min(
         a.started_at for a in second_attempts
     )
+
+
+ORDERED = """
+from dagd import DAG, task
+
+
+async def work():
+    return None
+
+
+with DAG("ordered", max_active_tasks=3):
+    start = task(task_id="start")(work)()
+    # Names whose alphabetical order is not the written one.
+    for name in ["zeta", "alpha", "t10", "t9", "mid", "b", "t100", "a2", "omega"]:
+        start >> task(task_id=name)(work)()
+"""
+
+
+async def test_ready_tasks_start_in_the_order_the_dag_file_writes_them(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine
+) -> None:
+    write_dag("ordered.py", ORDERED)
+    async with start_engine() as h:
+        run_id = await h.trigger("ordered")
+        assert await h.wait(run_id) == "success"
+        attempts = await all_attempts(h, run_id)
+        tis = {ti.id: name for name, ti in (await h.tis(run_id)).items()}
+    started = [tis[a.ti_id] for a in sorted(attempts, key=lambda a: a.id)]
+    assert started == ["start", "zeta", "alpha", "t10", "t9", "mid", "b", "t100", "a2",
+                       "omega"]

@@ -395,7 +395,13 @@ class Runs:
             run = self.active.get(run_id)
             if run is None:
                 continue
-            for task_id, new in plan(run.graph, States(run.tis), task_ids):
+            tis = run.tis
+            # In the order of the task instances' ids (the DAG's order): the ready queue
+            # then starts neighbours together, and a tick's writes touch a few pages of
+            # the table, not a page for each task instance.
+            ordered = sorted(task_ids, key=lambda t: tis[t].id) if len(task_ids) > 1 \
+                else task_ids
+            for task_id, new in plan(run.graph, States(tis), ordered):
                 ti = run.tis[task_id]
                 self.set_ti(batch, run, ti, new, propagate=False)
                 if new != TaskState.QUEUED:
