@@ -160,7 +160,7 @@ class Engine:
     def set_dags(self, dags: dict[str, DAG], paused: set[str]) -> None:
         if self.runs.dags:  # a reload: the helper modules the workers hold may be stale
             self.executor.recycle()
-        self.runs.dags = dict(dags)
+        self.runs.set_dags(dags)
         self.runs.paused = set(paused)
         settle_heap()
         self.wake()

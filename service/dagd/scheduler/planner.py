@@ -181,6 +181,13 @@ def evaluate(rule: str, upstream: Iterable[TaskState]) -> Decision:
     return decide(counts) if counts.total else Decision.READY
 
 
+# The members the planner's loop compares, looked up once: an enum's class attribute
+# goes through its metaclass at each lookup, and the loop runs once per candidate.
+_SCHEDULED, _QUEUED, _SUCCESS = TaskState.SCHEDULED, TaskState.QUEUED, TaskState.SUCCESS
+_SKIPPED, _UPSTREAM_FAILED = TaskState.SKIPPED, TaskState.UPSTREAM_FAILED
+_READY, _WAIT, _SKIP = Decision.READY, Decision.WAIT, Decision.SKIP
+
+
 def plan(
     graph: Graph, states: Mapping[str, TaskState], candidates: Iterable[str]
 ) -> list[tuple[str, TaskState]]:
@@ -190,22 +197,26 @@ def plan(
     """
     decided: dict[str, TaskState] = {}
     order: list[tuple[str, TaskState]] = []
+    rules, upstreams = graph.rules, graph.upstream
     work = deque(candidates)
     while work:
         tid = work.popleft()
-        if decided.get(tid, states[tid]) != TaskState.SCHEDULED:
+        if (decided.get(tid) or states[tid]) is not _SCHEDULED:
             continue
-        decision = evaluate(
-            graph.rules[tid], (decided.get(u, states[u]) for u in graph.upstream[tid])
-        )
-        if decision is Decision.WAIT:
-            continue
-        # (An Enum hashes in Python: a dict keyed by Decision costs more than this.)
-        new = (TaskState.QUEUED if decision is Decision.READY else TaskState.SKIPPED
-               if decision is Decision.SKIP else TaskState.UPSTREAM_FAILED)
+        rule, upstream = rules[tid], upstreams[tid]
+        if rule == "all_success" and all(
+                (decided.get(u) or states[u]) is _SUCCESS for u in upstream):
+            new = _QUEUED  # the common case, without counting
+        else:
+            decision = evaluate(rule, (decided.get(u) or states[u] for u in upstream))
+            if decision is _WAIT:
+                continue
+            # (An Enum hashes in Python: a dict keyed by Decision costs more than this.)
+            new = (_QUEUED if decision is _READY else _SKIPPED if decision is _SKIP
+                   else _UPSTREAM_FAILED)
         decided[tid] = new
         order.append((tid, new))
-        if new in TASK_TERMINAL:
+        if new is not _QUEUED:  # it ended (skipped or upstream failed): look downstream
             work.extend(graph.downstream[tid])
     return order
 

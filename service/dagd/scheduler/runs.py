@@ -184,6 +184,12 @@ class Runs:
         return dag.max_active_tasks or self.settings.default_max_active_tasks
 
     # -- verbs the steps and recovery share ------------------------------------------
+    def set_dags(self, dags: dict[str, DAG]) -> None:
+        """The DAGs just loaded, each with its graph built now rather than at its first
+        run (a 10,000-task DAG's takes about 20 ms)."""
+        self.dags = dict(dags)
+        self._graphs = {dag_id: (dag, Graph.from_dag(dag)) for dag_id, dag in self.dags.items()}
+
     def graph(self, dag: DAG) -> Graph:
         """The DAG's graph, built once per loaded DAG (a reload brings new DAG objects)."""
         cached = self._graphs.get(dag.dag_id)

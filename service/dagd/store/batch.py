@@ -46,6 +46,9 @@ ORDER = (
     "insert_history",
     "insert_notification",
 )
+# The members the hot path compares by identity, looked up once (an enum's class
+# attribute costs a lookup through its metaclass each time).
+_SCHEDULED, _QUEUED, _RUNNING = TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING
 # Compare-and-set statements: every row must match exactly one row in the table.
 CAS = frozenset({"transition_run", "transition_ti", "finish_attempt"})
 
@@ -224,7 +227,8 @@ class Batch:
     def ti_change(self, run_id: int, ti_id: int, frm: TaskState, to: TaskState,
                   try_number: int, next_attempt_at: float | None, reason: str | None) -> None:
         """`transition_ti` with its arguments in order: the scheduler's hot path."""
-        if (frm, to) not in ALLOWED_TASK:
+        pair = (frm, to)
+        if pair not in ALLOWED_TASK:
             (check_user_task if self._by_user else check_task)(frm, to)  # raises if not
         now = self.now
         value = to._value_
@@ -235,9 +239,9 @@ class Batch:
             row[state_key] = value
             row["try_number"] = try_number
             row["next_attempt_at"] = next_attempt_at
-            if to is TaskState.QUEUED:
+            if to is _QUEUED:
                 row["queued_at"] = row["queued_at"] or now
-            elif to is TaskState.RUNNING:
+            elif to is _RUNNING:
                 row["started_at"] = row["started_at"] or now
             row["ended_at"] = now if to in TASK_TRY_ENDED else None
         else:
@@ -247,8 +251,8 @@ class Batch:
                 "to_state": value,
                 "try_number": try_number,
                 "next_attempt_at": next_attempt_at,
-                "queued_at": now if to is TaskState.QUEUED else None,
-                "started_at": now if to is TaskState.RUNNING else None,
+                "queued_at": now if to is _QUEUED else None,
+                "started_at": now if to is _RUNNING else None,
                 "ended_at": now if to in TASK_TRY_ENDED else None,
                 "at": now,
             }
@@ -256,8 +260,8 @@ class Batch:
             self._ti_rows[ti_id] = (row, "to_state")
         # (A cleared instance queued again has tried before: its row's first queued
         # time is not this one, so a history row tells it.)
-        if (reason is not None or try_number > 1 or (frm, to) not in QUIET_TASK_TRANSITIONS
-                or (try_number and frm is TaskState.SCHEDULED)):
+        if (reason is not None or try_number > 1 or pair not in QUIET_TASK_TRANSITIONS
+                or (try_number and frm is _SCHEDULED)):
             self._history(run_id, ti_id, frm._value_, value, reason)
         self.transitions.append((run_id, ti_id, value, reason, None, None, try_number))
 
