@@ -47,6 +47,9 @@ ACT_TRIES = 5  # a person's action, read again at most this often while its run 
 # ignores its cancellation) is abandoned, recorded as interrupted.
 STOP_KILL = 0.75
 STOP_ABANDON = 0.25
+# Seconds at most between a worker taking an attempt and its pid written (see
+# `_record_pid`).
+PID_RECORD_DELAY = 0.05
 
 
 @dataclass
@@ -112,6 +115,7 @@ class Engine:
         self.changes = Changes()
         self._results: list[AttemptResult] = []
         self._pids: list[tuple[int, int]] = []
+        self._pid_timer: asyncio.TimerHandle | None = None
         self._workers: list[tuple[int, str]] = []  # (attempt id, Dask worker address)
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._in_loop: dict[int, asyncio.Task[None]] = {}  # attempt id -> its task
@@ -337,7 +341,7 @@ class Engine:
             self._in_loop[spec.attempt_id] = task
 
     async def _sleep(self) -> None:
-        if self._results or self.runs.pending or self._pids or self._workers or self._inbox:
+        if self._results or self.runs.pending or self._workers or self._inbox:
             return
         if self.runs.more_ready and not self._stopping:
             return
@@ -529,8 +533,13 @@ class Engine:
 
     # -- attempts ----------------------------------------------------------------------
     def _record_pid(self, spec: AttemptSpec, pid: int) -> None:
+        """The process an attempt runs in, for recovery to end what it leaves if the
+        daemon dies: written with the next tick, and at most PID_RECORD_DELAY seconds
+        later. A short task's pid goes with its end, not in a commit of its own."""
         self._pids.append((spec.attempt_id, pid))
-        self.wake()
+        if self._pid_timer is None:
+            self._pid_timer = asyncio.get_running_loop().call_later(
+                PID_RECORD_DELAY, self.wake)
 
     def _record_worker(self, attempt_id: int, worker: str) -> None:
         """An attempt runs on this Dask worker: recorded by the next tick."""
@@ -539,6 +548,9 @@ class Engine:
 
     def _record_places(self, batch: Batch) -> None:
         """A tick's step: where the attempts started since the last one run (pid, worker)."""
+        if self._pid_timer is not None:
+            self._pid_timer.cancel()
+            self._pid_timer = None
         for attempt_id, pid in self._pids:
             batch.set_attempt_pid(attempt_id, pid)
         for attempt_id, worker in self._workers:
