@@ -175,6 +175,7 @@ def graph(edges: list[tuple[str, str]], rules: dict[str, str] | None = None) -> 
         upstream={t: tuple(sorted(u for u, d in edges if d == t)) for t in ids},
         downstream={t: tuple(sorted(d for u, d in edges if u == t)) for t in ids},
         rules={t: rules.get(t, "all_success") for t in ids},
+        position={t: i for i, t in enumerate(ids)},
     )
 
 

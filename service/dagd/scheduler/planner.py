@@ -33,6 +33,9 @@ class Graph:
     upstream: Mapping[str, tuple[str, ...]]
     downstream: Mapping[str, tuple[str, ...]]
     rules: Mapping[str, str]
+    # Each task's place in the DAG (the order its file defines them, and its task
+    # instances' ids follow): what to start first among tasks ready together.
+    position: Mapping[str, int]
 
     @classmethod
     def from_dag(cls, dag: DAG) -> Graph:
@@ -40,6 +43,7 @@ class Graph:
             upstream={tid: tuple(sorted(t.upstream_ids)) for tid, t in dag.tasks.items()},
             downstream={tid: tuple(sorted(t.downstream_ids)) for tid, t in dag.tasks.items()},
             rules={tid: t.trigger_rule for tid, t in dag.tasks.items()},
+            position={tid: i for i, tid in enumerate(dag.tasks)},
         )
 
     @property

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 # tick while the loop runs the attempts of the one before and plans the next (two cores
 # at work, not one); more, smaller commits cost more than they save.
 DISPATCH_PER_TICK = 500
+_SCHEDULED = TaskState.SCHEDULED
+_NO_SKIP: set[str] = set()  # what a task's value skips, for nearly every task: never changed
 MAX_RETRY_AFTER = 3600.0
 
 
@@ -249,7 +251,9 @@ class Runs:
             elif run.open == 0:
                 self.finishing.add(run.id)
             elif propagate:
-                self.candidates[run.id].update(run.graph.downstream[ti.task_id])
+                downstream = run.graph.downstream[ti.task_id]
+                if downstream:
+                    self.candidates[run.id].update(downstream)
 
     def after_failure(self, batch: Batch, run: ActiveRun, ti: TI, result: AttemptResult) -> None:
         """A failed attempt: up for retry if the policy says so, else failed."""
@@ -326,12 +330,13 @@ class Runs:
                                  try_number=spec.try_number)
             return
         assert run is not None
-        skip: set[str] = set()
+        skip: set[str] = _NO_SKIP
         if result.ok:
             value = orjson.loads(result.xcom) if result.xcom is not None else None
-            skip, error = to_skip(spec.task, value)
-            if error is not None:
-                result = AttemptResult.failure(spec, error=error)
+            if getattr(spec.task, "mode", "normal") != "normal":  # a branch, a short-circuit
+                skip, error = to_skip(spec.task, value)
+                if error is not None:
+                    result = AttemptResult.failure(spec, error=error)
         batch.finish_attempt(spec.attempt_id, success=result.ok, error=result.error,
                              ti_id=spec.ti_id, run_id=spec.run_id, try_number=spec.try_number)
         if not result.ok:
@@ -349,7 +354,7 @@ class Runs:
         self.set_ti(batch, run, ti, TaskState.SUCCESS)
         if getattr(spec.task, "email", None):
             self._notify(batch, run, "task_success", ti)
-        for task_id in sorted(skip):
+        for task_id in sorted(skip) if skip else ():
             other = run.tis[task_id]
             if other.state == TaskState.SCHEDULED:
                 self.set_ti(batch, run, other, TaskState.SKIPPED,
@@ -390,8 +395,13 @@ class Runs:
         run = ActiveRun(row.id, dag, self.graph(dag), row.conf,
                         parse_date(row.logical_date), run_type=row.run_type)
         self.adopt(run, started_at=batch.now)
-        for task_id in dag.tasks:
-            self.add_ti(batch, run, task_id)
+        # `add_ti` for each task, unrolled: a run of a 10,000-task DAG makes them all.
+        create, tis, run_id = batch.create_ti, run.tis, run.id
+        for task_id, task in dag.tasks.items():
+            max_tries = task.max_tries  # computed, not stored: read once
+            tis[task_id] = TI(create(run_id=run_id, task_id=task_id, max_tries=max_tries),
+                              run_id, task_id, _SCHEDULED, 0, max_tries)
+        run.open += len(dag.tasks)
         self.reconsider(run, run.graph.roots)
         log.info("%s started", _ref(dag.dag_id, row.id), extra=_extra(dag.dag_id, row.id))
 
@@ -402,11 +412,11 @@ class Runs:
             if run is None:
                 continue
             tis = run.tis
-            # In the order of the task instances' ids (the DAG's order): the ready queue
-            # then starts neighbours together, and a tick's writes touch a few pages of
-            # the table, not a page for each task instance.
-            ordered = sorted(task_ids, key=lambda t: tis[t].id) if len(task_ids) > 1 \
-                else task_ids
+            # In the DAG's order (that of the task instances' ids): the ready queue then
+            # starts neighbours together, and a tick's writes touch a few pages of the
+            # table, not a page for each task instance.
+            ordered = sorted(task_ids, key=run.graph.position.__getitem__) \
+                if len(task_ids) > 1 else task_ids
             for task_id, new in plan(run.graph, States(tis), ordered):
                 ti = run.tis[task_id]
                 self.set_ti(batch, run, ti, new, propagate=False)
