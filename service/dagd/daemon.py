@@ -18,6 +18,7 @@ a crash report in the data directory, for the next start's recovery to read.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -113,6 +114,16 @@ def keep_last_good(old: DagBag | None, new: DagBag) -> DagBag:
     return new
 
 
+def _py_files(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each .py file below `folder`, by path: (modified time in ns, size)."""
+    found: dict[str, tuple[int, int]] = {}
+    for path in folder.rglob("*.py"):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            info = path.stat()
+            found[str(path)] = (info.st_mtime_ns, info.st_size)
+    return found
+
+
 class DagFolder:
     """The DAGs folder as the daemon sees it: loaded, merged with the last good versions,
     recorded in the store, handed to the engine and the triggers. Reloaded on change."""
@@ -127,6 +138,8 @@ class DagFolder:
         self.on_load: list[Callable[[], None]] = []  # told once new DAGs are handed over
         self._lock = anyio.Lock()
         self.stop_watching = anyio.Event()
+        # The DAG files as the last load found them (see `watch`).
+        self._seen: dict[str, tuple[int, int]] = {}
 
     def configure(self, settings: Settings) -> None:
         """Reloaded settings: the secrets to mask (SMTP, connections) at the next load."""
@@ -137,6 +150,7 @@ class DagFolder:
             # Plugins first: DAG files import what they offer. A broken one is reported
             # beside the DAG files' import errors.
             await anyio.to_thread.run_sync(plugins.load, self.settings.plugins_folder)
+            seen = await anyio.to_thread.run_sync(_py_files, self.settings.dags_folder)
             new = await anyio.to_thread.run_sync(load_folder, self.settings.dags_folder)
             new.errors.extend(plugins.errors)
             bag = keep_last_good(self.bag, new)
@@ -151,6 +165,7 @@ class DagFolder:
             for listener in self.on_load:
                 listener()
             self.bag = bag
+            self._seen = seen
             log.info("loaded %d DAG(s) from %s, %d import error(s)", len(bag.dags),
                      self.settings.dags_folder, len(bag.errors))
             return bag
@@ -159,15 +174,26 @@ class DagFolder:
         """Reload when a .py file in the folder is added, changed or deleted."""
         folder = self.settings.dags_folder
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-        # rust_timeout: the watcher thread cannot be cancelled, only left when it returns;
-        # with the default (5 s) a stop, even a forced one, would wait that long.
-        # Our own stop event: the watcher's thread sees it within `step` ms at shutdown,
-        # so no timeout needs to wake it while idle.
-        async for changes in awatch(folder, debounce=100, step=100, rust_timeout=60_000,
-                                    stop_event=self.stop_watching,
+        # Our own stop event: the watcher's thread sees it within `step` ms at shutdown.
+        # yield_on_timeout: the first yield, at the latest after rust_timeout, says the
+        # watch is armed; a file written between the last load and then made no event,
+        # so the folder is compared with what that load found. Later empty yields cost
+        # a wake-up a second.
+        armed = False
+        async for changes in awatch(folder, debounce=100, step=100, rust_timeout=1000,
+                                    yield_on_timeout=True, stop_event=self.stop_watching,
                                     watch_filter=lambda _change, path: path.endswith(".py")):
-            log.info("DAG files changed (%s): reloading",
-                     ", ".join(sorted(Path(p).name for _, p in changes)))
+            if not changes:
+                if armed:
+                    continue
+                armed = True
+                if await anyio.to_thread.run_sync(_py_files, folder) == self._seen:
+                    continue
+                log.info("DAG files changed while the watcher was starting: reloading")
+            else:
+                armed = True
+                log.info("DAG files changed (%s): reloading",
+                         ", ".join(sorted(Path(p).name for _, p in changes)))
             try:
                 await self.load()
             except Exception:
