@@ -11,7 +11,7 @@ import pytest
 
 from dagd.config import Settings
 from dagd.store.rows import AttemptRow
-from integration.harness import Harness, StartEngine
+from integration.harness import Harness, StartEngine, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -153,3 +153,39 @@ async def test_ready_tasks_start_in_the_order_the_dag_file_writes_them(
     started = [tis[a.ti_id] for a in sorted(attempts, key=lambda a: a.id)]
     assert started == ["start", "zeta", "alpha", "t10", "t9", "mid", "b", "t100", "a2",
                        "omega"]
+
+
+HELD = """
+import anyio
+from dagd import DAG, task
+
+started = []
+release = anyio.Event()
+
+
+async def held():
+    started.append(1)
+    await release.wait()
+
+
+with DAG("held", max_active_tasks=2_000):
+    for i in range(700):
+        task(task_id=f"t{i}")(held)()
+"""
+
+
+async def test_more_ready_tasks_than_a_tick_starts_all_start_while_none_ends(
+    write_dag: Callable[[str, str], Path], start_engine: StartEngine, settings: Settings
+) -> None:
+    """A tick starts 500 attempts at most; with room for more, the next tick follows at
+    once, not when something ends."""
+    write_dag("held.py", HELD)
+    async with start_engine(replace(settings, parallelism=2_000)) as h:
+        run_id = await h.trigger("held")
+        started = h.module_global("held", "started")
+        try:
+            await wait_until(lambda: len(started) == 700, deadline=20,
+                             what="all 700 attempts to be running")
+        finally:
+            h.module_global("held", "release").set()
+        assert await h.wait(run_id) == "success"

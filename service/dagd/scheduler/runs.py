@@ -505,12 +505,9 @@ class Runs:
         slots = self.settings.parallelism - self.running_total
         share = DISPATCH_PER_TICK
         free = min(slots, share)
-        self.more_ready = False
         for dag_id, queue in self.ready.items():
             if free <= 0:
-                # Capped by this tick's share, not by the limits: tick again at once.
-                self.more_ready = slots > share and any(self.ready.values())
-                return
+                break
             if not queue:
                 continue
             dag = self.dags.get(dag_id)
@@ -524,6 +521,8 @@ class Runs:
                 dispatch.append(self._start_attempt(batch, run, ti))
                 free -= 1
                 room -= 1
+        # Capped by this tick's share, not by the limits: tick again at once.
+        self.more_ready = free <= 0 and slots > share and any(self.ready.values())
 
     def _start_attempt(self, batch: Batch, run: ActiveRun, ti: TI) -> AttemptSpec:
         dag = run.dag
