@@ -9,16 +9,19 @@ after a branch usually wants `none_failed_min_one_success`); a short-circuit tas
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from dagd.authoring.tasks import BaseTask
 
+NOTHING: frozenset[str] = frozenset()  # what nearly every task's value skips
 
-def to_skip(task: BaseTask, value: Any) -> tuple[set[str], str | None]:
+
+def to_skip(task: BaseTask, value: Any) -> tuple[AbstractSet[str], str | None]:
     """(downstream task ids to skip, error) after `task` returned `value`."""
     mode = getattr(task, "mode", "normal")
-    if mode == "normal":  # nearly every task: nothing to decide
-        return set(), None
+    if mode == "normal":  # nearly every task: nothing to decide, nothing built
+        return NOTHING, None
     downstream = set(task.downstream_ids)
     if mode == "short_circuit":
         if value:

@@ -14,6 +14,7 @@ import heapq
 import logging
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from dagd.errors import SKIP_TASK, DagdError
 from dagd.executors.base import XCOM_OPTIONS, AttemptResult, AttemptSpec
 from dagd.executors.logs import attempt_log_path
 from dagd.retry import INFRASTRUCTURE_REASONS
-from dagd.scheduler.flow import to_skip
+from dagd.scheduler.flow import NOTHING, to_skip
 from dagd.scheduler.model import TI, ActiveRun, States, parse_date
 from dagd.scheduler.planner import Graph, plan, run_outcome
 from dagd.states import TASK_FAILED, TASK_TERMINAL, RunState, TaskState
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 # tick while the loop runs the attempts of the one before and plans the next (two cores
 # at work, not one); more, smaller commits cost more than they save.
 DISPATCH_PER_TICK = 500
-_SCHEDULED = TaskState.SCHEDULED
-_NO_SKIP: set[str] = set()  # what a task's value skips, for nearly every task: never changed
 MAX_RETRY_AFTER = 3600.0
 
 
@@ -330,13 +329,12 @@ class Runs:
                                  try_number=spec.try_number)
             return
         assert run is not None
-        skip: set[str] = _NO_SKIP
+        skip: AbstractSet[str] = NOTHING
         if result.ok:
             value = orjson.loads(result.xcom) if result.xcom is not None else None
-            if getattr(spec.task, "mode", "normal") != "normal":  # a branch, a short-circuit
-                skip, error = to_skip(spec.task, value)
-                if error is not None:
-                    result = AttemptResult.failure(spec, error=error)
+            skip, error = to_skip(spec.task, value)
+            if error is not None:
+                result = AttemptResult.failure(spec, error=error)
         batch.finish_attempt(spec.attempt_id, success=result.ok, error=result.error,
                              ti_id=spec.ti_id, run_id=spec.run_id, try_number=spec.try_number)
         if not result.ok:
@@ -354,7 +352,7 @@ class Runs:
         self.set_ti(batch, run, ti, TaskState.SUCCESS)
         if getattr(spec.task, "email", None):
             self._notify(batch, run, "task_success", ti)
-        for task_id in sorted(skip) if skip else ():
+        for task_id in sorted(skip):
             other = run.tis[task_id]
             if other.state == TaskState.SCHEDULED:
                 self.set_ti(batch, run, other, TaskState.SKIPPED,
@@ -395,13 +393,8 @@ class Runs:
         run = ActiveRun(row.id, dag, self.graph(dag), row.conf,
                         parse_date(row.logical_date), run_type=row.run_type)
         self.adopt(run, started_at=batch.now)
-        # `add_ti` for each task, unrolled: a run of a 10,000-task DAG makes them all.
-        create, tis, run_id = batch.create_ti, run.tis, run.id
-        for task_id, task in dag.tasks.items():
-            max_tries = task.max_tries  # computed, not stored: read once
-            tis[task_id] = TI(create(run_id=run_id, task_id=task_id, max_tries=max_tries),
-                              run_id, task_id, _SCHEDULED, 0, max_tries)
-        run.open += len(dag.tasks)
+        for task_id in dag.tasks:
+            self.add_ti(batch, run, task_id)
         self.reconsider(run, run.graph.roots)
         log.info("%s started", _ref(dag.dag_id, row.id), extra=_extra(dag.dag_id, row.id))
 
@@ -418,7 +411,7 @@ class Runs:
             ordered = sorted(task_ids, key=run.graph.position.__getitem__) \
                 if len(task_ids) > 1 else task_ids
             for task_id, new in plan(run.graph, States(tis), ordered):
-                ti = run.tis[task_id]
+                ti = tis[task_id]
                 self.set_ti(batch, run, ti, new, propagate=False)
                 if new != TaskState.QUEUED:
                     continue
