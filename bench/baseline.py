@@ -13,12 +13,15 @@ logs, no DAG objects: the figure is the floor, not a competitor.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from dagd.store.store import size_wal
 
 # The engine's DISPATCH_PER_TICK: attempts started per tick at most.
 PER_TICK = 500
@@ -47,7 +50,14 @@ async def noop() -> None:
 
 async def fan_out(path: Path, tasks: int, *, parallelism: int, synchronous: str) -> float:
     """Seconds to record and run a root task and then `tasks` tasks downstream of it."""
+    # The engine's store grows the write-ahead log to its working size as it opens
+    # (`size_wal`): the same here, on a connection that stays open until this one
+    # is, as SQLite deletes the log when the last connection closes.
+    sizer = sqlite3.connect(path, isolation_level=None)
+    sizer.execute("PRAGMA journal_mode = WAL")
+    size_wal(sizer, path, synchronous)
     db = await aiosqlite.connect(path, isolation_level=None)
+    sizer.close()
     try:
         await db.execute("PRAGMA journal_mode = WAL")
         await db.execute(f"PRAGMA synchronous = {synchronous.upper()}")

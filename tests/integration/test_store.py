@@ -319,3 +319,65 @@ async def test_refusals_of_many_kinds_in_a_minute_keep_a_few_details_apart(
         assert [r.detail for r in rows if r.count > 100] == [OTHER]
     finally:
         await store.close()
+
+
+def wal_of(path: Path) -> Path:
+    return Path(f"{path}-wal")
+
+
+def copy_as_a_crash_leaves_it(path: Path, to: Path) -> None:
+    """The database and its write-ahead log as they are on disk now, while open."""
+    to.parent.mkdir(parents=True, exist_ok=True)
+    to.write_bytes(path.read_bytes())
+    wal_of(to).write_bytes(wal_of(path).read_bytes())
+
+
+async def test_the_write_ahead_log_is_at_its_working_size_from_the_first_commit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dagd.db"
+    store = await Store.open(path)
+    try:
+        db = sqlite3.connect(path)
+        pages, page_size = (db.execute(f"PRAGMA {p}").fetchone()[0]
+                            for p in ("wal_autocheckpoint", "page_size"))
+        db.close()
+        grown = wal_of(path).stat().st_size
+        assert grown >= pages * page_size
+        # A commit is written over the log's head: the file does not lengthen.
+        batch = store.batch()
+        run_id = batch.create_run(dag_id="d", run_type="manual", conf={"k": 1})
+        await store.commit(batch)
+        assert wal_of(path).stat().st_size == grown
+        # And it is in the log, durable: a copy taken now, as a crash leaves the
+        # files, holds it.
+        copy_as_a_crash_leaves_it(path, tmp_path / "crash" / "dagd.db")
+    finally:
+        await store.close()
+    copy = await Store.open(tmp_path / "crash" / "dagd.db")
+    try:
+        assert (await copy.get_run(run_id)).conf == {"k": 1}
+    finally:
+        await copy.close()
+
+
+async def test_growing_the_log_keeps_the_commits_a_crash_left_in_it(tmp_path: Path) -> None:
+    path = tmp_path / "dagd.db"
+    await (await Store.open(path)).close()  # the schema, checkpointed; the log deleted
+    version, objects = await anyio.to_thread.run_sync(schema, path)
+    # A commit left in a short log, as by a process killed before its checkpoint.
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("INSERT INTO import_error (file, line, message, traceback, created_at) "
+               "VALUES ('a.py', 3, 'left in the log', '', 1.0)")
+    assert wal_of(path).stat().st_size < 100_000
+    copy_as_a_crash_leaves_it(path, tmp_path / "crash" / "dagd.db")
+    db.close()
+    crashed = tmp_path / "crash" / "dagd.db"
+    store = await Store.open(crashed)
+    try:
+        assert wal_of(crashed).stat().st_size > 100_000
+        assert [e.message for e in await store.list_import_errors()] == ["left in the log"]
+    finally:
+        await store.close()
+    assert await anyio.to_thread.run_sync(schema, crashed) == (version, objects)
