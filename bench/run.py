@@ -75,7 +75,8 @@ async def timed_runs(settings: Settings, dags: dict[str, DAG], dag_id: str,
                      repeats: int) -> list[float]:
     """Seconds from trigger to the run committed as success, for each repeat, on one
     engine as `Engine(store, settings)` builds it (its default executor)."""
-    store = await Store.open(settings.db_path, synchronous=settings.synchronous)
+    store = await Store.open(settings.db_path, synchronous=settings.synchronous,
+                             sized_wal=True)  # as the daemon opens it
     engine = Engine(store, settings)
     engine.set_dags(dags, set())
     await engine.boot()

@@ -261,7 +261,8 @@ class Daemon:
     async def _run(self, lock: DataDirLock, on_ready: Callable[[Daemon], None] | None) -> None:
         settings = self.settings
         _keep_private(settings.data_dir)
-        store = await Store.open(settings.db_path, synchronous=settings.synchronous)
+        store = await Store.open(settings.db_path, synchronous=settings.synchronous,
+                                 sized_wal=True)
         reader: Store | None = None
         callbacks_reader: Store | None = None
         runner: web.AppRunner | None = None

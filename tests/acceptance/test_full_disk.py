@@ -101,3 +101,29 @@ async def t():
 with DAG("one"):
     t()
 """
+
+
+def test_on_a_disk_short_of_room_the_log_is_not_grown(small_disk: Path) -> None:
+    """The daemon grows its write-ahead log as it opens the store (a saving in sync
+    time), but not on a disk with little room: those megabytes are left to commits."""
+    import anyio
+
+    from dagd.store import Store
+    from dagd.store.store import SIZE_WAL_MIN_FREE
+
+    path = small_disk / "dagd.db"
+    assert 8 * 1024 * 1024 < SIZE_WAL_MIN_FREE
+
+    async def open_write_close() -> int:
+        store = await Store.open(path, sized_wal=True)
+        try:
+            batch = store.batch()
+            run_id = batch.create_run(dag_id="d", run_type="manual", conf={})
+            await store.commit(batch)
+            size = (await anyio.Path(f"{path}-wal").stat()).st_size
+            assert (await store.get_run(run_id)).dag_id == "d"
+        finally:
+            await store.close()
+        return size
+
+    assert anyio.run(open_write_close) < 1024 * 1024

@@ -336,7 +336,7 @@ async def test_the_write_ahead_log_is_at_its_working_size_from_the_first_commit(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "dagd.db"
-    store = await Store.open(path)
+    store = await Store.open(path, sized_wal=True)
     try:
         db = sqlite3.connect(path)
         pages, page_size = (db.execute(f"PRAGMA {p}").fetchone()[0]
@@ -354,7 +354,7 @@ async def test_the_write_ahead_log_is_at_its_working_size_from_the_first_commit(
         copy_as_a_crash_leaves_it(path, tmp_path / "crash" / "dagd.db")
     finally:
         await store.close()
-    copy = await Store.open(tmp_path / "crash" / "dagd.db")
+    copy = await Store.open(tmp_path / "crash" / "dagd.db", sized_wal=True)
     try:
         assert (await copy.get_run(run_id)).conf == {"k": 1}
     finally:
@@ -374,7 +374,7 @@ async def test_growing_the_log_keeps_the_commits_a_crash_left_in_it(tmp_path: Pa
     copy_as_a_crash_leaves_it(path, tmp_path / "crash" / "dagd.db")
     db.close()
     crashed = tmp_path / "crash" / "dagd.db"
-    store = await Store.open(crashed)
+    store = await Store.open(crashed, sized_wal=True)
     try:
         assert wal_of(crashed).stat().st_size > 100_000
         assert [e.message for e in await store.list_import_errors()] == ["left in the log"]

@@ -82,8 +82,12 @@ class Store:
     # -- lifecycle -------------------------------------------------------------------
     @classmethod
     async def open(
-        cls, path: Path, *, synchronous: str = "full", readonly: bool = False
+        cls, path: Path, *, synchronous: str = "full", readonly: bool = False,
+        sized_wal: bool = False,
     ) -> Store:
+        """The store at `path`. `sized_wal`: for a process that goes on committing (the
+        daemon, `dagd test`), grow the write-ahead log to its working size first (see
+        `size_wal`); a one-off command's few commits do not need it."""
         if readonly:
             if not await anyio.Path(path).exists():
                 raise NotFound(f"no database at {path}: start the daemon with `dagd run` first")
@@ -104,7 +108,8 @@ class Store:
         await conn.execute("PRAGMA busy_timeout = 5000")
         store = cls(conn, path, writer=writer)
         await store._run(_migrate, writer, path)
-        await store._run(size_wal, writer, path, synchronous)
+        if sized_wal:
+            await store._run(size_wal, writer, path, synchronous)
         row = await store._run(_fetchone, writer, Q.max_ids)
         store.ids = IdCounter({name: row[name] for name in ("run", "ti", "attempt", "event")})
         return store
@@ -457,6 +462,11 @@ def _open_writer(path: Path, synchronous: str) -> sqlite3.Connection:
     return db
 
 
+# The log is not grown on a disk with less than this free: its megabytes are better
+# left to the commits (and a disk that fills must show as full, not be hidden by them).
+SIZE_WAL_MIN_FREE = 256 * 1024 * 1024
+
+
 def size_wal(db: sqlite3.Connection, path: Path, synchronous: str) -> None:
     """Grow a short write-ahead log to the size it works at (the autocheckpoint's
     pages), so that commits overwrite blocks the file already has. A commit that also
@@ -465,12 +475,16 @@ def size_wal(db: sqlite3.Connection, path: Path, synchronous: str) -> None:
     megabytes after each start (SQLite deletes the log when the last connection closes)
     are the slow kind. The log is grown with commits that change nothing (the schema
     version set to itself, one page each, unsynced: nothing in them needs to survive)
-    and then checkpointed, so the next commit starts over at its head."""
+    and then checkpointed, so the next commit starts over at its head. It is a saving,
+    not a need: on a disk short of room, or if a write fails, the log stays as it is."""
     pages = db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     page_size = db.execute("PRAGMA page_size").fetchone()[0]
     wal = Path(f"{path}-wal")
     have = wal.stat().st_size if wal.exists() else 0
     if pages <= 0 or have >= pages * page_size:
+        return
+    disk = os.statvfs(path.parent)
+    if disk.f_bavail * disk.f_frsize < SIZE_WAL_MIN_FREE:
         return
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     # Unsynced and not checkpointed on their own: a checkpoint in between would copy
@@ -482,6 +496,9 @@ def size_wal(db: sqlite3.Connection, path: Path, synchronous: str) -> None:
             db.execute("BEGIN IMMEDIATE")
             db.execute(f"PRAGMA user_version = {version}")
             db.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        _rollback(db)
+        log.warning("the write-ahead log of %s stays at %d bytes: %s", path, have, exc)
     finally:
         db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         db.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
