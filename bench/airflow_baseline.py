@@ -2,8 +2,8 @@
 dagd's Airflow figure runs (bench/sync_tasks.py's AIRFLOW_DAGS, the same text), run by a
 real Airflow with `airflow dags test`, in the same `make bench`.
 
-Owns: building, once, an isolated venv under bench/.cache/airflow-venv with
-apache-airflow from PyPI (AIRFLOW_VERSION; a stamp file says it is complete), an Airflow
+Owns: an isolated venv under bench/.cache/airflow-venv with apache-airflow from PyPI
+(AIRFLOW_VERSION, built once by bench/venvs.py), an Airflow
 SQLite metadata database in a temporary AIRFLOW_HOME (`airflow db migrate`), and the
 timings: the whole command, as a user waits for it, and the run inside it (from the
 dag run created to it finished, read from Airflow's own log). When the venv cannot be
@@ -13,71 +13,40 @@ it.
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import venvs
 from sync_tasks import AIRFLOW_DAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW_VERSION = "2.10.5"  # the last Airflow 2; installs on Python 3.11 from PyPI alone
-VENV = ROOT / "bench" / ".cache" / "airflow-venv"
-STAMP = VENV / "dagd-bench-airflow.txt"
+VENV = venvs.CACHE / "airflow-venv"
 DAG_ID = "airflow_fan_out_200"
-BUILD_TIMEOUT = 1800.0  # seconds for pip to install Airflow and its ~150 dependencies
 RUN_TIMEOUT = 600.0
 _LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d{4})\]")
 
 
-def _tail(text: str, lines: int = 3) -> str:
-    """What went wrong, short: pip's or Airflow's ERROR lines, else the last lines."""
-    found = [line.strip() for line in text.splitlines() if line.startswith("ERROR")]
-    shown = " / ".join(found or [line.strip() for line in text.strip().splitlines()[-lines:]])
-    return shown if len(shown) <= 300 else shown[:299] + "…"
-
-
 def ensure_venv() -> tuple[Path | None, str]:
     """The venv's `airflow`, built on first use; (None, why) when it cannot be."""
-    airflow = VENV / "bin" / "airflow"
-    if airflow.exists() and STAMP.exists() and STAMP.read_text().strip() == AIRFLOW_VERSION:
-        return airflow, ""
-    print(f"building {VENV} with apache-airflow=={AIRFLOW_VERSION} (once; a few minutes)",
-          flush=True)
-    steps = ([sys.executable, "-m", "venv", "--clear", str(VENV)],
-             [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",
-              "--disable-pip-version-check", f"apache-airflow=={AIRFLOW_VERSION}"])
-    for step in steps:
-        try:
-            done = subprocess.run(step, capture_output=True, text=True, check=False,
-                                  timeout=BUILD_TIMEOUT)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, f"{' '.join(step[:3])}: {exc}"
-        if done.returncode != 0:
-            return None, f"{' '.join(step[:3])} failed: {_tail(done.stderr or done.stdout)}"
-    if not airflow.exists():
-        return None, "pip installed apache-airflow but no bin/airflow appeared"
-    STAMP.write_text(AIRFLOW_VERSION + "\n")
-    return airflow, ""
+    return venvs.ensure(VENV.name, [f"apache-airflow=={AIRFLOW_VERSION}"], "airflow")
 
 
 def _env(home: Path) -> dict[str, str]:
     """Airflow's environment: its own venv first, none of dagd's Python paths."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV") and
-           not k.startswith(("AIRFLOW", "DAGD_"))}
-    return {**env, "PATH": f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-            "VIRTUAL_ENV": str(VENV), "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}  # the run's times come from its log
+    return venvs.env(VENV, ("AIRFLOW", "DAGD_"), **{
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # the run's times come from its log
+    })
 
 
 def run_seconds(log: str) -> float | None:
@@ -120,7 +89,7 @@ def _measure(airflow: Path, repeats: int) -> dict[str, Any]:
         (home / "dags" / "airflow_noop.py").write_text(AIRFLOW_DAGS)
         _, done = _command(airflow, home, "db", "migrate")
         if done.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed: {_tail(done.stderr)}")
+            raise RuntimeError(f"airflow db migrate failed: {venvs.tail(done.stderr)}")
         walls: list[float] = []
         runs: list[float] = []
         for i in range(repeats):  # a new logical date each time: a new dag run
@@ -129,7 +98,7 @@ def _measure(airflow: Path, repeats: int) -> dict[str, Any]:
             log = done.stdout + done.stderr
             inside = run_seconds(log)
             if done.returncode != 0 or "state=success" not in log or inside is None:
-                raise RuntimeError(f"airflow dags test did not succeed: {_tail(log)}")
+                raise RuntimeError(f"airflow dags test did not succeed: {venvs.tail(log)}")
             walls.append(wall)
             runs.append(inside)
     tasks = 201  # the root and its 200

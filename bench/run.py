@@ -5,7 +5,8 @@ real engine, store and executor: in-loop async no-op tasks, and plain `def` no-o
 with the default isolation (bench/sync_tasks.py). Beside the async fan-outs, the same
 work done with no engine on bare asyncio + aiosqlite (bench/baseline.py), measured in
 the same run, and the engine's ratio to it; beside the Airflow DAG file's fan-out, a
-real Airflow's `airflow dags test` of the same file (bench/airflow_baseline.py). Not a
+real Airflow's `airflow dags test` of the same file (bench/airflow_baseline.py); beside
+the `def` fan-out, the same fan-out on Luigi, Prefect and Dagster (bench/anchors.py). Not a
 test: prints tables and writes bench/results/latest.json, and bench/results/latest.md:
 the tables in the form the README's Performance section shows them.
 Usage: python bench/run.py [--quick] [--only]
@@ -37,6 +38,7 @@ from dagd.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import airflow_baseline
+import anchors
 import baseline
 import dask_tasks
 import sync_tasks
@@ -193,6 +195,7 @@ def main() -> None:
     if args.only in (None, "sync"):
         results["sync"] = sync_tasks.sync_figures(args.quick, timed_runs)
         results["airflow"] = airflow_baseline.airflow_figures(args.quick)
+        results["anchors"] = anchors.anchor_figures(args.quick)
         results["idle"] = sync_tasks.idle_daemon_rss()
         sync_table(results)
     if args.only in (None, "triggers"):
@@ -218,6 +221,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += engine_markdown(results)
     if "sync" in results:
         lines += sync_markdown(results)
+        lines += anchors.anchors_markdown(results.get("anchors", {}),
+                                          results["sync"]["fan_out_200"]["median_s"])
     t = results.get("triggers")
     if t:
         lines += triggers_markdown(t)
@@ -419,6 +424,12 @@ def sync_table(results: dict[str, Any]) -> None:
                       f"{f['tasks_per_s']:,.0f} tasks/s")
     console.print(table)
     airflow_line(s, results.get("airflow"))
+    mine = s["fan_out_200"]["median_s"]
+    for name, a in results.get("anchors", {}).items():
+        console.print(f"{name}: skipped ({a['skipped']})" if "skipped" in a else
+                      f"{name} {a['version']} ({a['how']}), the same fan-out: "
+                      f"{a['median_s'] * 1000:.1f} ms, {a['tasks_per_s']:,.0f} tasks/s "
+                      f"(dagd {a['median_s'] / mine:.1f}x faster)")
     f = s["fan_out_200"]
     console.print(f"workers at the peak of the 200 fan-out ({f['peak_workers']:.0f} at most): "
                   f"{f['peak_workers_rss_mb']:.1f} MB summed RSS, {f['peak_workers_pss_mb']:.1f}"

@@ -1,6 +1,6 @@
-"""make bench's Airflow baseline, without Airflow: the run's time read from the log of
-`airflow dags test`, and a venv that cannot be built skips the figure instead of
-failing the bench."""
+"""make bench's Airflow baseline and anchors, without installing them: the run's time
+read from the log of `airflow dags test`, and a venv that cannot be built skips the
+figure instead of failing the bench."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import airflow_baseline
+import anchors
+import venvs
 
 LOG = """\
 [2026-12-02T04:31:43.450+0000] {plugins.py:37} INFO - setup plugin alembic
@@ -30,13 +32,25 @@ def test_the_run_is_timed_from_its_creation_to_its_end_in_airflows_log() -> None
 def test_a_venv_that_cannot_be_built_skips_the_figure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(airflow_baseline, "VENV", tmp_path / "venv")
-    monkeypatch.setattr(airflow_baseline, "STAMP", tmp_path / "venv" / "stamp.txt")
-
-    def refuse(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(command, 1, "", "noise\nERROR: no network\n")
-
-    monkeypatch.setattr(airflow_baseline.subprocess, "run", refuse)
+    monkeypatch.setattr(venvs, "CACHE", tmp_path)
+    monkeypatch.setattr(venvs.subprocess, "run", refuse)
     found = airflow_baseline.airflow_figures(quick=True)
     assert list(found) == ["skipped"]
     assert "failed: ERROR: no network" in found["skipped"]
+
+
+def refuse(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(command, 1, "", "noise\nERROR: no network\n")
+
+
+def test_an_anchor_that_cannot_be_installed_is_skipped_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(venvs, "CACHE", tmp_path)
+    monkeypatch.setattr(venvs.subprocess, "run", refuse)
+    found = anchors.anchor_figures(quick=True)
+    assert sorted(found) == ["Dagster", "Luigi", "Prefect"]
+    assert all("failed: ERROR: no network" in f["skipped"] for f in found.values())
+    table = anchors.anchors_markdown(found, 0.05)
+    assert "| dagd, `def` tasks on the warm worker pool | 50 ms | 4,020 | |" in table
+    assert sum("not measured: " in line for line in table) == 3
