@@ -29,25 +29,26 @@ def test_the_run_is_timed_from_its_creation_to_its_end_in_airflows_log() -> None
     assert airflow_baseline.run_seconds("no timestamps here") is None
 
 
-def test_a_venv_that_cannot_be_built_skips_the_figure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def no_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty venv cache, and pip refused as with no network."""
+
+    def refuse(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(command, 1, "", "noise\nERROR: no network\n")
+
     monkeypatch.setattr(venvs, "CACHE", tmp_path)
     monkeypatch.setattr(venvs.subprocess, "run", refuse)
+
+
+@pytest.mark.usefixtures("no_pip")
+def test_a_venv_that_cannot_be_built_skips_the_figure() -> None:
     found = airflow_baseline.airflow_figures(quick=True)
     assert list(found) == ["skipped"]
     assert "failed: ERROR: no network" in found["skipped"]
 
 
-def refuse(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.CompletedProcess(command, 1, "", "noise\nERROR: no network\n")
-
-
-def test_an_anchor_that_cannot_be_installed_is_skipped_saying_why(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(venvs, "CACHE", tmp_path)
-    monkeypatch.setattr(venvs.subprocess, "run", refuse)
+@pytest.mark.usefixtures("no_pip")
+def test_an_anchor_that_cannot_be_installed_is_skipped_saying_why() -> None:
     found = anchors.anchor_figures(quick=True)
     assert sorted(found) == ["Dagster", "Luigi", "Prefect"]
     assert all("failed: ERROR: no network" in f["skipped"] for f in found.values())

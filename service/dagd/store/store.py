@@ -87,7 +87,7 @@ class Store:
         sized_wal: bool = False,
     ) -> Store:
         """The store at `path`. `sized_wal`: for a process that goes on committing (the
-        daemon, `dagd test`), grow the write-ahead log to its working size first (see
+        daemon), grow the write-ahead log to its working size first (see
         `size_wal`); a one-off command's few commits do not need it."""
         if readonly:
             if not await anyio.Path(path).exists():
@@ -499,7 +499,7 @@ def size_wal(db: sqlite3.Connection, path: Path, synchronous: str) -> None:
             db.execute("COMMIT")
     except sqlite3.OperationalError as exc:
         _rollback(db)
-        log.warning("the write-ahead log of %s stays at %d bytes: %s", path, have, exc)
+        log.warning("the write-ahead log of %s is not grown further: %s", path, exc)
     finally:
         db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         db.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
